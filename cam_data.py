@@ -1,0 +1,157 @@
+"""Datasets through tensorflow-datasets, with a clear message when a download cannot happen.
+
+Examples come out as `(image, one_hot_label)` with the image resized to a square of
+IMAGE_SIZE and left in RGB [0, 255]: the models preprocess inside themselves.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from cam_config import CamError
+
+# tfds labels imagenette with WordNet ids; the seed post names them like this.
+IMAGENETTE_NAMES = {
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+# Archives tfds fetches, by dataset, for users who download them by hand.
+MANUAL_ARCHIVES = {
+    "imagenette/320px": ("imagenette-320.tgz", 341_289_752),
+    "imagenette/320px-v2": ("imagenette2-320.tgz", 341_663_724),
+}
+PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
+
+
+def get_builder(name: str, data_dir: str = "") -> tfds.core.DatasetBuilder:
+    """The tfds builder for `name` ("imagenette/320px", "cam_shapes", ...)."""
+    import cam_shapes  # noqa: F401  (registers the project's own dataset with tfds)
+
+    try:
+        return tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise CamError(f"unknown dataset {name!r}: use a tfds name such as "
+                       "'imagenette/320px' or the demo's 'cam_shapes'") from None
+
+
+def class_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+    """Human-readable label names; imagenette's WordNet ids become the seed's names."""
+    names = builder.info.features["label"].names
+    return [IMAGENETTE_NAMES.get(name, name) for name in names]
+
+
+def host_reachable(host: str, port: int = 443, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True when a TCP connection to host:port opens within `timeout` seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def data_root(data_dir: str = "") -> Path:
+    """The tfds data folder: DATA_DIR, else tfds' default (~/tensorflow_datasets)."""
+    return Path(data_dir or tfds.core.constants.DATA_DIR).expanduser()
+
+
+def offline_message(builder: tfds.core.DatasetBuilder, data_dir: str, reason: str) -> str:
+    """How to supply a dataset by hand when tfds cannot download it."""
+    name = builder.info.full_name.rsplit("/", 1)[0]
+    if name in MANUAL_ARCHIVES:
+        archive = "{} ({:,} bytes)".format(*MANUAL_ARCHIVES[name])
+    else:
+        archive = "the archive named in the tfds catalog"
+    manual_dir = data_root(data_dir) / "downloads" / "manual"
+    return (f"could not download dataset {name} ({reason}). Either put {archive} into "
+            f"{manual_dir}/ and run again, or copy the folder that `tfds build {name}` "
+            f"makes on a machine with network into {data_root(data_dir)}/ "
+            "(DATA_DIR chooses another root).")
+
+
+def prepare(builder: tfds.core.DatasetBuilder, data_dir: str = "") -> None:
+    """Downloads and prepares the dataset if needed, failing fast and clearly offline.
+
+    tfds retries a dead connection for minutes, so the download hosts are probed first,
+    unless the archive is already in the manual folder, where tfds looks before fetching.
+    """
+    if builder.is_prepared():
+        return
+    name = builder.info.full_name.rsplit("/", 1)[0]
+    manual_dir = data_root(data_dir) / "downloads" / "manual"
+    if not (name in MANUAL_ARCHIVES and (manual_dir / MANUAL_ARCHIVES[name][0]).exists()):
+        hosts = sorted({urlparse(url).hostname for url in (builder.url_infos or {})} - {None})
+        dead = [host for host in hosts if not host_reachable(host)]
+        if dead:
+            raise CamError(offline_message(builder, data_dir, f"{', '.join(dead)} unreachable"))
+    try:
+        builder.download_and_prepare()
+    except OSError as error:  # requests' ConnectionError is an OSError
+        raise CamError(offline_message(builder, data_dir, type(error).__name__)) from None
+
+
+def load_split(builder: tfds.core.DatasetBuilder, split: str, data_dir: str = "",
+               shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """The split's examples as dicts; file order shuffled only when a seed is given.
+
+    `split` is a tfds split name, optionally sliced ("train[:10%]").
+    """
+    prepare(builder, data_dir)
+    known = list(builder.info.splits.keys())
+    if known and split.split("[")[0] not in known:
+        raise CamError(f"dataset {builder.name} has no split {split!r}; "
+                       f"choose one of {', '.join(known)}")
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
+    return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
+                              read_config=read_config)
+
+
+def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """(h, w, 3) or (b, h, w, 3) uint8 -> square float32 RGB in [0, 255], bilinear as the seed."""
+    return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size])
+
+
+def batches(examples: tf.data.Dataset, image_size: int, num_classes: int, batch_size: int,
+            shuffle_buffer: int = 0, seed: int | None = None) -> tf.data.Dataset:
+    """(image, one-hot label) batches: parallel resize, optional seeded shuffle, prefetch."""
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def to_pair(example):
+        image = resize_image(example["image"], image_size)
+        return image, tf.one_hot(example["label"], num_classes)
+
+    return (examples.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def pick_examples(examples: tf.data.Dataset, count: int, seed: int,
+                  image_size: int) -> dict[str, np.ndarray]:
+    """`count` examples drawn without replacement with `seed`, in split order, as one batch.
+
+    Images are resized as for training ("image": (count, size, size, 3) float32 in
+    [0, 255]); other features ("label", and "bbox" / "mask" where the data has them) are
+    stacked unchanged. The same seed gives the same examples on every machine.
+    """
+    size = int(examples.cardinality())
+    if size < 0:
+        raise CamError("the split's size is unknown, so images cannot be drawn from it")
+    if not 1 <= count <= size:
+        raise CamError(f"NUM_IMAGES={count} must be between 1 and the split's size, {size}")
+    wanted = tf.constant(np.sort(np.random.default_rng(seed).choice(size, count, replace=False)))
+
+    def resized(index, example):
+        del index
+        return {**example, "image": resize_image(example["image"], image_size)}
+
+    chosen = (examples.enumerate()
+              .filter(lambda index, example: tf.reduce_any(index == wanted))
+              .map(resized).batch(count))
+    return next(chosen.as_numpy_iterator())
