@@ -8,6 +8,7 @@ images with values in [0, 255], so callers never preprocess or de-process by han
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import keras
@@ -97,12 +98,13 @@ def build_model(backbone: str, image_size: int, num_classes: int,
     return keras.Model(inputs, probs, name=f"{backbone}_gap")
 
 
+@functools.lru_cache(maxsize=8)
 def feature_model(model: keras.Model) -> keras.Model:
     """The same network with two outputs: last feature maps (b, h, w, k) and softmax (b, c).
 
     It reuses the outer graph's tensor that feeds GAP, so it works with the backbone
     nested as one layer, where reaching into the backbone's own layers would raise
-    "Graph disconnected".
+    "Graph disconnected". Cached, so calling it per batch costs nothing.
     """
     return keras.Model(model.input, [model.get_layer("gap").input, model.output])
 

@@ -7,7 +7,10 @@ Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `prob
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
+
+import cam_models
 
 
 def class_activation_maps(features: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
@@ -64,3 +67,36 @@ def top_k_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int
     maps = normalize_by_top_class(maps, maps[..., 0])
     maps = threshold_maps(upsample(maps, size), threshold)
     return {"maps": maps, "probs": top_probs, "classes": top_classes}
+
+
+def grad_cam(model: keras.Model, images: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch,) at the GAP input.
+
+    The pre-softmax class score is differentiated with `tf.GradientTape` with respect to
+    the last feature maps, for the whole batch in one tape. Works with the backbone nested
+    as a single layer, because the features come from `cam_models.feature_model`.
+    For a GAP + linear head it equals ReLU(CAM) / (h * w), a check the tests make.
+    Returns (batch, h, w) float32.
+    """
+    features, _ = cam_models.feature_model(model)(images, training=False)
+    features = tf.cast(features, tf.float32)
+    kernel = tf.cast(cam_models.class_weights(model), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        logits = model.get_layer("gap")(features) @ kernel
+        scores = tf.gather(logits, classes, batch_dims=1)
+    grads = tape.gradient(scores, features)
+    alphas = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(alphas * features, axis=-1))
+
+
+def class_maps(method: str, model: keras.Model, images: tf.Tensor,
+               classes: tf.Tensor) -> tf.Tensor:
+    """Low-resolution maps (batch, h, w) of one class per image by METHOD ("cam", "gradcam")."""
+    if method == "gradcam":
+        return grad_cam(model, images, classes)
+    if method != "cam":
+        raise ValueError(f"unknown METHOD {method!r}; choose 'cam' or 'gradcam'")
+    features, _ = cam_models.feature_model(model)(images, training=False)
+    weights = tf.gather(tf.cast(cam_models.class_weights(model), tf.float32), classes, axis=1)
+    return tf.einsum("bhwk,kb->bhw", tf.cast(features, tf.float32), weights)

@@ -1,0 +1,112 @@
+"""Localisation and faithfulness scores on cases whose answers are known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import cam_metrics
+
+
+def square_mask(size, top, left, side):
+    mask = np.zeros((size, size), bool)
+    mask[top:top + side, left:left + side] = True
+    return mask
+
+
+def test_a_map_equal_to_the_mask_scores_perfectly():
+    masks = np.stack([square_mask(16, 2, 3, 5), square_mask(16, 9, 8, 6)])
+    maps = masks.astype(np.float32)
+    boxes = cam_metrics.mask_box(masks).numpy()
+    np.testing.assert_allclose(boxes[0], [2 / 16, 3 / 16, 7 / 16, 8 / 16])
+    assert cam_metrics.pointing_game(maps, masks).numpy().all()
+    predicted = cam_metrics.largest_region_box(maps).numpy()
+    np.testing.assert_allclose(cam_metrics.box_iou(predicted, boxes).numpy(), [1, 1])
+    np.testing.assert_allclose(cam_metrics.mask_iou(maps, masks, 0.3).numpy(), [1, 1])
+
+
+def test_pointing_game_misses_when_the_peak_is_off_the_object():
+    masks = square_mask(8, 0, 0, 3)[None]
+    maps = np.zeros((1, 8, 8), np.float32)
+    maps[0, 6, 6] = 1.0
+    maps[0, 1, 1] = 0.9
+    assert not cam_metrics.pointing_game(maps, masks).numpy()[0]
+
+
+def test_largest_region_wins_and_weak_regions_are_cut():
+    maps = np.zeros((1, 12, 12), np.float32)
+    maps[0, 0:2, 0:2] = 1.0            # small but strongest region
+    maps[0, 5:10, 4:11] = 0.5          # largest region above 20% of the max
+    maps[0, 11, 0:12] = 0.1            # below 20%: not a region
+    box = cam_metrics.largest_region_box(maps).numpy()[0]
+    np.testing.assert_allclose(box, [5 / 12, 4 / 12, 10 / 12, 11 / 12])
+
+
+def test_diagonal_pixels_are_one_region_and_empty_maps_give_empty_boxes():
+    binary = np.eye(5, dtype=bool)[None]
+    labels = cam_metrics.connected_components(binary).numpy()[0]
+    assert len(np.unique(labels[binary[0]])) == 1 and (labels[~binary[0]] == 0).all()
+    np.testing.assert_array_equal(
+        cam_metrics.largest_region_box(np.zeros((1, 4, 4), np.float32)).numpy(), [[0, 0, 0, 0]])
+
+
+def test_box_iou_of_half_overlapping_boxes():
+    a = np.array([[0.0, 0.0, 0.5, 0.5]])
+    b = np.array([[0.0, 0.25, 0.5, 0.75]])
+    np.testing.assert_allclose(cam_metrics.box_iou(a, b).numpy(), [1 / 3])
+
+
+def bright_pixel_model(weight_map):
+    """A hand-built 'model' whose class-0 probability is the share of weighted brightness."""
+    weight_map = tf.constant(weight_map, tf.float32)
+
+    def predict(images):
+        evidence = tf.reduce_sum(images[..., 0] * weight_map, axis=[1, 2]) / (
+            255.0 * tf.reduce_sum(weight_map))
+        return tf.stack([evidence, 1 - evidence], axis=1)
+    return predict
+
+
+def test_perfect_explanation_has_deletion_auc_near_zero():
+    weight_map = square_mask(16, 4, 4, 4).astype(np.float32)
+    images = np.full((2, 16, 16, 3), 255.0, np.float32)
+    baselines = np.zeros_like(images)
+    perfect = np.stack([weight_map, weight_map]) + 1e-3 * np.random.default_rng(0).random(
+        (2, 16, 16))
+    reversed_map = 1.0 - perfect
+    predict = bright_pixel_model(weight_map)
+    good = cam_metrics.deletion_insertion_auc(predict, images, baselines, perfect,
+                                              np.array([0, 0]), steps=16)
+    bad = cam_metrics.deletion_insertion_auc(predict, images, baselines, reversed_map,
+                                             np.array([0, 0]), steps=16)
+    # The 16 evidence pixels are gone after the first step (1/16 of 256 pixels = 16).
+    np.testing.assert_allclose(good["deletion_curve"][0, :3], [1, 0, 0], atol=1e-6)
+    assert good["deletion_auc"].max() == pytest.approx(1 / 32, abs=1e-6)
+    assert good["insertion_auc"].min() == pytest.approx(1 - 1 / 32, abs=1e-6)
+    assert bad["deletion_auc"].min() > 0.9 and bad["insertion_auc"].max() < 0.1
+
+
+def test_blur_keeps_constant_images_and_smooths_edges():
+    flat = np.full((1, 9, 9, 3), 100.0, np.float32)
+    np.testing.assert_allclose(cam_metrics.blurred(flat, 2.0).numpy(), flat, rtol=1e-5)
+    step = np.zeros((1, 9, 9, 3), np.float32)
+    step[:, :, 5:] = 255.0
+    out = cam_metrics.blurred(step, 1.5).numpy()
+    assert 0 < out[0, 4, 4, 0] < 255 and out.shape == step.shape
+
+
+def test_baseline_maps():
+    centre = cam_metrics.centre_gaussian_maps(2, 8, 8).numpy()
+    assert np.unravel_index(centre[0].argmax(), (8, 8)) in {(3, 3), (3, 4), (4, 3), (4, 4)}
+    first = cam_metrics.random_maps(2, 8, 8, seed=1).numpy()
+    np.testing.assert_array_equal(first, cam_metrics.random_maps(2, 8, 8, seed=1).numpy())
+    assert not np.array_equal(first, cam_metrics.random_maps(2, 8, 8, seed=2).numpy())
+
+
+def test_rank_correlation_of_same_reversed_and_monotone_maps():
+    maps = np.random.default_rng(4).random((3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, maps).numpy(), 1, atol=1e-6)
+    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, -maps).numpy(), -1, atol=1e-6)
+    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, maps**3 + 2).numpy(), 1,
+                               atol=1e-6)
