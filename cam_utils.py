@@ -52,51 +52,71 @@ def upsample(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.image.resize(maps, size, method="bilinear")
 
 
-def top_k_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int,
-               threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
-    """The seed's figure data: for each image its k best classes and their display maps.
+def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:
+    """The seed's display transform of (batch, h, w, k) maps ranked best class first.
 
-    Each map is CAM_c normalised by the top-1 map's maximum, upsampled bilinearly to
-    `size` and cut at `threshold`, in that order, as in the seed. Only the k needed
-    columns of W are used, so the cost does not grow with the number of classes.
-    Returns {"maps": (batch, H, W, k) float32, "probs": (batch, k), "classes": (batch, k)}.
+    Normalised by the rank-0 (top-1) map's maximum, upsampled bilinearly to `size`, then
+    cut at `threshold`, in that order, as in the seed. Returns (batch, H, W, k) float32.
     """
-    top_probs, top_classes = top_k_classes(probs, k)
-    per_image_weights = tf.gather(tf.cast(weights, tf.float32), top_classes, axis=1)
-    maps = tf.einsum("bhwk,kbn->bhwn", tf.cast(features, tf.float32), per_image_weights)
     maps = normalize_by_top_class(maps, maps[..., 0])
-    maps = threshold_maps(upsample(maps, size), threshold)
-    return {"maps": maps, "probs": top_probs, "classes": top_classes}
+    return threshold_maps(upsample(maps, size), threshold)
 
 
-def grad_cam(model: keras.Model, images: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch,) at the GAP input.
+def cams_for_classes(features: tf.Tensor, weights: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """CAMs of chosen classes, (batch, h, w, k) for `classes` (batch, k).
 
-    The pre-softmax class score is differentiated with `tf.GradientTape` with respect to
-    the last feature maps, for the whole batch in one tape. Works with the backbone nested
-    as a single layer, because the features come from `cam_models.feature_model`.
-    For a GAP + linear head it equals ReLU(CAM) / (h * w), a check the tests make.
-    Returns (batch, h, w) float32.
+    Only the k needed columns of W are used, so the cost does not grow with the number
+    of classes.
     """
-    features, _ = cam_models.feature_model(model)(images, training=False)
-    features = tf.cast(features, tf.float32)
+    per_image_weights = tf.gather(tf.cast(weights, tf.float32), classes, axis=1)
+    return tf.einsum("bhwk,kbn->bhwn", tf.cast(features, tf.float32), per_image_weights)
+
+
+def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
+                          classes: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch, k): (batch, h, w, k).
+
+    The pre-softmax score of each (image, class) pair is differentiated with one
+    `tf.GradientTape` with respect to the last feature maps, tiled k times so each pair
+    has its own copy. The head is the model's own GAP and classifier kernel, and the
+    features come from `cam_models.feature_model`, so a backbone nested as one layer
+    works. For a GAP + linear head this equals ReLU(CAM) / (h * w), a check the tests make.
+    """
+    k = classes.shape[1]
+    features = tf.repeat(tf.cast(features, tf.float32), k, axis=0)  # (batch * k, h, w, c)
     kernel = tf.cast(cam_models.class_weights(model), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(features)
         logits = model.get_layer("gap")(features) @ kernel
-        scores = tf.gather(logits, classes, batch_dims=1)
+        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
     grads = tape.gradient(scores, features)
     alphas = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    return tf.nn.relu(tf.reduce_sum(alphas * features, axis=-1))
+    maps = tf.nn.relu(tf.reduce_sum(alphas * features, axis=-1))  # (batch * k, h, w)
+    return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
 
 
-def class_maps(method: str, model: keras.Model, images: tf.Tensor,
-               classes: tf.Tensor) -> tf.Tensor:
-    """Low-resolution maps (batch, h, w) of one class per image by METHOD ("cam", "gradcam")."""
-    if method == "gradcam":
-        return grad_cam(model, images, classes)
-    if method != "cam":
-        raise ValueError(f"unknown METHOD {method!r}; choose 'cam' or 'gradcam'")
-    features, _ = cam_models.feature_model(model)(images, training=False)
-    weights = tf.gather(tf.cast(cam_models.class_weights(model), tf.float32), classes, axis=1)
-    return tf.einsum("bhwk,kb->bhw", tf.cast(features, tf.float32), weights)
+METHODS = ("cam", "gradcam")
+
+
+def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
+                     classes: tf.Tensor) -> tf.Tensor:
+    """Low-resolution maps (batch, h, w, k) of `classes` (batch, k) by METHOD.
+
+    `features` are the model's last feature maps from `cam_models.feature_model`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown METHOD {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "cam":
+        return cams_for_classes(features, cam_models.class_weights(model), classes)
+    return grad_cams_for_classes(model, features, classes)
+
+
+def top_k_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int,
+               threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
+    """The seed's figure data for CAM: each image's k best classes and their display maps.
+
+    Returns {"maps": (batch, H, W, k) float32, "probs": (batch, k), "classes": (batch, k)}.
+    """
+    top_probs, top_classes = top_k_classes(probs, k)
+    maps = display_maps(cams_for_classes(features, weights, top_classes), threshold, size)
+    return {"maps": maps, "probs": top_probs, "classes": top_classes}

@@ -30,6 +30,7 @@ ALPHA = 0.3  # opacity of the heatmap over the image, 0 to 1
 CMAP = "magma_r"  # matplotlib colormap of the heatmap
 DPI = 300  # resolution of heatmaps.png, dots per inch
 SEED = 0  # chooses which images are drawn
+METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
 
 
 def check_config(config: dict[str, Any], num_classes: int) -> None:
@@ -40,22 +41,29 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     for name in ("THRESHOLD", "ALPHA"):
         if not 0.0 <= config[name] <= 1.0:
             raise CamError(f"{name}={config[name]} must be between 0 and 1")
+    if config["METHOD"] not in cam_utils.METHODS:
+        raise CamError(f"METHOD={config['METHOD']!r}; choose one of "
+                       f"{', '.join(cam_utils.METHODS)}")
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
 
 
-def compute_cams(model, images: np.ndarray, top_k: int, threshold: float) -> dict[str, Any]:
-    """Runs the model once on (n, S, S, 3) images; returns all maps the figure and npz need.
+def compute_maps(model, images: np.ndarray, method: str, top_k: int,
+                 threshold: float) -> dict[str, np.ndarray]:
+    """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
-    "cams": (n, h, w, classes) raw low-resolution maps; "probs": (n, classes); and the
-    display maps of `cam_utils.top_k_maps` ("maps", "top_probs", "top_classes").
+    "cams": (n, h, w, classes) raw CAMs of every class; "probs": (n, classes); and for
+    each image's top_k classes by METHOD, "maps" (n, S, S, top_k) as the seed displays
+    them, "top_probs" and "top_classes" (n, top_k).
     """
     features, probs = cam_models.feature_model(model)(images, training=False)
+    top_probs, top_classes = cam_utils.top_k_classes(probs, top_k)
+    maps = cam_utils.maps_for_classes(method, model, features, top_classes)
     weights = cam_models.class_weights(model)
-    shown = cam_utils.top_k_maps(features, weights, probs, top_k, threshold, images.shape[1:3])
     return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
-            "probs": probs.numpy(), "maps": shown["maps"].numpy(),
-            "top_probs": shown["probs"].numpy(), "top_classes": shown["classes"].numpy()}
+            "probs": np.asarray(probs, np.float32),
+            "maps": cam_utils.display_maps(maps, threshold, images.shape[1:3]).numpy(),
+            "top_probs": top_probs.numpy(), "top_classes": top_classes.numpy()}
 
 
 def run(config: dict[str, Any]) -> Path:
@@ -69,11 +77,13 @@ def run(config: dict[str, Any]) -> Path:
     examples = cam_data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
     batch = cam_data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"],
                                    trained["IMAGE_SIZE"])
-    result = compute_cams(model, batch["image"], config["TOP_K"], config["THRESHOLD"])
+    result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
+                          config["THRESHOLD"])
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
     fig = cam_plot.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
                             names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
-    figure_path = run_dir / "heatmaps.png"
+    suffix = "" if config["METHOD"] == "cam" else f"_{config['METHOD']}"
+    figure_path = run_dir / f"heatmaps{suffix}.png"
     cam_plot.save_figure(fig, figure_path, config["DPI"])
     with cam_config.atomic_path(run_dir / "cams.npz") as tmp:
         np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],

@@ -112,10 +112,11 @@ def test_grad_cam_equals_relu_cam_over_area_on_a_nested_backbone(backbone, size)
     keras.utils.set_random_seed(0)
     model = cam_models.build_model(backbone, size, 4)
     images = np.random.default_rng(5).uniform(0, 255, (3, size, size, 3)).astype(np.float32)
-    classes = tf.constant([0, 3, 1])
-    gradcam = cam_utils.class_maps("gradcam", model, images, classes).numpy()
-    cam = cam_utils.class_maps("cam", model, images, classes).numpy()
-    height, width = cam.shape[1:]
+    classes = tf.constant([[0, 2], [3, 3], [1, 0]])
+    features, _ = cam_models.feature_model(model)(images)
+    gradcam = cam_utils.maps_for_classes("gradcam", model, features, classes).numpy()
+    cam = cam_utils.maps_for_classes("cam", model, features, classes).numpy()
+    height, width = cam.shape[1:3]
     assert np.abs(cam).max() > 0
     np.testing.assert_allclose(gradcam, np.maximum(cam, 0) / (height * width), rtol=1e-4,
                                atol=1e-7)
@@ -125,5 +126,7 @@ def test_maps_of_different_classes_differ():
     keras.utils.set_random_seed(1)
     model = cam_models.build_model("small_vgg", 32, 4)
     image = np.random.default_rng(6).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
-    maps = [cam_utils.class_maps("cam", model, image, tf.constant([c])).numpy() for c in (0, 1)]
-    assert not np.allclose(maps[0], maps[1], rtol=0.05)
+    features, _ = cam_models.feature_model(model)(image)
+    for method in cam_utils.METHODS:
+        maps = cam_utils.maps_for_classes(method, model, features, tf.constant([[0, 1]]))
+        assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05)
