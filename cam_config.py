@@ -21,7 +21,8 @@ from types import ModuleType
 from typing import Any
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-_CONSTANT_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=\s*(.+?)(?:\s+#\s*(.*))?$")
+# A tunable is an UPPER_CASE assignment with a trailing comment; other constants have none.
+_CONSTANT_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=\s*(.+?)\s+#\s*(.*)$")
 
 
 class CamError(Exception):
@@ -29,14 +30,14 @@ class CamError(Exception):
 
 
 def declared_constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
-    """Returns {NAME: (default, comment)} for the module's top-level constants, in order."""
+    """Returns {NAME: (default, comment)} for the module's tunables, in source order."""
     source = Path(module.__file__).read_text(encoding="utf-8")
     constants = {}
     for line in source.splitlines():
         match = _CONSTANT_LINE.match(line)
         if match and hasattr(module, match.group(1)):
             name = match.group(1)
-            constants[name] = (getattr(module, name), match.group(3) or "")
+            constants[name] = (getattr(module, name), match.group(3))
     return constants
 
 

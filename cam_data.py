@@ -119,17 +119,25 @@ def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def batches(examples: tf.data.Dataset, image_size: int, num_classes: int, batch_size: int,
-            shuffle_buffer: int = 0, seed: int | None = None) -> tf.data.Dataset:
-    """(image, one-hot label) batches: parallel resize, optional seeded shuffle, prefetch."""
-    if shuffle_buffer:
-        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            shuffle_buffer: int = 0, seed: int | None = None,
+            cache: bool = False) -> tf.data.Dataset:
+    """(image, one-hot label) batches: parallel resize, optional seeded shuffle, prefetch.
 
+    With `cache`, decoded and resized images are kept in memory after the first epoch
+    and shuffled from there, so later epochs do no image work at all; without it the
+    smaller, not yet resized examples are shuffled (the seed's order of operations).
+    """
     def to_pair(example):
         image = resize_image(example["image"], image_size)
         return image, tf.one_hot(example["label"], num_classes)
 
-    return (examples.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    if cache:
+        examples = examples.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if not cache:
+        examples = examples.map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
+    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def pick_examples(examples: tf.data.Dataset, count: int, seed: int,
@@ -155,3 +163,26 @@ def pick_examples(examples: tf.data.Dataset, count: int, seed: int,
               .filter(lambda index, example: tf.reduce_any(index == wanted))
               .map(resized).batch(count))
     return next(chosen.as_numpy_iterator())
+
+
+def evaluation_batches(examples: tf.data.Dataset, image_size: int, batch_size: int,
+                       max_images: int = 0) -> tf.data.Dataset:
+    """Batches of dicts in split order for scoring maps: the first `max_images` (0 = all).
+
+    "image" (b, S, S, 3) float32 RGB [0, 255] and "label" (b,); where the dataset has
+    them, "mask" (b, S, S) bool (nearest-neighbour resized) and "bbox" (b, 4) normalised.
+    """
+    if max_images:
+        examples = examples.take(max_images)
+
+    def prepared(example):
+        out = {"image": resize_image(example["image"], image_size), "label": example["label"]}
+        if "mask" in example:
+            mask = tf.image.resize(example["mask"], [image_size, image_size], "nearest")
+            out["mask"] = mask[..., 0] > 0
+        if "bbox" in example:
+            out["bbox"] = example["bbox"]
+        return out
+
+    return (examples.map(prepared, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))

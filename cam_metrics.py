@@ -169,7 +169,8 @@ def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
     """Spearman rank correlation between paired maps, per image: (batch,) float32.
 
     Used for the model-randomisation sanity check (Adebayo et al. 2018): maps that barely
-    change when the weights are randomised do not explain the trained model.
+    change when the weights are randomised do not explain the trained model. A map of
+    a single pixel has no ranking: its correlation is reported as 0.
     """
     def ranks(maps):
         flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
@@ -178,5 +179,5 @@ def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
     a, b = ranks(maps_a), ranks(maps_b)
     a -= tf.reduce_mean(a, axis=1, keepdims=True)
     b -= tf.reduce_mean(b, axis=1, keepdims=True)
-    return tf.reduce_sum(a * b, axis=1) / tf.sqrt(
-        tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1))
+    return tf.math.divide_no_nan(tf.reduce_sum(a * b, axis=1), tf.sqrt(
+        tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1)))

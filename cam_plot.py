@@ -45,6 +45,43 @@ def cam_grid(images: np.ndarray, maps: np.ndarray, probs: np.ndarray, classes: n
     return fig
 
 
+def confusion_matrix(matrix: np.ndarray, class_names: list[str]) -> Figure:
+    """Counts of (true, predicted) classes, (classes, classes), with the count in each cell."""
+    count = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * count, 0.8 + 0.5 * count))
+    ax.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xticks(range(count), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(count), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.tight_layout()
+    return fig
+
+
+def deletion_insertion_curves(curves: dict[str, dict[str, np.ndarray]]) -> Figure:
+    """Mean probability of the class vs fraction of pixels deleted / inserted, per method.
+
+    `curves`: {method: {"deletion": (steps + 1,), "insertion": (steps + 1,)}}; the legend
+    gives each curve's area (AUC).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
+        for method, by_kind in curves.items():
+            curve = by_kind[kind]
+            fraction = np.linspace(0, 1, len(curve))
+            ax.plot(fraction, curve, label=f"{method} (AUC {np.trapezoid(curve, fraction):.3f})")
+        ax.set_title(f"{kind}: lower is better" if kind == "deletion" else
+                     f"{kind}: higher is better")
+        ax.set_xlabel(f"fraction of pixels {'removed' if kind == 'deletion' else 'inserted'}")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("probability of the class")
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: Figure, path, dpi: int) -> None:
     """Saves and closes a figure atomically (see cam_config.atomic_path), then says so."""
     with atomic_path(path) as tmp:

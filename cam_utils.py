@@ -47,9 +47,34 @@ def threshold_maps(maps: tf.Tensor, threshold: float) -> tf.Tensor:
     return tf.where(maps < threshold, tf.zeros_like(maps), maps)
 
 
+def interpolation_matrix(source: int, target: int) -> tf.Tensor:
+    """(target, source) float32 matrix R with R @ x = 1-D bilinear resize of x.
+
+    Uses the half-pixel-centre convention of `tf.image.resize` (antialias off): output
+    pixel i samples the input at (i + 0.5) * source / target - 0.5, clamped to the edges.
+    """
+    position = (tf.range(target, dtype=tf.float32) + 0.5) * (source / target) - 0.5
+    position = tf.clip_by_value(position, 0.0, source - 1.0)
+    lower = tf.floor(position)
+    frac = position - lower
+    upper = tf.minimum(lower + 1, source - 1.0)
+    columns = tf.range(source, dtype=tf.float32)[None]
+    return (tf.cast(columns == lower[:, None], tf.float32) * (1 - frac[:, None])
+            + tf.cast(columns == upper[:, None], tf.float32) * frac[:, None])
+
+
 def upsample(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Bilinear resize of (batch, h, w, n) maps to (batch, size[0], size[1], n)."""
-    return tf.image.resize(maps, size, method="bilinear")
+    """Bilinear resize of (batch, h, w, n) maps to (batch, size[0], size[1], n).
+
+    Equal to `tf.image.resize(maps, size)` but done as two small matrix products,
+    rows then columns, which is faster for the 32x upsampling of CAMs because bilinear
+    interpolation is separable (benchmarks/bench_cam.py measures it).
+    """
+    maps = tf.convert_to_tensor(maps, tf.float32)
+    rows = interpolation_matrix(maps.shape[1], size[0])
+    cols = interpolation_matrix(maps.shape[2], size[1])
+    tall = tf.einsum("Yh,bhwn->bYwn", rows, maps)
+    return tf.linalg.matmul(cols, tall)  # (X, w) @ (b, Y, w, n) -> (b, Y, X, n)
 
 
 def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:

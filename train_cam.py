@@ -8,6 +8,7 @@ history.csv.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,15 @@ LEARNING_RATE = 1e-5  # Adam step size
 SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
 MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
+STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default" (one device) or "mirrored"
+CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "default", "mirrored")
+CACHE_CHOICES = ("auto", "yes", "no")
+CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
 
 
 def cpu_has_bfloat16() -> bool:
@@ -63,6 +69,33 @@ def precision_policy(choice: str) -> str:
     if tf.config.list_physical_devices("GPU"):
         return "mixed_float16"
     return "mixed_bfloat16" if cpu_has_bfloat16() else "float32"
+
+
+def distribution_strategy(choice: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for STRATEGY: "auto" mirrors over all GPUs when 2+.
+
+    MirroredStrategy keeps a copy of the model per device, splits each global batch of
+    BATCH_SIZE across them and averages the gradients, so results match one device.
+    """
+    if choice not in STRATEGIES:
+        raise CamError(f"STRATEGY={choice!r}; choose one of {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if choice == "mirrored" or (choice == "auto" and len(gpus) > 1):
+        # Without GPUs, mirror over the logical CPU devices (how the tests stand in for two).
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
+
+
+def should_cache(choice: str, num_examples: int, image_size: int) -> bool:
+    """CACHE: "auto" keeps the resized float32 split in memory when it fits comfortably."""
+    if choice not in CACHE_CHOICES:
+        raise CamError(f"CACHE={choice!r}; choose one of {', '.join(CACHE_CHOICES)}")
+    if choice != "auto":
+        return choice == "yes"
+    needed = num_examples * image_size * image_size * 3 * 4
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 0 < needed < CACHE_MEMORY_FRACTION * memory
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
@@ -103,6 +136,21 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError(f"RUN_NAME={config['RUN_NAME']!r} must be a plain folder name")
 
 
+def input_pipelines(config: dict[str, Any], builder, num_classes: int):
+    """Training and validation batches; returns (train, validation, cached)."""
+    train_examples = cam_data.load_split(builder, config["TRAIN_SPLIT"], config["DATA_DIR"],
+                                         config["SEED"])
+    cached = should_cache(config["CACHE"], int(train_examples.cardinality()),
+                          config["IMAGE_SIZE"])
+    train = cam_data.batches(train_examples, config["IMAGE_SIZE"], num_classes,
+                             config["BATCH_SIZE"], config["SHUFFLE_BUFFER"], config["SEED"],
+                             cache=cached)
+    validation = cam_data.batches(
+        cam_data.load_split(builder, config["VALIDATION_SPLIT"], config["DATA_DIR"]),
+        config["IMAGE_SIZE"], num_classes, config["VALIDATION_BATCH_SIZE"], cache=cached)
+    return train, validation, cached
+
+
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
@@ -110,21 +158,18 @@ def run(config: dict[str, Any]) -> Path:
     policy = precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(config["SEED"])
+    strategy = distribution_strategy(config["STRATEGY"])
     builder = cam_data.get_builder(config["DATASET"], config["DATA_DIR"])
     names = cam_data.class_names(builder)
-    train = cam_data.batches(
-        cam_data.load_split(builder, config["TRAIN_SPLIT"], config["DATA_DIR"], config["SEED"]),
-        config["IMAGE_SIZE"], len(names), config["BATCH_SIZE"], config["SHUFFLE_BUFFER"],
-        config["SEED"])
-    validation = cam_data.batches(
-        cam_data.load_split(builder, config["VALIDATION_SPLIT"], config["DATA_DIR"]),
-        config["IMAGE_SIZE"], len(names), config["VALIDATION_BATCH_SIZE"])
-    model = cam_models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
-                                   config["WEIGHTS"])
-    compile_model(model, config["LEARNING_RATE"])
+    train, validation, cached = input_pipelines(config, builder, len(names))
+    with strategy.scope():
+        model = cam_models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
+                                       config["WEIGHTS"])
+        compile_model(model, config["LEARNING_RATE"])
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     cam_config.write_json(run_dir / "config.json", {
-        **config, "class_names": names, "precision_policy": policy,
+        **config, "class_names": names, "precision_policy": policy, "cached": cached,
+        "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],
         "versions": cam_config.library_versions()})

@@ -130,3 +130,12 @@ def test_maps_of_different_classes_differ():
     for method in cam_utils.METHODS:
         maps = cam_utils.maps_for_classes(method, model, features, tf.constant([[0, 1]]))
         assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 10, 10, 3), (320, 320)), ((1, 3, 5, 2), (7, 12)),
+                                         ((3, 4, 4, 1), (4, 4)), ((1, 6, 6, 2), (3, 4))])
+def test_upsample_equals_tf_image_resize(shape, size):
+    maps = np.random.default_rng(7).normal(size=shape).astype(np.float32)
+    expected = tf.image.resize(maps, size, method="bilinear").numpy()
+    np.testing.assert_allclose(cam_utils.upsample(maps, size).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)

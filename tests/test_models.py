@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import cam_models
+import cam_utils
 import train_cam
 from cam_config import CamError
 
@@ -80,3 +81,30 @@ def test_missing_imagenet_weights_name_the_file_and_folder(monkeypatch):
         cam_models.build_model("vgg19", 32, 10, weights="imagenet")
     assert cam_models.VGG19_WEIGHTS_FILE in str(error.value)
     assert "~/.keras/models/" in str(error.value)
+
+
+@pytest.mark.parametrize("gpus, bf16, expected", [
+    (["GPU:0"], True, "mixed_float16"), ([], True, "mixed_bfloat16"), ([], False, "float32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, gpus, bf16, expected):
+    monkeypatch.setattr(train_cam.tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(train_cam, "cpu_has_bfloat16", lambda: bf16)
+    assert train_cam.precision_policy("auto") == expected
+    assert train_cam.precision_policy("float32") == "float32"
+    with pytest.raises(CamError, match="MIXED_PRECISION='half'"):
+        train_cam.precision_policy("half")
+
+
+def test_mixed_precision_keeps_softmax_and_cams_in_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = cam_models.build_model("small_vgg", 32, 4)
+        images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+        features, probs = cam_models.feature_model(model)(images)
+        cams = cam_utils.class_activation_maps(features, cam_models.class_weights(model))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert features.dtype == "bfloat16"
+    assert probs.dtype == "float32" and cams.dtype == "float32"
+    assert np.isfinite(cams.numpy()).all()
+    np.testing.assert_allclose(probs.numpy().sum(axis=1), 1.0, rtol=1e-6)
