@@ -8,7 +8,9 @@ history.csv.
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float1
 STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default" (one device) or "mirrored"
 CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
+RESUME = False  # True continues an interrupted run of RUN_NAME from its last finished epoch
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -112,9 +115,9 @@ class SaveBestWeights(keras.callbacks.Callback):
     that visualize_cam.py would then try to load; this writes beside it and renames.
     """
 
-    def __init__(self, path: Path, monitor: str = "val_accuracy"):
+    def __init__(self, path: Path, monitor: str = "val_accuracy", best: float = -float("inf")):
         super().__init__()
-        self.path, self.monitor, self.best = path, monitor, -float("inf")
+        self.path, self.monitor, self.best = path, monitor, best
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor, -float("inf"))
@@ -151,10 +154,45 @@ def input_pipelines(config: dict[str, Any], builder, num_classes: int):
     return train, validation, cached
 
 
+def previous_best(history: Path, monitor: str = "val_accuracy") -> float:
+    """The best `monitor` in a run's history.csv, so a resumed run keeps its best weights."""
+    if not history.is_file():
+        return -float("inf")
+    with history.open(newline="") as rows:
+        return max((float(row[monitor]) for row in csv.DictReader(rows) if row.get(monitor)),
+                   default=-float("inf"))
+
+
+def prepare_run_dir(config: dict[str, Any]) -> Path:
+    """The run folder, checked for RESUME; a fresh run drops the previous run's state.
+
+    Resuming needs the backup BackupAndRestore leaves behind and the same configuration
+    (apart from RESUME itself); anything else would mix two different trainings.
+    """
+    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
+    backup = run_dir / "backup"
+    if not config["RESUME"]:
+        shutil.rmtree(backup, ignore_errors=True)
+        for stale in ("weights.weights.h5", "history.csv"):
+            (run_dir / stale).unlink(missing_ok=True)
+        return run_dir
+    if not backup.is_dir():
+        raise CamError(f"nothing to resume in {run_dir}: no interrupted training there "
+                       "(a finished run deletes its backup); run without --RESUME=True")
+    saved = cam_config.read_run_config(run_dir)
+    changed = [name for name in config if name != "RESUME" and saved.get(name) != config[name]]
+    if changed:
+        raise CamError(f"cannot resume {run_dir} with a different configuration ("
+                       + ", ".join(f"{n}: {saved.get(n)!r} -> {config[n]!r}" for n in changed)
+                       + "); use the original values or another RUN_NAME")
+    return run_dir
+
+
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
     print("configuration:", *(f"  {k} = {v!r}" for k, v in config.items()), sep="\n")
+    run_dir = prepare_run_dir(config)
     policy = precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(config["SEED"])
@@ -166,18 +204,21 @@ def run(config: dict[str, Any]) -> Path:
         model = cam_models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                        config["WEIGHTS"])
         compile_model(model, config["LEARNING_RATE"])
-    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     cam_config.write_json(run_dir / "config.json", {
         **config, "class_names": names, "precision_policy": policy, "cached": cached,
         "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],
         "versions": cam_config.library_versions()})
-    callbacks = [SaveBestWeights(run_dir / "weights.weights.h5"),
-                 keras.callbacks.CSVLogger(str(run_dir / "history.csv"))]
+    history = run_dir / "history.csv"
+    callbacks = [
+        # Saves model and optimizer state after every epoch; on RESUME restores the last.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        SaveBestWeights(run_dir / "weights.weights.h5", best=previous_best(history)),
+        keras.callbacks.CSVLogger(str(history), append=config["RESUME"])]
     model.fit(train, validation_data=validation, epochs=config["EPOCHS"], shuffle=False,
               callbacks=callbacks)
-    print(f"saved {run_dir / 'history.csv'}")
+    print(f"saved {history}")
     return run_dir
 
 
