@@ -6,11 +6,14 @@ IMAGE_SIZE and left in RGB [0, 255]: the models preprocess inside themselves.
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -28,6 +31,7 @@ MANUAL_ARCHIVES = {
     "imagenette/320px": ("imagenette-320.tgz", 341_289_752),
     "imagenette/320px-v2": ("imagenette2-320.tgz", 341_663_724),
 }
+MAX_IMAGE_PIXELS = 50_000_000  # a user's image larger than this is refused, not decoded
 PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
 
 
@@ -186,3 +190,47 @@ def evaluation_batches(examples: tf.data.Dataset, image_size: int, batch_size: i
 
     return (examples.map(prepared, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def expand_image_paths(patterns: tuple[str, ...]) -> list[Path]:
+    """Paths named by IMAGES: plain paths and globs ("photos/*.png"), in the given order."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(os.path.expanduser(pattern)))
+            if not matches:
+                raise CamError(f"no file matches {pattern!r}")
+            paths += [Path(match) for match in matches]
+        else:
+            path = Path(pattern).expanduser()
+            if not path.is_file():
+                raise CamError(f"image file {pattern!r} not found")
+            paths.append(path)
+    return paths
+
+
+def read_image_file(path: Path, image_size: int) -> tf.Tensor:
+    """A user's image file as (size, size, 3) float32 RGB in [0, 255], resized as training.
+
+    8- and 16-bit files are scaled to [0, 255]; grayscale becomes RGB; an alpha channel is
+    composited over white. Raises CamError naming the file for anything unreadable.
+    """
+    try:
+        with PIL.Image.open(path) as header:  # reads the header only: size before decoding
+            width, height = header.size
+    except (PIL.UnidentifiedImageError, OSError, PIL.Image.DecompressionBombError) as error:
+        raise CamError(f"{path} is not an image file this script can read ({error})") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise CamError(f"{path} is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}: "
+                       "downscale it first")
+    try:
+        image = tf.io.decode_image(path.read_bytes(), dtype=tf.float32, expand_animations=False)
+    except tf.errors.InvalidArgumentError as error:
+        raise CamError(f"{path} is corrupt or truncated ({error.message.strip()})") from None
+    channels = image.shape[-1]
+    if channels in (2, 4):  # grayscale + alpha or RGBA: composite over white
+        alpha = image[..., -1:]
+        image = image[..., :-1] * alpha + (1.0 - alpha)
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    return resize_image(image * 255.0, image_size)

@@ -112,19 +112,20 @@ class SaveBestWeights(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the best `monitor`, written atomically.
 
     Keras' ModelCheckpoint writes in place, so an interrupted save leaves a truncated file
-    that visualize_cam.py would then try to load; this writes beside it and renames.
+    that visualize_cam.py would then try to load; this writes beside it and renames, and
+    stamps the file with what it was trained as (cam_models.save_weights).
     """
 
-    def __init__(self, path: Path, monitor: str = "val_accuracy", best: float = -float("inf")):
+    def __init__(self, path: Path, run_config: dict, monitor: str = "val_accuracy",
+                 best: float = -float("inf")):
         super().__init__()
-        self.path, self.monitor, self.best = path, monitor, best
+        self.path, self.run_config, self.monitor, self.best = path, run_config, monitor, best
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor, -float("inf"))
         if value > self.best:
             self.best = value
-            with cam_config.atomic_path(self.path, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
+            cam_models.save_weights(self.model, self.path, self.run_config)
             print(f"\nsaved {self.path} ({self.monitor} {value:.4f}, epoch {epoch + 1})")
 
 
@@ -135,6 +136,11 @@ def check_config(config: dict[str, Any]) -> None:
             raise CamError(f"{name}={config[name]} must be at least 1")
     if not config["LEARNING_RATE"] > 0:
         raise CamError(f"LEARNING_RATE={config['LEARNING_RATE']} must be positive")
+    if config["BACKBONE"] in cam_models.MIN_IMAGE_SIZE:
+        minimum = cam_models.MIN_IMAGE_SIZE[config["BACKBONE"]]
+        if config["IMAGE_SIZE"] < minimum:
+            raise CamError(f"IMAGE_SIZE={config['IMAGE_SIZE']} is below "
+                           f"{config['BACKBONE']}'s minimum of {minimum} pixels")
     if not config["RUN_NAME"] or "/" in config["RUN_NAME"]:
         raise CamError(f"RUN_NAME={config['RUN_NAME']!r} must be a plain folder name")
 
@@ -192,7 +198,6 @@ def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
     print("configuration:", *(f"  {k} = {v!r}" for k, v in config.items()), sep="\n")
-    run_dir = prepare_run_dir(config)
     policy = precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(config["SEED"])
@@ -204,17 +209,19 @@ def run(config: dict[str, Any]) -> Path:
         model = cam_models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                        config["WEIGHTS"])
         compile_model(model, config["LEARNING_RATE"])
-    cam_config.write_json(run_dir / "config.json", {
+    run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
+    run_config = {
         **config, "class_names": names, "precision_policy": policy, "cached": cached,
         "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],
-        "versions": cam_config.library_versions()})
+        "versions": cam_config.library_versions()}
+    cam_config.write_json(run_dir / "config.json", run_config)
     history = run_dir / "history.csv"
     callbacks = [
         # Saves model and optimizer state after every epoch; on RESUME restores the last.
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        SaveBestWeights(run_dir / "weights.weights.h5", best=previous_best(history)),
+        SaveBestWeights(run_dir / "weights.weights.h5", run_config, best=previous_best(history)),
         keras.callbacks.CSVLogger(str(history), append=config["RESUME"])]
     model.fit(train, validation_data=validation, epochs=config["EPOCHS"], shuffle=False,
               callbacks=callbacks)

@@ -31,6 +31,7 @@ CMAP = "magma_r"  # matplotlib colormap of the heatmap
 DPI = 300  # resolution of heatmaps.png, dots per inch
 SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
+IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
 
 
 def check_config(config: dict[str, Any], num_classes: int) -> None:
@@ -66,6 +67,22 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int,
             "top_probs": top_probs.numpy(), "top_classes": top_classes.numpy()}
 
 
+def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The images to draw: the user's IMAGES files, else a seeded pick from SPLIT.
+
+    Returns "image" (n, S, S, 3) float32 in [0, 255], "label" (n,) (-1 for files), and
+    "bbox" (n, 4) where the dataset has boxes.
+    """
+    size = trained["IMAGE_SIZE"]
+    if config["IMAGES"]:
+        paths = cam_data.expand_image_paths(config["IMAGES"])
+        images = np.stack([cam_data.read_image_file(path, size).numpy() for path in paths])
+        return {"image": images, "label": np.full(len(paths), -1)}
+    builder = cam_data.get_builder(trained["DATASET"], trained["DATA_DIR"])
+    examples = cam_data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
+    return cam_data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
+
+
 def run(config: dict[str, Any]) -> Path:
     """Draws the grid for a resolved configuration; returns the figure's path."""
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
@@ -73,23 +90,23 @@ def run(config: dict[str, Any]) -> Path:
     names = trained["class_names"]
     check_config(config, len(names))
     model = cam_models.load_trained_model(run_dir, trained)
-    builder = cam_data.get_builder(trained["DATASET"], trained["DATA_DIR"])
-    examples = cam_data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
-    batch = cam_data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"],
-                                   trained["IMAGE_SIZE"])
+    batch = chosen_images(config, trained)
     result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
                           config["THRESHOLD"])
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
     fig = cam_plot.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
                             names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
-    suffix = "" if config["METHOD"] == "cam" else f"_{config['METHOD']}"
+    # Own images and other methods get their own files, so the split's CAM grid stays.
+    suffix = ("_images" if config["IMAGES"] else "") + (
+        "" if config["METHOD"] == "cam" else f"_{config['METHOD']}")
     figure_path = run_dir / f"heatmaps{suffix}.png"
     cam_plot.save_figure(fig, figure_path, config["DPI"])
-    with cam_config.atomic_path(run_dir / "cams.npz") as tmp:
+    arrays_path = run_dir / f"cams{suffix}.npz"
+    with cam_config.atomic_path(arrays_path) as tmp:
         np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],
                             labels=batch["label"], class_names=np.array(names),
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}))
-    print(f"saved {run_dir / 'cams.npz'}")
+    print(f"saved {arrays_path}")
     return figure_path
 
 

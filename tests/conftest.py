@@ -30,3 +30,19 @@ def mock_imagenette():
     with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=12):
         patch.setattr(cam_data, "host_reachable", lambda *args, **kwargs: True)
         yield
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mock_imagenette):
+    """(output_dir, run_dir) of a one-epoch run on mock imagenette, once per test module."""
+    import train_cam
+
+    output_dir = tmp_path_factory.mktemp("outputs")
+    run_dir = train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"])
+    return output_dir, run_dir
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes, to show a failed command changed nothing."""
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}

@@ -57,7 +57,7 @@ def test_killed_training_resumes_and_finishes_all_epochs(tmp_path):
     assert not (run_dir / "backup").exists()  # a finished run leaves no backup behind
 
 
-def test_resume_refuses_a_changed_configuration(tmp_path):
+def test_resume_refuses_a_changed_configuration(tmp_path, mock_imagenette):
     run_dir = tmp_path / "resume"
     (run_dir / "backup").mkdir(parents=True)
     (run_dir / "config.json").write_text('{"EPOCHS": 6, "IMAGE_SIZE": 64}')
@@ -68,6 +68,6 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
     assert "IMAGE_SIZE: 64 -> 32" in str(exit_info.value.code)
 
 
-def test_resume_without_an_interrupted_run_says_so(tmp_path):
+def test_resume_without_an_interrupted_run_says_so(tmp_path, mock_imagenette):
     with pytest.raises(SystemExit, match="nothing to resume"):
         train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={tmp_path}", "--RESUME=True"])

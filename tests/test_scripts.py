@@ -15,13 +15,6 @@ import visualize_cam
 from conftest import QUICK_TRAINING
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mock_imagenette):
-    output_dir = tmp_path_factory.mktemp("outputs")
-    run_dir = train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"])
-    return output_dir, run_dir
-
-
 def test_one_epoch_writes_weights_config_and_history(trained_run):
     _, run_dir = trained_run
     assert (run_dir / "weights.weights.h5").stat().st_size > 1_000_000
