@@ -26,11 +26,13 @@ def pointing_game(maps: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
     return tf.gather(flat_masks, peak, batch_dims=1)
 
 
+@tf.function(reduce_retracing=True)
 def connected_components(binary: tf.Tensor) -> tf.Tensor:
     """Labels 8-connected regions of (batch, H, W) bool maps: (batch, H, W) int32, 0 = off.
 
     Each pixel starts with its own index and repeatedly takes the largest label among its
     neighbours (a 3x3 max-pool) until nothing changes, so a region ends with one label.
+    A tf.function, so the loop runs in the graph rather than as Python steps.
     """
     shape = tf.shape(binary)
     ids = tf.reshape(tf.range(1, shape[1] * shape[2] + 1, dtype=tf.float32), shape[1:])

@@ -27,6 +27,7 @@ import cam_plot
 import cam_utils
 from cam_config import CamError
 
+PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = "imagenette"  # the training run to score, a folder in OUTPUT_DIR
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 SPLIT = "validation"  # tfds split to score, in its stored order
@@ -187,8 +188,13 @@ def run(config: dict[str, Any]) -> Path:
         cam_data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])
 
+    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
     def predict(images):
-        return model.predict(images, batch_size=config["PREDICT_BATCH_SIZE"], verbose=0)
+        # Chunks bound the memory of a forward pass; at 320 px one chunk is ~1 GB.
+        chunk = config["PREDICT_BATCH_SIZE"]
+        return tf.concat([forward(images[start:start + chunk])
+                          for start in range(0, len(images), chunk)], axis=0)
 
     progress = keras.utils.Progbar(int(batches.cardinality()) if
                                    batches.cardinality() > 0 else None, unit_name="batch")

@@ -20,6 +20,7 @@ import cam_plot
 import cam_utils
 from cam_config import CamError
 
+PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = "imagenette"  # the training run to draw, a folder in OUTPUT_DIR
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 SPLIT = "validation"  # tfds split the images are drawn from

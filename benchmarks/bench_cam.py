@@ -1,0 +1,233 @@
+"""Measures what the project claims about speed, as ratios from one run on one machine.
+
+Run `python benchmarks/bench_cam.py` (about 5 minutes on 2 cores). Prints a table and
+writes outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
+Keys: cam_speedup_vs_seed_loop, cam_floor_ratio, cam_overhead_fraction,
+pipeline_efficiency, mixed_precision_speedup; each records what it ran on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+import cam_config  # noqa: E402
+import cam_data  # noqa: E402
+import cam_models  # noqa: E402
+import cam_utils  # noqa: E402
+import train_cam  # noqa: E402
+
+WARMUP = 2  # untimed runs before measuring
+REPEATS = 7  # timed runs; the median is reported
+CAM_BATCH = 16  # images per CAM batch, as the seed's batch size
+CAM_SIZE = 320  # pixels; VGG19 gives 10x10x512 feature maps here
+NUM_CLASSES = 10  # imagenette's classes
+THRESHOLD = 0.3  # the seed's display cut
+FORWARD_BATCH = 16  # images per VGG19 forward pass for the overhead measurement
+PIPELINE_IMAGES = 2000  # demo images per pipeline measurement epoch
+PIPELINE_BATCH = 64  # the demo preset's batch size
+PRECISION_SIZE = 96  # pixels for the float32 vs mixed-precision VGG19 training comparison
+PRECISION_BATCH = 16  # images per training step there
+PRECISION_STEPS = 6  # training steps per timed run there
+OUTPUT = "outputs/bench/bench.json"  # where the results go
+
+
+def median_seconds(function, warmup: int = WARMUP, repeats: int = REPEATS) -> float:
+    """Median wall time of `function()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def seed_loop(features: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The seed post's per-image, per-class loop (kept here only as the baseline).
+
+    Every class map of an image is upsampled, divided by the image's top-1 map maximum
+    and cut at THRESHOLD, one `tf.image.resize` call per image and class.
+    """
+    out = np.empty((len(features), CAM_SIZE, CAM_SIZE, weights.shape[1]), np.float32)
+    for i in range(len(features)):
+        best = features[i] @ weights[:, np.argmax(probs[i])]
+        for c in range(weights.shape[1]):
+            cam = (features[i] @ weights[:, c]).reshape(*features.shape[1:3], 1)
+            up = tf.image.resize(cam, [CAM_SIZE, CAM_SIZE]).numpy().reshape(CAM_SIZE, CAM_SIZE)
+            up /= np.max(best)
+            up[up < THRESHOLD] = 0.0
+            out[i, ..., c] = up
+    return out
+
+
+def vectorized(features, weights, probs) -> tf.Tensor:
+    """The project's path for the same output: all classes, every image, no Python loop."""
+    cams = cam_utils.class_activation_maps(features, weights)
+    top = tf.argmax(probs, axis=1)
+    best = tf.gather(cams, top, axis=3, batch_dims=1)
+    maps = cam_utils.normalize_by_top_class(cams, best)
+    return cam_utils.threshold_maps(cam_utils.upsample(maps, (CAM_SIZE, CAM_SIZE)), THRESHOLD)
+
+
+def bench_cam_grid() -> dict:
+    """a. Vectorized CAM grid work vs the seed's loop, and vs writing the output once."""
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 4, (CAM_BATCH, 10, 10, 512)).astype(np.float32)
+    weights = rng.normal(0, 0.05, (512, NUM_CLASSES)).astype(np.float32)
+    probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
+    ours = vectorized(features, weights, probs).numpy()
+    reference = seed_loop(features, weights, probs)
+    # Same maps up to float rounding, which can flip a value lying on the threshold itself.
+    on_cut = np.minimum(np.abs(ours - THRESHOLD), np.abs(reference - THRESHOLD)) < 1e-5
+    if not (np.isclose(ours, reference, rtol=1e-4, atol=1e-5) | on_cut).all():
+        raise AssertionError("vectorized CAMs differ from the seed loop's")
+    seconds = median_seconds(lambda: vectorized(features, weights, probs).numpy())
+    loop = median_seconds(lambda: seed_loop(features, weights, probs), repeats=3)
+    fill = median_seconds(lambda: np.full(ours.shape, 1.0, np.float32))
+    where = {"batch": CAM_BATCH, "image_size": CAM_SIZE, "classes": NUM_CLASSES,
+             "feature_shape": [10, 10, 512], "output_mb": round(ours.nbytes / 2**20, 1)}
+    return {"cam_speedup_vs_seed_loop": {"value": loop / seconds, "seed_loop_s": loop,
+                                         "vectorized_s": seconds, **where},
+            "cam_floor_ratio": {"value": seconds / fill, "fill_s": fill, "vectorized_s": seconds,
+                                **where}}
+
+
+def bench_overhead() -> dict:
+    """b. Forward pass + top-3 CAM figure maps, against the forward pass alone."""
+    model = cam_models.build_model("vgg19", CAM_SIZE, NUM_CLASSES)
+    features_model = cam_models.feature_model(model)
+    weights = cam_models.class_weights(model)
+    images = np.random.default_rng(1).uniform(0, 255, (FORWARD_BATCH, CAM_SIZE, CAM_SIZE, 3))
+    images = tf.constant(images, tf.float32)
+    forward = tf.function(lambda x: features_model(x, training=False))
+
+    def with_cams():
+        features, probs = forward(images)
+        shown = cam_utils.top_k_maps(features, weights, probs, 3, THRESHOLD,
+                                     (CAM_SIZE, CAM_SIZE))
+        return shown["maps"].numpy()
+
+    alone = median_seconds(lambda: [t.numpy() for t in forward(images)], repeats=3)
+    both = median_seconds(with_cams, repeats=3)
+    return {"cam_overhead_fraction": {"value": both / alone - 1, "forward_s": alone,
+                                      "forward_and_cams_s": both, "backbone": "vgg19",
+                                      "batch": FORWARD_BATCH, "image_size": CAM_SIZE,
+                                      "top_k": 3}}
+
+
+def demo_training_throughput(dataset: tf.data.Dataset, steps: int) -> float:
+    """Images/s of one `fit` epoch of the demo model (after a warm-up epoch)."""
+    keras.utils.set_random_seed(0)
+    model = cam_models.build_model("small_vgg", 64, NUM_CLASSES)
+    train_cam.compile_model(model, 1e-3)
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    return steps * PIPELINE_BATCH / (time.perf_counter() - start)
+
+
+def bench_pipeline(policy: str) -> dict:
+    """c. `fit` fed by the real tfds pipeline (cam_shapes, cached as CACHE="auto" does)
+    against the same model fed from tensors already in memory."""
+    keras.mixed_precision.set_global_policy(policy)
+    data_dir = tempfile.mkdtemp(prefix="bench_tfds_")
+    builder = cam_data.get_builder("cam_shapes", data_dir)
+    split = f"train[:{PIPELINE_IMAGES}]"
+    examples = cam_data.load_split(builder, split, data_dir, shuffle_seed=0)
+    cache = train_cam.should_cache("auto", PIPELINE_IMAGES, 64)
+    pipeline = cam_data.batches(examples, 64, NUM_CLASSES, PIPELINE_BATCH, PIPELINE_IMAGES, 0,
+                                cache=cache).repeat()
+    images, labels = next(iter(cam_data.batches(examples, 64, NUM_CLASSES, PIPELINE_IMAGES)))
+    in_memory = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(PIPELINE_BATCH)
+                 .repeat().prefetch(tf.data.AUTOTUNE))
+    steps = PIPELINE_IMAGES // PIPELINE_BATCH
+    fed = demo_training_throughput(pipeline, steps)
+    memory = demo_training_throughput(in_memory, steps)
+    keras.mixed_precision.set_global_policy("float32")
+    return {"pipeline_efficiency": {"value": fed / memory, "pipeline_images_per_s": fed,
+                                    "in_memory_images_per_s": memory, "cached": cache,
+                                    "backbone": "small_vgg", "image_size": 64,
+                                    "batch": PIPELINE_BATCH, "precision": policy,
+                                    "dataset": "cam_shapes"}}
+
+
+def vgg19_training_throughput(policy: str) -> float:
+    """VGG19-GAP training images/s under a dtype policy, on random data."""
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = cam_models.build_model("vgg19", PRECISION_SIZE, NUM_CLASSES)
+    train_cam.compile_model(model, 1e-5)
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, (PRECISION_BATCH, PRECISION_SIZE, PRECISION_SIZE, 3))
+    labels = np.eye(NUM_CLASSES)[rng.integers(0, NUM_CLASSES, PRECISION_BATCH)]
+    data = tf.data.Dataset.from_tensors((images.astype(np.float32),
+                                         labels.astype(np.float32))).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
+    seconds = median_seconds(
+        lambda: model.fit(data, epochs=1, steps_per_epoch=PRECISION_STEPS, verbose=0),
+        warmup=0, repeats=3)
+    keras.mixed_precision.set_global_policy("float32")
+    return PRECISION_STEPS * PRECISION_BATCH / seconds
+
+
+def bench_precision(policy: str) -> dict:
+    """d. float32 against the mixed policy MIXED_PRECISION="auto" picks on this machine."""
+    full = vgg19_training_throughput("float32")
+    mixed = vgg19_training_throughput(policy)
+    return {"mixed_precision_speedup": {"value": mixed / full, "float32_images_per_s": full,
+                                        "mixed_images_per_s": mixed, "policy": policy,
+                                        "backbone": "vgg19", "image_size": PRECISION_SIZE,
+                                        "batch": PRECISION_BATCH}}
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    model_name = ""
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    devices = [device.name for device in tf.config.list_logical_devices()]
+    return {"cpu": model_name or platform.processor(), "cores": os.cpu_count(),
+            "devices": devices, "bfloat16_units": train_cam.cpu_has_bfloat16(),
+            "versions": cam_config.library_versions()}
+
+
+def main() -> None:
+    tfds.disable_progress_bar()
+    policy = train_cam.precision_policy("auto")
+    started = time.perf_counter()
+    results = {}
+    for step in (bench_cam_grid, bench_overhead, lambda: bench_pipeline(policy),
+                 lambda: bench_precision(policy)):
+        results.update(step())
+    results["machine"] = machine()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"\n{'key':<28}{'value':>10}  details")
+    for key, entry in results.items():
+        if isinstance(entry, dict) and "value" in entry:
+            details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in entry.items() if k != "value")
+            print(f"{key:<28}{entry['value']:>10.3f}  {details}")
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
+          f"{results['seconds']:.0f} s")
+    cam_config.write_json(OUTPUT, results)
+
+
+if __name__ == "__main__":
+    main()
