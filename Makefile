@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint train visualize demo clean
+.PHONY: test lint train visualize evaluate demo demo-evaluate bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,22 @@ train: $(VENV)/.installed
 
 visualize: $(VENV)/.installed
 	$(PY) visualize_cam.py
+
+evaluate: $(VENV)/.installed
+	$(PY) evaluate_cam.py
+
+# The offline demo: generated data, a small backbone trained from scratch, its CAM grid.
+demo: $(VENV)/.installed
+	$(PY) train_cam.py --PRESET=demo
+	$(PY) visualize_cam.py --PRESET=demo
+	@echo "demo figure: outputs/demo/heatmaps.png"
+
+demo-evaluate: $(VENV)/.installed
+	$(PY) evaluate_cam.py --PRESET=demo
+	$(PY) evaluate_cam.py --PRESET=demo --METHOD=gradcam
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_cam.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -20,7 +20,9 @@ from cam_config import CamError, atomic_path
 BACKBONES = ("vgg19", "small_vgg")
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MIN_IMAGE_SIZE = {"vgg19": 32, "small_vgg": 16}
-SMALL_VGG_WIDTHS = (32, 64, 128)  # channels of the three conv stages; two max-pools
+SMALL_VGG_WIDTHS = (16, 32, 64)  # channels of the three conv stages; two max-pools
+# Batch-norm statistics must settle within a demo's few hundred steps; Keras' 0.99 lags.
+SMALL_VGG_BN_MOMENTUM = 0.9
 
 
 def vgg19_backbone(image_size: int, weights: str) -> keras.Model:
@@ -57,7 +59,8 @@ def small_vgg_backbone(image_size: int) -> keras.Model:
         for conv in (1, 2):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
                                     name=f"conv{stage + 1}_{conv}")(x)
-            x = keras.layers.BatchNormalization(name=f"bn{stage + 1}_{conv}")(x)
+            x = keras.layers.BatchNormalization(momentum=SMALL_VGG_BN_MOMENTUM,
+                                                name=f"bn{stage + 1}_{conv}")(x)
             x = keras.layers.ReLU(name=f"relu{stage + 1}_{conv}")(x)
     return keras.Model(inputs, x, name="small_vgg")
 

@@ -35,6 +35,7 @@ BATCH_SIZE = 16  # training images per step (global batch, split across devices)
 VALIDATION_BATCH_SIZE = 8  # images per validation step
 EPOCHS = 10  # passes over the training split
 LEARNING_RATE = 1e-5  # Adam step size
+LR_SCHEDULE = "constant"  # "constant" (the seed) or "cosine" (decays to 0 over EPOCHS)
 SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
 MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
@@ -47,6 +48,7 @@ OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored")
 CACHE_CHOICES = ("auto", "yes", "no")
+LR_SCHEDULES = ("constant", "cosine")
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
 
 
@@ -101,7 +103,18 @@ def should_cache(choice: str, num_examples: int, image_size: int) -> bool:
     return 0 < needed < CACHE_MEMORY_FRACTION * memory
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
+def learning_rate(config: dict[str, Any], steps_per_epoch: int):
+    """LEARNING_RATE, constant or decayed along a cosine to 0 at the last step."""
+    if config["LR_SCHEDULE"] not in LR_SCHEDULES:
+        raise CamError(f"LR_SCHEDULE={config['LR_SCHEDULE']!r}; choose one of "
+                       f"{', '.join(LR_SCHEDULES)}")
+    if config["LR_SCHEDULE"] == "constant" or steps_per_epoch < 1:
+        return config["LEARNING_RATE"]
+    return keras.optimizers.schedules.CosineDecay(config["LEARNING_RATE"],
+                                                  config["EPOCHS"] * steps_per_epoch)
+
+
+def compile_model(model: keras.Model, learning_rate) -> None:
     """Adam on categorical cross-entropy; Keras calls both as (y_true, y_pred)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(),
@@ -208,7 +221,7 @@ def run(config: dict[str, Any]) -> Path:
     with strategy.scope():
         model = cam_models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                        config["WEIGHTS"])
-        compile_model(model, config["LEARNING_RATE"])
+        compile_model(model, learning_rate(config, int(train.cardinality())))
     run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
     run_config = {
         **config, "class_names": names, "precision_policy": policy, "cached": cached,
