@@ -18,7 +18,7 @@ def cam_grid(images: np.ndarray, maps: np.ndarray, probs: np.ndarray, classes: n
              boxes: np.ndarray | None = None) -> Figure:
     """A rows = images, columns = ranks grid of maps drawn over their images.
 
-    `images`: (n, H, W, 3) uint8 RGB; `maps`: (n, H, W, k) in [0, 1] (values above 1 are
+    `images`: (n, H, W, 3) uint8 RGB; `maps`: (n, k, H, W) in [0, 1] (values above 1 are
     clipped by vmax); `probs`, `classes`: (n, k). `boxes`: optional (n, 4) ground-truth
     boxes, normalised (ymin, xmin, ymax, xmax), outlined in green. Titles follow the seed:
     "<class> - <p>%".
@@ -31,7 +31,7 @@ def cam_grid(images: np.ndarray, maps: np.ndarray, probs: np.ndarray, classes: n
         for rank in range(k):
             ax = axes[row, rank]
             ax.imshow(images[row])
-            ax.imshow(maps[row, ..., rank], alpha=alpha, cmap=cmap, vmin=0.0, vmax=1.0,
+            ax.imshow(maps[row, rank], alpha=alpha, cmap=cmap, vmin=0.0, vmax=1.0,
                       interpolation="bilinear")
             if boxes is not None:
                 ymin, xmin, ymax, xmax = boxes[row] * [height, width, height, width]

@@ -33,7 +33,8 @@ def top_k_classes(probs: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
 def normalize_by_top_class(maps: tf.Tensor, top_class_map: tf.Tensor) -> tf.Tensor:
     """Divides every map of an image by the maximum of that image's top-1 class map.
 
-    `maps`: (batch, h, w, n); `top_class_map`: (batch, h, w). The seed post does this so
+    `maps`: (batch, ...) with 3 more axes, e.g. (batch, h, w, n) or (batch, n, h, w);
+    `top_class_map`: (batch, h, w). The seed post does this so
     that weaker classes are drawn at their strength relative to the winner instead of
     each being stretched to full scale. Where the top-1 maximum is <= 0 there is no
     positive evidence to scale by: that image's maps become zero (no NaN, no sign flip).
@@ -77,14 +78,25 @@ def upsample(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.linalg.matmul(cols, tall)  # (X, w) @ (b, Y, w, n) -> (b, Y, X, n)
 
 
+@tf.function(jit_compile=True, reduce_retracing=True)
 def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:
     """The seed's display transform of (batch, h, w, k) maps ranked best class first.
 
     Normalised by the rank-0 (top-1) map's maximum, upsampled bilinearly to `size`, then
-    cut at `threshold`, in that order, as in the seed. Returns (batch, H, W, k) float32.
+    cut at `threshold`, in that order, as in the seed. Returns (batch, k, H, W) float32:
+    one contiguous picture per map. Compiled with XLA, and the upsample-and-cut runs one
+    image at a time inside the compiled loop so each image's maps are cut while still in
+    cache; benchmarks/bench_cam.py measures this against writing the output once.
     """
-    maps = normalize_by_top_class(maps, maps[..., 0])
-    return threshold_maps(upsample(maps, size), threshold)
+    maps = tf.transpose(tf.cast(maps, tf.float32), [0, 3, 1, 2])  # (batch, k, h, w)
+    maps = normalize_by_top_class(maps, maps[:, 0])
+    rows = interpolation_matrix(maps.shape[2], size[0])
+    cols = interpolation_matrix(maps.shape[3], size[1])
+
+    def one_image(image_maps):  # (k, h, w) -> (k, H, W)
+        return threshold_maps(rows @ image_maps @ tf.transpose(cols), threshold)
+
+    return tf.map_fn(one_image, maps)
 
 
 def cams_for_classes(features: tf.Tensor, weights: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
@@ -140,7 +152,7 @@ def top_k_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int
                threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
     """The seed's figure data for CAM: each image's k best classes and their display maps.
 
-    Returns {"maps": (batch, H, W, k) float32, "probs": (batch, k), "classes": (batch, k)}.
+    Returns {"maps": (batch, k, H, W) float32, "probs": (batch, k), "classes": (batch, k)}.
     """
     top_probs, top_classes = top_k_classes(probs, k)
     maps = display_maps(cams_for_classes(features, weights, top_classes), threshold, size)

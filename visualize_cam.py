@@ -55,7 +55,7 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int,
     """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
     "cams": (n, h, w, classes) raw CAMs of every class; "probs": (n, classes); and for
-    each image's top_k classes by METHOD, "maps" (n, S, S, top_k) as the seed displays
+    each image's top_k classes by METHOD, "maps" (n, top_k, S, S) as the seed displays
     them, "top_probs" and "top_classes" (n, top_k).
     """
     features, probs = cam_models.feature_model(model)(images, training=False)

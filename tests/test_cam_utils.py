@@ -23,7 +23,7 @@ def seed_loop_maps(features, weights, probs, k, threshold, size):
             up = tf.image.resize(cam, size).numpy()[..., 0] / best.max()
             up[up < threshold] = 0.0
             row.append(up)
-        rows.append(np.stack(row, axis=-1))
+        rows.append(np.stack(row))
     return np.stack(rows)
 
 
@@ -76,7 +76,7 @@ def test_all_zero_features_give_zero_maps():
     weights = np.random.default_rng(2).normal(size=(4, 5)).astype(np.float32)
     probs = np.full((2, 5), 0.2, np.float32)
     shown = cam_utils.top_k_maps(features, weights, probs, 3, 0.3, (6, 6))
-    np.testing.assert_array_equal(shown["maps"].numpy(), np.zeros((2, 6, 6, 3)))
+    np.testing.assert_array_equal(shown["maps"].numpy(), np.zeros((2, 3, 6, 6)))
 
 
 def test_threshold_keeps_values_at_and_above_the_cut():
@@ -104,7 +104,7 @@ def test_top_k_maps_match_the_seed_loop(batch, h, w, size):
     np.testing.assert_allclose(shown["maps"].numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(shown["classes"].numpy(), np.argsort(-probs)[:, :3])
     # Bilinear upsampling interpolates between samples, so the top-1 map stays within 1.
-    assert shown["maps"].numpy()[..., 0].max() <= 1.0 + 1e-6
+    assert shown["maps"].numpy()[:, 0].max() <= 1.0 + 1e-6
 
 
 @pytest.mark.parametrize("backbone, size", [("vgg19", 64), ("small_vgg", 32)])
