@@ -38,6 +38,7 @@ LEARNING_RATE = 1e-5  # Adam step size
 LR_SCHEDULE = "constant"  # "constant" (the seed) or "cosine" (decays to 0 over EPOCHS)
 SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
+DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the same bits
 MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
 STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default" (one device) or "mirrored"
 CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
@@ -214,6 +215,8 @@ def run(config: dict[str, Any]) -> Path:
     policy = precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(config["SEED"])
+    if config["DETERMINISTIC"]:
+        tf.config.experimental.enable_op_determinism()
     strategy = distribution_strategy(config["STRATEGY"])
     builder = cam_data.get_builder(config["DATASET"], config["DATA_DIR"])
     names = cam_data.class_names(builder)
