@@ -62,9 +62,11 @@ def check_config(config: dict[str, Any]) -> None:
 
 def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
                         threshold: float) -> dict[str, np.ndarray]:
-    """Per-image pointing game, CAM-paper box and top-1 localisation, and mask IoU."""
+    """Per-image pointing game (with the paper's tolerance, and strict: on the object),
+    CAM-paper box and top-1 localisation, and mask IoU."""
     box_hit = cam_metrics.box_iou(cam_metrics.largest_region_box(maps), batch["bbox"]) >= 0.5
     return {"pointing_game": cam_metrics.pointing_game(maps, batch["mask"]).numpy(),
+            "pointing_game_strict": cam_metrics.pointing_game(maps, batch["mask"], 0).numpy(),
             "box_localisation": box_hit.numpy(),
             "top1_localisation": box_hit.numpy() & correct,
             "mask_iou": cam_metrics.mask_iou(maps, batch["mask"], threshold).numpy()}
@@ -220,6 +222,7 @@ def run(config: dict[str, Any]) -> Path:
     metrics = {"run": config["RUN_NAME"], "split": config["SPLIT"], "method": config["METHOD"],
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
+               "pointing_tolerance_px": cam_metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
                **summary, "seconds": round(time.perf_counter() - started, 1),
                "config": config}
     path = run_dir / f"metrics{suffix}.json"
@@ -235,8 +238,8 @@ def print_table(metrics: dict[str, Any]) -> None:
           f"sanity rank correlation {metrics['sanity_rank_correlation']:.3f}, "
           f"{metrics['seconds']:.0f} s")
     print(f"{'predicted class':<20}{metrics['method']:>10}{'centre':>10}{'random':>10}")
-    for key in ("pointing_game", "box_localisation", "top1_localisation", "mask_iou",
-                "deletion_auc", "insertion_auc"):
+    for key in ("pointing_game", "pointing_game_strict", "box_localisation",
+                "top1_localisation", "mask_iou", "deletion_auc", "insertion_auc"):
         if key in scores:
             values = [scores[f"{key}{source}"] for source in SOURCES]
             print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))

@@ -31,7 +31,17 @@ def test_pointing_game_misses_when_the_peak_is_off_the_object():
     maps = np.zeros((1, 8, 8), np.float32)
     maps[0, 6, 6] = 1.0
     maps[0, 1, 1] = 0.9
-    assert not cam_metrics.pointing_game(maps, masks).numpy()[0]
+    assert not cam_metrics.pointing_game(maps, masks, tolerance=0).numpy()[0]
+
+
+def test_pointing_game_tolerance_is_euclidean_in_pixels():
+    masks = square_mask(32, 10, 10, 4)[None]  # rows and columns 10..13
+    maps = np.zeros((4, 32, 32), np.float32)
+    for i, (row, col) in enumerate([(13, 16), (13, 17), (16, 16), (12, 12)]):
+        maps[i, row, col] = 1.0
+    hits = cam_metrics.pointing_game(maps, np.repeat(masks, 4, 0), tolerance=3 / 32)
+    # 3 px right of the edge hits, 4 px misses, (3, 3) diagonal is 4.2 px away, inside hits.
+    np.testing.assert_array_equal(hits.numpy(), [True, False, False, True])
 
 
 def test_largest_region_wins_and_weak_regions_are_cut():

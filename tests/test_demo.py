@@ -70,8 +70,8 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     metrics = json.loads(path.read_text())
     assert metrics["num_images"] == 40 and metrics["method"] == method
     for target in ("predicted_class", "true_class"):
-        for key in ("pointing_game", "box_localisation", "top1_localisation", "mask_iou",
-                    "deletion_auc", "insertion_auc"):
+        for key in ("pointing_game", "pointing_game_strict", "box_localisation",
+                    "top1_localisation", "mask_iou", "deletion_auc", "insertion_auc"):
             for suffix in evaluate_cam.SOURCES:
                 value = metrics[target][f"{key}{suffix}"]
                 assert 0.0 <= value <= 1.0, (target, key, suffix, value)
