@@ -40,14 +40,14 @@ SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
 DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the same bits
 MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
-STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default" (one device) or "mirrored"
+STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default", "mirrored" or "multiworker"
 CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
 RESUME = False  # True continues an interrupted run of RUN_NAME from its last finished epoch
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CACHE_CHOICES = ("auto", "yes", "no")
 LR_SCHEDULES = ("constant", "cosine")
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
@@ -85,6 +85,8 @@ def distribution_strategy(choice: str) -> tf.distribute.Strategy:
     """
     if choice not in STRATEGIES:
         raise CamError(f"STRATEGY={choice!r}; choose one of {', '.join(STRATEGIES)}")
+    if choice == "multiworker":  # the cluster comes from the TF_CONFIG environment variable
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if choice == "mirrored" or (choice == "auto" and len(gpus) > 1):
         # Without GPUs, mirror over the logical CPU devices (how the tests stand in for two).
