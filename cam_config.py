@@ -15,7 +15,7 @@ import platform
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -111,6 +111,16 @@ def resolve(module: ModuleType, argv: list[str] | None = None) -> dict[str, Any]
         config.update(load_preset(preset, defaults))
     config.update(overrides)
     return config
+
+
+def run_script(module: ModuleType, run: Callable[[dict[str, Any]], Any],
+               argv: list[str] | None = None) -> Any:
+    """A script's main(): resolves its constants and runs it; a CamError becomes a one-line
+    message on stderr and exit code 1, never a traceback."""
+    try:
+        return run(resolve(module, argv))
+    except CamError as error:
+        raise SystemExit(f"{Path(module.__file__).name}: error: {error}") from None
 
 
 def load_preset(name: str, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -246,10 +246,7 @@ def print_table(metrics: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    try:
-        return run(cam_config.resolve(sys.modules[__name__], argv))
-    except CamError as error:
-        raise SystemExit(f"evaluate_cam.py: error: {error}") from None
+    return cam_config.run_script(sys.modules[__name__], run, argv)
 
 
 if __name__ == "__main__":

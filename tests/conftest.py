@@ -46,3 +46,15 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` with its bytes, to show a failed command changed nothing."""
     return {str(path.relative_to(folder)): path.read_bytes()
             for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures scripts save during a test, in order (they are still saved)."""
+    import cam_plot
+
+    figures = []
+    original = cam_plot.save_figure
+    monkeypatch.setattr(cam_plot, "save_figure",
+                        lambda fig, *args: (figures.append(fig), original(fig, *args)))
+    return figures

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-import cam_plot
 import cam_shapes
 import evaluate_cam
 import train_cam
@@ -36,17 +35,13 @@ def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
     assert (run_dir / "weights.weights.h5").is_file()
 
 
-def test_demo_grid_outlines_the_true_boxes(demo_run, monkeypatch):
+def test_demo_grid_outlines_the_true_boxes(demo_run, saved_figures):
     root, run_dir = demo_run
-    figures = []
-    original = cam_plot.save_figure
-    monkeypatch.setattr(cam_plot, "save_figure",
-                        lambda fig, *args: (figures.append(fig), original(fig, *args)))
     visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=40"])
     saved = np.load(run_dir / "cams.npz")
     boxes = saved["bboxes"]
     assert boxes.shape == (5, 4) and (boxes[:, 2:] > boxes[:, :2]).all()
-    first = figures[0].axes[0]
+    first = saved_figures[0].axes[0]
     (rectangle,) = first.patches
     ymin, xmin, ymax, xmax = boxes[0] * 64
     assert rectangle.get_x() == pytest.approx(xmin - 0.5)

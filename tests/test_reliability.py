@@ -168,3 +168,16 @@ def test_train_rejects_bad_input_without_touching_the_run(trained_run, args, mes
     output_dir, run_dir = trained_run
     run_fails(train_cam.main, [*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}",
                                "--RUN_NAME=mock", *args], run_dir, message)
+
+
+def test_offline_imagenet_weights_stop_training_without_touching_the_run(trained_run,
+                                                                         monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid: offline")
+
+    monkeypatch.setattr("keras.src.applications.vgg19.file_utils.get_file", offline)
+    output_dir, run_dir = trained_run
+    message = run_fails(train_cam.main, [*QUICK_TRAINING, "--WEIGHTS=imagenet",
+                                         f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"],
+                        run_dir, "could not download the ImageNet VGG19 weights")
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in message

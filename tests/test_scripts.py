@@ -9,7 +9,6 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-import cam_plot
 import train_cam
 import visualize_cam
 from conftest import QUICK_TRAINING
@@ -27,17 +26,13 @@ def test_one_epoch_writes_weights_config_and_history(trained_run):
     assert len(rows) == 1 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
 
 
-def test_visualize_draws_the_grid_from_the_run_alone(trained_run, monkeypatch):
+def test_visualize_draws_the_grid_from_the_run_alone(trained_run, saved_figures):
     output_dir, run_dir = trained_run
-    figures = []
-    original = cam_plot.save_figure
-    monkeypatch.setattr(cam_plot, "save_figure",
-                        lambda fig, *args: (figures.append(fig), original(fig, *args)))
     path = visualize_cam.main([f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
                                "--NUM_IMAGES=4", "--TOP_K=2", "--DPI=50"])
     assert path == run_dir / "heatmaps.png"
     assert matplotlib.image.imread(path).ndim == 3
-    (fig,) = figures
+    (fig,) = saved_figures
     axes = np.array(fig.axes).reshape(4, 2)
     saved = np.load(run_dir / "cams.npz")
     names = list(saved["class_names"])
