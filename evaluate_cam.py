@@ -243,6 +243,12 @@ def print_table(metrics: dict[str, Any]) -> None:
         if key in scores:
             values = [scores[f"{key}{source}"] for source in SOURCES]
             print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))
+    columns = ("accuracy", "pointing_game", "box_localisation", "deletion_auc",
+               "insertion_auc")
+    print(f"\n{'per true class':<20}{'images':>8}" + "".join(f"{c[:12]:>14}" for c in columns))
+    for name, entry in metrics["per_class"].items():
+        print(f"{name[:20]:<20}{entry['images']:>8}" + "".join(
+            f"{entry[c]:>14.3f}" if c in entry else f"{'-':>14}" for c in columns))
 
 
 def main(argv: list[str] | None = None) -> Path:

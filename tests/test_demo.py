@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
+import cam_models
 import cam_shapes
 import evaluate_cam
 import train_cam
 import visualize_cam
+from cam_config import read_run_config
 from conftest import snapshot
 
 
@@ -79,3 +82,20 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     suffix = "" if method == "cam" else "_gradcam"
     assert (run_dir / f"deletion_insertion{suffix}.png").is_file()
     assert (run_dir / "confusion_matrix.png").is_file()
+
+
+def test_randomised_weights_change_the_maps(demo_run):
+    """Adebayo et al. (2018): maps that explain a model must depend on its weights."""
+    _, run_dir = demo_run
+    trained = read_run_config(run_dir)
+    model = cam_models.load_trained_model(run_dir, trained)
+    keras.utils.set_random_seed(3)
+    random_model = cam_models.build_model("small_vgg", 64, 10)
+    images = np.random.default_rng(8).uniform(0, 255, (6, 64, 64, 3)).astype(np.float32)
+    classes = np.tile(np.arange(6)[:, None], (1, 2)).astype(np.int32)
+    for method in ("cam", "gradcam"):
+        same = evaluate_cam.sanity_correlation(method, model, model, images, classes)
+        np.testing.assert_allclose(same, 1.0, atol=1e-5)
+        randomised = evaluate_cam.sanity_correlation(method, model, random_model, images,
+                                                     classes)
+        assert randomised.mean() < 0.8, (method, randomised)

@@ -84,6 +84,18 @@ def test_visualize_draws_own_images(trained_run, image_files):
     np.testing.assert_array_equal(saved["images"][1, 5, 5], [128, 128, 128])
 
 
+@pytest.mark.parametrize("name, message", [
+    ("text", "is not an image file this script can read"),
+    ("truncated", "is corrupt or truncated")])
+def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image_files, name,
+                                                             message):
+    output_dir, run_dir = trained_run
+    code = run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
+                                          f"--IMAGES={image_files['rgb']},{image_files[name]}"],
+                     run_dir, message)
+    assert str(image_files[name]) in code
+
+
 def run_fails(main, args, run_dir, message):
     """Runs a script that must fail: checks exit, message and an unchanged run folder."""
     before = snapshot(run_dir)
