@@ -102,15 +102,15 @@ def score_batch(config: dict, model, random_model, predict, batch: dict,
     predicted = np.argmax(probs.numpy(), axis=1)
     correct = predicted == labels
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
-    method_maps = cam_utils.upsample(
-        cam_utils.maps_for_classes(config["METHOD"], model, features, classes), size)
+    low_res = cam_utils.maps_for_classes(config["METHOD"], model, features, classes)
+    method_maps = cam_utils.upsample(low_res, size)
     n = len(labels)
     sources = {"_center_baseline": cam_metrics.centre_gaussian_maps(n, *size),
                "_random_baseline": cam_metrics.random_maps(
                    n, *size, seed=config["SEED"] * 100_003 + batch_index)}
     baselines = cam_metrics.blurred(images, config["BLUR_SIGMA"] * size[0])
     out = {"label": labels, "predicted": predicted, "correct": correct,
-           "sanity_rank_correlation": sanity_correlation(config["METHOD"], model,
+           "sanity_rank_correlation": sanity_correlation(config["METHOD"], low_res[..., 0],
                                                          random_model, images, classes)}
     predicted_faith = {}
     for column, target in enumerate(("predicted_class", "true_class")):
@@ -131,17 +131,17 @@ def score_batch(config: dict, model, random_model, predict, batch: dict,
     return out
 
 
-def sanity_correlation(method: str, model, random_model, images, classes) -> np.ndarray:
-    """Rank correlation of the maps of the predicted class, trained vs randomised weights.
+def sanity_correlation(method: str, trained_maps, random_model, images,
+                       classes) -> np.ndarray:
+    """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
+    the same method's maps from `random_model`, per image.
 
     The model-randomisation test of Adebayo et al. (2018): a map that explains the model
     must change when the weights it explains are replaced by random ones (low value).
     """
-    maps = []
-    for network in (model, random_model):
-        features, _ = cam_models.feature_model(network)(images, training=False)
-        maps.append(cam_utils.maps_for_classes(method, network, features, classes[:, :1]))
-    return cam_metrics.rank_correlation(maps[0][..., 0], maps[1][..., 0]).numpy()
+    features, _ = cam_models.feature_model(random_model)(images, training=False)
+    random_maps = cam_utils.maps_for_classes(method, random_model, features, classes[:, :1])
+    return cam_metrics.rank_correlation(trained_maps, random_maps[..., 0]).numpy()
 
 
 def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:

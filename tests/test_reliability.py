@@ -106,30 +106,21 @@ def run_fails(main, args, run_dir, message):
     return exit_info.value.code
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--IMAGES=nope/*.png"], "no file matches 'nope/*.png'"),
-    (["--TOP_K=0"], "TOP_K=0 must be between 1"),
-    (["--THRESHOLD=-0.1"], "THRESHOLD=-0.1 must be between 0 and 1"),
-    (["--NUM_IMAGES=0"], "NUM_IMAGES=0 must be between 1"),
-    (["--METHOD=lime"], "METHOD='lime'; choose one of cam, gradcam"),
-    (["--TOP_K=three"], "--TOP_K='three': expected int"),
-    (["--TOPK=3"], "unknown constant 'TOPK'"),
+@pytest.mark.parametrize("main, args, message", [
+    (visualize_cam.main, ["--IMAGES=nope/*.png"], "no file matches 'nope/*.png'"),
+    (visualize_cam.main, ["--TOP_K=0"], "TOP_K=0 must be between 1"),
+    (visualize_cam.main, ["--THRESHOLD=-0.1"], "THRESHOLD=-0.1 must be between 0 and 1"),
+    (visualize_cam.main, ["--NUM_IMAGES=0"], "NUM_IMAGES=0 must be between 1"),
+    (visualize_cam.main, ["--METHOD=lime"], "METHOD='lime'; choose one of cam, gradcam"),
+    (visualize_cam.main, ["--TOP_K=three"], "--TOP_K='three': expected int"),
+    (visualize_cam.main, ["--TOPK=3"], "unknown constant 'TOPK'"),
+    (evaluate_cam.main, ["--METHOD=lime"], "METHOD='lime'"),
+    (evaluate_cam.main, ["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
+    (evaluate_cam.main, ["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
 ])
-def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, args, message):
+def test_scripts_reject_bad_input_without_touching_the_run(trained_run, main, args, message):
     output_dir, run_dir = trained_run
-    run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
-              run_dir, message)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--METHOD=lime"], "METHOD='lime'"),
-    (["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
-    (["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
-])
-def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, message):
-    output_dir, run_dir = trained_run
-    run_fails(evaluate_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
-              run_dir, message)
+    run_fails(main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args], run_dir, message)
 
 
 def copy_run(run_dir, target):
