@@ -1,5 +1,9 @@
 """Class activation maps (Zhou et al., CVPR 2016) for a whole batch and all classes at once.
 
+The CAM maths the three scripts share: maps from features and classifier weights, and the
+seed post's display transform (normalise by the top-1 map, upsample, cut at 30%). Other
+map methods, and the choice between them, are in camlab/methods.py.
+
 Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `probs`
 (batch, classes). Maps keep classes (or ranks) on the last axis, so one
 `tf.image.resize` upsamples all of them; nothing here loops over images or classes.
@@ -7,10 +11,7 @@ Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `prob
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
-
-import cam_models
 
 
 def class_activation_maps(features: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
@@ -107,53 +108,3 @@ def cams_for_classes(features: tf.Tensor, weights: tf.Tensor, classes: tf.Tensor
     """
     per_image_weights = tf.gather(tf.cast(weights, tf.float32), classes, axis=1)
     return tf.einsum("bhwk,kbn->bhwn", tf.cast(features, tf.float32), per_image_weights)
-
-
-def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
-                          classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch, k): (batch, h, w, k).
-
-    The pre-softmax score of each (image, class) pair is differentiated with one
-    `tf.GradientTape` with respect to the last feature maps, tiled k times so each pair
-    has its own copy. The head is the model's own GAP and classifier kernel, and the
-    features come from `cam_models.feature_model`, so a backbone nested as one layer
-    works. For a GAP + linear head this equals ReLU(CAM) / (h * w), a check the tests make.
-    """
-    k = classes.shape[1]
-    features = tf.repeat(tf.cast(features, tf.float32), k, axis=0)  # (batch * k, h, w, c)
-    kernel = tf.cast(cam_models.class_weights(model), tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(features)
-        logits = model.get_layer("gap")(features) @ kernel
-        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
-    grads = tape.gradient(scores, features)
-    alphas = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(alphas * features, axis=-1))  # (batch * k, h, w)
-    return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
-
-
-METHODS = ("cam", "gradcam")
-
-
-def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
-                     classes: tf.Tensor) -> tf.Tensor:
-    """Low-resolution maps (batch, h, w, k) of `classes` (batch, k) by METHOD.
-
-    `features` are the model's last feature maps from `cam_models.feature_model`.
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown METHOD {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "cam":
-        return cams_for_classes(features, cam_models.class_weights(model), classes)
-    return grad_cams_for_classes(model, features, classes)
-
-
-def top_k_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int,
-               threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
-    """The seed's figure data for CAM: each image's k best classes and their display maps.
-
-    Returns {"maps": (batch, k, H, W) float32, "probs": (batch, k), "classes": (batch, k)}.
-    """
-    top_probs, top_classes = top_k_classes(probs, k)
-    maps = display_maps(cams_for_classes(features, weights, top_classes), threshold, size)
-    return {"maps": maps, "probs": top_probs, "classes": top_classes}

@@ -13,12 +13,9 @@ from typing import Any
 
 import numpy as np
 
-import cam_config
-import cam_data
-import cam_models
-import cam_plot
 import cam_utils
-from cam_config import CamError
+from camlab import data, methods, models, plots, runs, settings
+from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = "imagenette"  # the training run to draw, a folder in OUTPUT_DIR
@@ -43,9 +40,7 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     for name in ("THRESHOLD", "ALPHA"):
         if not 0.0 <= config[name] <= 1.0:
             raise CamError(f"{name}={config[name]} must be between 0 and 1")
-    if config["METHOD"] not in cam_utils.METHODS:
-        raise CamError(f"METHOD={config['METHOD']!r}; choose one of "
-                       f"{', '.join(cam_utils.METHODS)}")
+    check_choice("METHOD", config["METHOD"], methods.METHODS)
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
 
@@ -58,14 +53,13 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int,
     each image's top_k classes by METHOD, "maps" (n, top_k, S, S) as the seed displays
     them, "top_probs" and "top_classes" (n, top_k).
     """
-    features, probs = cam_models.feature_model(model)(images, training=False)
-    top_probs, top_classes = cam_utils.top_k_classes(probs, top_k)
-    maps = cam_utils.maps_for_classes(method, model, features, top_classes)
-    weights = cam_models.class_weights(model)
+    features, probs = models.feature_model(model)(images, training=False)
+    shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
+                               images.shape[1:3])
+    weights = models.class_weights(model)
     return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
-            "probs": np.asarray(probs, np.float32),
-            "maps": cam_utils.display_maps(maps, threshold, images.shape[1:3]).numpy(),
-            "top_probs": top_probs.numpy(), "top_classes": top_classes.numpy()}
+            "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
+            "top_probs": shown["probs"].numpy(), "top_classes": shown["classes"].numpy()}
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -76,34 +70,34 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
     """
     size = trained["IMAGE_SIZE"]
     if config["IMAGES"]:
-        paths = cam_data.expand_image_paths(config["IMAGES"])
-        images = np.stack([cam_data.read_image_file(path, size).numpy() for path in paths])
+        paths = data.expand_image_paths(config["IMAGES"])
+        images = np.stack([data.read_image_file(path, size).numpy() for path in paths])
         return {"image": images, "label": np.full(len(paths), -1)}
-    builder = cam_data.get_builder(trained["DATASET"], trained["DATA_DIR"])
-    examples = cam_data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
-    return cam_data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
+    builder = data.get_builder(trained["DATASET"], trained["DATA_DIR"])
+    examples = data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
+    return data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
 
 
 def run(config: dict[str, Any]) -> Path:
     """Draws the grid for a resolved configuration; returns the figure's path."""
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
-    trained = cam_config.read_run_config(run_dir)
+    trained = runs.read_run_config(run_dir)
     names = trained["class_names"]
     check_config(config, len(names))
-    model = cam_models.load_trained_model(run_dir, trained)
+    model = runs.load_trained_model(run_dir, trained)
     batch = chosen_images(config, trained)
     result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
                           config["THRESHOLD"])
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
-    fig = cam_plot.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
+    fig = plots.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
                             names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
     # Own images and other methods get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
         "" if config["METHOD"] == "cam" else f"_{config['METHOD']}")
     figure_path = run_dir / f"heatmaps{suffix}.png"
-    cam_plot.save_figure(fig, figure_path, config["DPI"])
+    plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"
-    with cam_config.atomic_path(arrays_path) as tmp:
+    with runs.atomic_path(arrays_path) as tmp:
         np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],
                             labels=batch["label"], class_names=np.array(names),
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}))
@@ -112,7 +106,7 @@ def run(config: dict[str, Any]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    return cam_config.run_script(sys.modules[__name__], run, argv)
+    return settings.run_script(sys.modules[__name__], run, argv)
 
 
 if __name__ == "__main__":

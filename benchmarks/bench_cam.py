@@ -23,11 +23,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-import cam_config  # noqa: E402
-import cam_data  # noqa: E402
-import cam_models  # noqa: E402
-import cam_utils  # noqa: E402
-import train_cam  # noqa: E402
+from camlab import data, methods, models, reference, runs, training  # noqa: E402
 
 WARMUP = 2  # untimed runs before measuring
 REPEATS = 7  # timed runs; the median is reported
@@ -38,6 +34,7 @@ THRESHOLD = 0.3  # the seed's display cut
 FORWARD_BATCH = 16  # images per VGG19 forward pass for the overhead measurement
 PIPELINE_IMAGES = 2000  # demo images per pipeline measurement epoch
 PIPELINE_BATCH = 64  # the demo preset's batch size
+CACHE_MEMORY_FRACTION = 0.25  # as train_cam.py's default
 PRECISION_SIZE = 128  # pixels for the float32 vs mixed-precision VGG19 training comparison
 PRECISION_BATCH = 16  # images per training step there
 PRECISION_STEPS = 6  # training steps per timed run there
@@ -56,38 +53,30 @@ def median_seconds(function, warmup: int = WARMUP, repeats: int = REPEATS) -> fl
     return float(np.median(times))
 
 
-def seed_loop(features: np.ndarray, weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """The seed post's per-image, per-class loop (kept here only as the baseline).
+def vectorized(model, features, probs) -> tf.Tensor:
+    """The scripts' path (methods.top_k_maps) for the seed's output: all classes ranked."""
+    return methods.top_k_maps("cam", model, features, probs, NUM_CLASSES, THRESHOLD,
+                              (CAM_SIZE, CAM_SIZE))["maps"]
 
-    Every class map of an image, most probable first, is upsampled with one
-    `tf.image.resize` call, divided by the image's top-1 map maximum and cut at THRESHOLD.
-    Returns (batch, classes, CAM_SIZE, CAM_SIZE).
+
+def seed_loop(features, weights, probs) -> np.ndarray:
+    """The seed post's per-image, per-class loop over all classes (camlab.reference)."""
+    return reference.seed_loop_maps(features, weights, probs, NUM_CLASSES, THRESHOLD,
+                                    (CAM_SIZE, CAM_SIZE))
+
+
+def bench_cam_grid(model) -> dict:
+    """a. Vectorized CAM grid work vs the seed's loop, and vs writing the output once.
+
+    Features are random; the classifier of `model` (VGG19-GAP at CAM_SIZE) is set to
+    random weights, which the seed loop is given too.
     """
-    out = np.empty((len(features), weights.shape[1], CAM_SIZE, CAM_SIZE), np.float32)
-    for i in range(len(features)):
-        best = features[i] @ weights[:, np.argmax(probs[i])]
-        for rank, c in enumerate(np.argsort(probs[i])[::-1]):
-            cam = (features[i] @ weights[:, c]).reshape(*features.shape[1:3], 1)
-            up = tf.image.resize(cam, [CAM_SIZE, CAM_SIZE]).numpy().reshape(CAM_SIZE, CAM_SIZE)
-            up /= np.max(best)
-            up[up < THRESHOLD] = 0.0
-            out[i, rank] = up
-    return out
-
-
-def vectorized(features, weights, probs) -> tf.Tensor:
-    """The project's path for the same output: all classes ranked, no Python loop."""
-    return cam_utils.top_k_maps(features, weights, probs, weights.shape[1], THRESHOLD,
-                                (CAM_SIZE, CAM_SIZE))["maps"]
-
-
-def bench_cam_grid() -> dict:
-    """a. Vectorized CAM grid work vs the seed's loop, and vs writing the output once."""
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 4, (CAM_BATCH, 10, 10, 512)).astype(np.float32)
     weights = rng.normal(0, 0.05, (512, NUM_CLASSES)).astype(np.float32)
+    models.class_weights(model).assign(weights)
     probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
-    ours = vectorized(features, weights, probs).numpy()
+    ours = vectorized(model, features, probs).numpy()
     reference = seed_loop(features, weights, probs)
     # Same maps up to float rounding, which can flip a value lying on the threshold itself.
     on_cut = np.minimum(np.abs(ours - THRESHOLD), np.abs(reference - THRESHOLD)) < 1e-5
@@ -96,8 +85,8 @@ def bench_cam_grid() -> dict:
     # Time until the maps exist as a tensor (eager CPU ops return when done; reading one
     # value makes sure). Copying XLA's output into a numpy array costs a second pass over
     # the 62.5 MB, which the figure never needs: it is reported beside, not inside.
-    seconds = median_seconds(lambda: vectorized(features, weights, probs)[0, 0, 0, 0].numpy())
-    to_numpy = median_seconds(lambda: vectorized(features, weights, probs).numpy())
+    seconds = median_seconds(lambda: vectorized(model, features, probs)[0, 0, 0, 0].numpy())
+    to_numpy = median_seconds(lambda: vectorized(model, features, probs).numpy())
     loop = median_seconds(lambda: seed_loop(features, weights, probs), repeats=3)
     fill = median_seconds(lambda: np.full(ours.shape, 1.0, np.float32))
     where = {"batch": CAM_BATCH, "image_size": CAM_SIZE, "classes": NUM_CLASSES,
@@ -108,19 +97,17 @@ def bench_cam_grid() -> dict:
             "cam_floor_ratio": {"value": seconds / fill, "fill_s": fill, **where}}
 
 
-def bench_overhead() -> dict:
+def bench_overhead(model) -> dict:
     """b. Forward pass + top-3 CAM figure maps, against the forward pass alone."""
-    model = cam_models.build_model("vgg19", CAM_SIZE, NUM_CLASSES)
-    features_model = cam_models.feature_model(model)
-    weights = cam_models.class_weights(model)
+    features_model = models.feature_model(model)
     images = np.random.default_rng(1).uniform(0, 255, (FORWARD_BATCH, CAM_SIZE, CAM_SIZE, 3))
     images = tf.constant(images, tf.float32)
     forward = tf.function(lambda x: features_model(x, training=False))
 
     def with_cams():
         features, probs = forward(images)
-        shown = cam_utils.top_k_maps(features, weights, probs, 3, THRESHOLD,
-                                     (CAM_SIZE, CAM_SIZE))
+        shown = methods.top_k_maps("cam", model, features, probs, 3, THRESHOLD,
+                                   (CAM_SIZE, CAM_SIZE))
         return shown["maps"].numpy()
 
     alone = median_seconds(lambda: [t.numpy() for t in forward(images)], repeats=3)
@@ -134,8 +121,8 @@ def bench_overhead() -> dict:
 def demo_training_throughput(dataset: tf.data.Dataset, steps: int) -> float:
     """Images/s of one `fit` epoch of the demo model (after a warm-up epoch)."""
     keras.utils.set_random_seed(0)
-    model = cam_models.build_model("small_vgg", 64, NUM_CLASSES)
-    train_cam.compile_model(model, 1e-3)
+    model = models.build_model("small_vgg", 64, NUM_CLASSES)
+    training.compile_model(model, 1e-3)
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
@@ -147,13 +134,13 @@ def bench_pipeline(policy: str) -> dict:
     against the same model fed from tensors already in memory."""
     keras.mixed_precision.set_global_policy(policy)
     data_dir = tempfile.mkdtemp(prefix="bench_tfds_")
-    builder = cam_data.get_builder("cam_shapes", data_dir)
+    builder = data.get_builder("cam_shapes", data_dir)
     split = f"train[:{PIPELINE_IMAGES}]"
-    examples = cam_data.load_split(builder, split, data_dir, shuffle_seed=0)
-    cache = train_cam.should_cache("auto", PIPELINE_IMAGES, 64)
-    pipeline = cam_data.batches(examples, 64, NUM_CLASSES, PIPELINE_BATCH, PIPELINE_IMAGES, 0,
-                                cache=cache).repeat()
-    images, labels = next(iter(cam_data.batches(examples, 64, NUM_CLASSES, PIPELINE_IMAGES)))
+    examples = data.load_split(builder, split, data_dir, shuffle_seed=0)
+    cache = training.should_cache("auto", PIPELINE_IMAGES, 64, CACHE_MEMORY_FRACTION)
+    pipeline = data.batches(examples, 64, NUM_CLASSES, PIPELINE_BATCH, PIPELINE_IMAGES, 0,
+                            cache=cache).repeat()
+    images, labels = next(iter(data.batches(examples, 64, NUM_CLASSES, PIPELINE_IMAGES)))
     in_memory = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(PIPELINE_BATCH)
                  .repeat().prefetch(tf.data.AUTOTUNE))
     steps = PIPELINE_IMAGES // PIPELINE_BATCH
@@ -171,8 +158,8 @@ def vgg19_training_throughput(policy: str) -> float:
     """VGG19-GAP training images/s under a dtype policy, on random data."""
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(0)
-    model = cam_models.build_model("vgg19", PRECISION_SIZE, NUM_CLASSES)
-    train_cam.compile_model(model, 1e-5)
+    model = models.build_model("vgg19", PRECISION_SIZE, NUM_CLASSES)
+    training.compile_model(model, 1e-5)
     rng = np.random.default_rng(2)
     images = rng.uniform(0, 255, (PRECISION_BATCH, PRECISION_SIZE, PRECISION_SIZE, 3))
     labels = np.eye(NUM_CLASSES)[rng.integers(0, NUM_CLASSES, PRECISION_BATCH)]
@@ -206,16 +193,18 @@ def machine() -> dict:
                 break
     devices = [device.name for device in tf.config.list_logical_devices()]
     return {"cpu": model_name or platform.processor(), "cores": os.cpu_count(),
-            "devices": devices, "bfloat16_units": train_cam.cpu_has_bfloat16(),
-            "versions": cam_config.library_versions()}
+            "devices": devices, "bfloat16_units": training.cpu_has_bfloat16(),
+            "versions": runs.library_versions()}
 
 
 def main() -> None:
     tfds.disable_progress_bar()
-    policy = train_cam.precision_policy("auto")
+    policy = training.precision_policy("auto")
     started = time.perf_counter()
     results = {}
-    for step in (bench_cam_grid, bench_overhead, lambda: bench_pipeline(policy),
+    vgg19 = models.build_model("vgg19", CAM_SIZE, NUM_CLASSES)
+    for step in (lambda: bench_cam_grid(vgg19), lambda: bench_overhead(vgg19),
+                 lambda: bench_pipeline(policy),
                  lambda: bench_precision(policy)):
         results.update(step())
     results["machine"] = machine()
@@ -228,7 +217,7 @@ def main() -> None:
             print(f"{key:<28}{entry['value']:>10.3f}  {details}")
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
           f"{results['seconds']:.0f} s")
-    cam_config.write_json(OUTPUT, results)
+    runs.write_json(OUTPUT, results)
 
 
 if __name__ == "__main__":

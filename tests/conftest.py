@@ -1,7 +1,8 @@
-"""Shared fixtures: everything offline, small, and seeded."""
+"""Fixtures: everything offline, small, and seeded. Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -9,52 +10,90 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-import cam_data  # noqa: E402
-
-# train_cam.py overrides for a run of seconds: VGG19 untrained at 32 px, one epoch.
-QUICK_TRAINING = ["--WEIGHTS=", "--IMAGE_SIZE=32", "--EPOCHS=1", "--BATCH_SIZE=4",
-                  "--VALIDATION_BATCH_SIZE=4", "--SHUFFLE_BUFFER=16",
-                  "--MIXED_PRECISION=float32"]
+from camlab import data, plots, shapes  # noqa: E402
+from helpers import QUICK_TRAINING, write_png  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def mock_imagenette():
+@contextlib.contextmanager
+def mocked_imagenette():
     """tfds' mock data for imagenette: random images, real label names, no download.
 
     mock_data turns download_and_prepare into a no-op; the download-host probe would
     still (rightly) report the network as unreachable, so it is answered here.
     """
     with pytest.MonkeyPatch.context() as patch, tfds.testing.mock_data(num_examples=12):
-        patch.setattr(cam_data, "host_reachable", lambda *args, **kwargs: True)
+        patch.setattr(data, "host_reachable", lambda *args, **kwargs: True)
         yield
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mock_imagenette):
-    """(output_dir, run_dir) of a one-epoch run on mock imagenette, once per test module."""
+@pytest.fixture
+def mock_imagenette():
+    """mocked_imagenette() for one test (per test, so that it never covers a fixture that
+    builds the demo's real data)."""
+    with mocked_imagenette():
+        yield
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """(output_dir, run_dir) of a one-epoch run on mock imagenette, once per test session.
+
+    Tests that read the run's split again need the mock_imagenette fixture as well.
+    """
     import train_cam
 
     output_dir = tmp_path_factory.mktemp("outputs")
-    run_dir = train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"])
+    with mocked_imagenette():
+        run_dir = train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}",
+                                  "--RUN_NAME=mock"])
     return output_dir, run_dir
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` with its bytes, to show a failed command changed nothing."""
-    return {str(path.relative_to(folder)): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """(root, run_dir): one short epoch of the demo preset on 300 / 60 generated images,
+    once per test session. The prepared data is in root / "data"."""
+    import train_cam
+
+    root = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shapes, "TRAIN_SIZE", 300)
+        patch.setattr(shapes, "VALIDATION_SIZE", 60)
+        run_dir = train_cam.main(["--PRESET=demo", "--EPOCHS=1", f"--DATA_DIR={root / 'data'}",
+                                  f"--OUTPUT_DIR={root}", "--MIXED_PRECISION=float32"])
+    return root, run_dir
 
 
 @pytest.fixture
 def saved_figures(monkeypatch):
     """The matplotlib figures scripts save during a test, in order (they are still saved)."""
-    import cam_plot
-
     figures = []
-    original = cam_plot.save_figure
-    monkeypatch.setattr(cam_plot, "save_figure",
+    original = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure",
                         lambda fig, *args: (figures.append(fig), original(fig, *args)))
     return figures
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    """Image files of every kind a user may pass, by name, and two unreadable ones."""
+    files = {}
+    rgb = np.zeros((40, 30, 3), np.uint8)
+    rgb[..., 0] = 200
+    files["rgb"] = write_png(tmp_path / "rgb.png", rgb)
+    files["gray"] = write_png(tmp_path / "gray.png", np.full((20, 20, 1), 128, np.uint8))
+    rgba = np.zeros((20, 20, 4), np.uint8)  # black but fully transparent: white over white
+    files["rgba"] = write_png(tmp_path / "rgba.png", rgba)
+    files["deep"] = write_png(tmp_path / "deep.png", np.full((20, 20, 3), 65535, np.uint16))
+    PIL.Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=95)
+    files["jpeg"] = tmp_path / "photo.jpg"
+    files["text"] = tmp_path / "notes.png"
+    files["text"].write_text("not an image")
+    files["truncated"] = tmp_path / "truncated.png"
+    files["truncated"].write_bytes(files["rgb"].read_bytes()[:60])
+    return files

@@ -19,14 +19,13 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras  # noqa: E402
 
-import cam_models  # noqa: E402
-import train_cam  # noqa: E402
+from camlab import models, training  # noqa: E402
 
 keras.utils.set_random_seed(0)
-strategy = train_cam.distribution_strategy(strategy_name)
+strategy = training.distribution_strategy(strategy_name)
 with strategy.scope():
-    model = cam_models.build_model("vgg19", 32, 4)
-    train_cam.compile_model(model, 1e-3)
+    model = models.build_model("vgg19", 32, 4)
+    training.compile_model(model, 1e-3)
 initial = model.weights[0].numpy()
 rng = np.random.default_rng(0)
 images = rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)

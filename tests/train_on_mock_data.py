@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow_datasets as tfds  # noqa: E402
 
-import cam_data  # noqa: E402
 import train_cam  # noqa: E402
+from camlab import data  # noqa: E402
 
 with tfds.testing.mock_data(num_examples=int(sys.argv[1])), \
-        mock.patch.object(cam_data, "host_reachable", lambda *args, **kwargs: True):
+        mock.patch.object(data, "host_reachable", lambda *args, **kwargs: True):
     train_cam.main(sys.argv[2:])

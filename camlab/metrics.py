@@ -1,16 +1,23 @@
 """Scores for saliency maps: localisation against ground truth, and faithfulness to the model.
 
-All functions take a batch and return one value per image, vectorized in TensorFlow.
+The score functions take a batch and return one value per image, vectorized in TensorFlow.
 Shapes: `maps` (batch, H, W) float at input resolution; `masks` (batch, H, W) bool;
-boxes (batch, 4) normalised (ymin, xmin, ymax, xmax) as in tfds.
+boxes (batch, 4) normalised (ymin, xmin, ymax, xmax) as in tfds. `score_batches` applies
+them all to a run's maps, batch by batch, and `summarise` turns the result into
+metrics.json's numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+import cam_utils
+from camlab import methods, models
 
 CAM_BOX_THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3.2: keep regions above 20% of the max
 # Zhang et al. 2016 count a hit within 15 px of the object on 224 px images: the same share.
@@ -201,3 +208,159 @@ def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
     b -= tf.reduce_mean(b, axis=1, keepdims=True)
     return tf.math.divide_no_nan(tf.reduce_sum(a * b, axis=1), tf.sqrt(
         tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1)))
+
+
+# Key suffix of each map source in metrics.json: the method, then the two baselines.
+SOURCES = ("", "_center_baseline", "_random_baseline")
+
+
+def chunked_predict(model: keras.Model, chunk: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`model`'s probabilities for any number of images, `chunk` images per forward pass.
+
+    Deletion / insertion feeds (steps + 1) x 2 x batch images at once; chunks bound the
+    memory of each pass (at 320 px one chunk of 256 is ~1 GB).
+    """
+    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+
+    def predict(images):
+        return tf.concat([forward(images[start:start + chunk])
+                          for start in range(0, len(images), chunk)], axis=0)
+
+    return predict
+
+
+def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
+                        threshold: float) -> dict[str, np.ndarray]:
+    """Per-image pointing game (with the paper's tolerance, and strict: on the object),
+    CAM-paper box and top-1 localisation, and mask IoU."""
+    box_hit = box_iou(largest_region_box(maps), batch["bbox"]) >= 0.5
+    return {"pointing_game": pointing_game(maps, batch["mask"]).numpy(),
+            "pointing_game_strict": pointing_game(maps, batch["mask"], 0).numpy(),
+            "box_localisation": box_hit.numpy(),
+            "top1_localisation": box_hit.numpy() & correct,
+            "mask_iou": mask_iou(maps, batch["mask"], threshold).numpy()}
+
+
+def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
+                        rows: np.ndarray | None = None, reuse: dict | None = None) -> dict:
+    """Deletion / insertion AUC and curves per image (deletion_insertion_auc).
+
+    With `rows`, only those images are computed and the rest copied from `reuse`: the
+    true-class scores equal the predicted-class scores wherever the two classes agree,
+    so only misclassified images need the extra forward passes.
+    """
+    if rows is None:
+        return deletion_insertion_auc(predict, images, baselines, maps, classes, steps)
+    scores = {key: value.copy() for key, value in reuse.items()}
+    if len(rows):
+        fresh = deletion_insertion_auc(
+            predict, tf.gather(images, rows), tf.gather(baselines, rows),
+            tf.gather(maps, rows), tf.gather(classes, rows), steps)
+        for key, value in fresh.items():
+            scores[key][rows] = value
+    return scores
+
+
+def sanity_correlation(method: str, trained_maps, random_model, images,
+                       classes) -> np.ndarray:
+    """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
+    the same method's maps from `random_model`, per image.
+
+    The model-randomisation test of Adebayo et al. (2018): a map that explains the model
+    must change when the weights it explains are replaced by random ones (low value).
+    """
+    features, _ = models.feature_model(random_model)(images, training=False)
+    random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1])
+    return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
+
+
+def score_batch(model, random_model, predict, batch: dict, *, method: str, threshold: float,
+                steps: int, blur_sigma: float, seed: int) -> dict[str, np.ndarray]:
+    """Every per-image score of one batch, keyed "<target>/<metric><source>".
+
+    Maps are scored for the predicted and the true class, each beside the two baseline
+    maps. `threshold` is the mask-IoU cut, `steps` the deletion / insertion steps,
+    `blur_sigma` the removal baseline's blur as a fraction of the side, `seed` seeds this
+    batch's random baseline.
+    """
+    images, labels = batch["image"], batch["label"].numpy()
+    size = images.shape[1:3]
+    features, probs = models.feature_model(model)(images, training=False)
+    predicted = np.argmax(probs.numpy(), axis=1)
+    correct = predicted == labels
+    classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
+    low_res = methods.maps_for_classes(method, model, features, classes)
+    method_maps = cam_utils.upsample(low_res, size)
+    n = len(labels)
+    sources = {"_center_baseline": centre_gaussian_maps(n, *size),
+               "_random_baseline": random_maps(n, *size, seed=seed)}
+    baselines = blurred(images, blur_sigma * size[0])
+    out = {"label": labels, "predicted": predicted, "correct": correct,
+           "sanity_rank_correlation": sanity_correlation(method, low_res[..., 0],
+                                                         random_model, images, classes)}
+    predicted_faith = {}
+    for column, target in enumerate(("predicted_class", "true_class")):
+        for suffix in SOURCES:
+            maps = method_maps[..., column] if suffix == "" else sources[suffix]
+            scores = {}
+            if "mask" in batch:
+                scores.update(localisation_scores(maps, batch, correct, threshold))
+            if column == 0:
+                predicted_faith[suffix] = faithfulness_scores(
+                    predict, images, baselines, maps, classes[:, 0], steps)
+                scores.update(predicted_faith[suffix])
+            else:
+                scores.update(faithfulness_scores(
+                    predict, images, baselines, maps, classes[:, 1], steps,
+                    rows=np.flatnonzero(~correct), reuse=predicted_faith[suffix]))
+            out.update({f"{target}/{key}{suffix}": value for key, value in scores.items()})
+    return out
+
+
+def score_batches(batches: Iterable[dict], model, random_model, predict, *, method: str,
+                  threshold: float, steps: int, blur_sigma: float, seed: int,
+                  num_batches: int | None = None) -> dict[str, np.ndarray]:
+    """`score_batch` over all batches, with a progress bar: {key: (images, ...)}; {} if none.
+
+    Batch i's random baseline is seeded with seed * 100,003 + i, so every batch differs.
+    """
+    progress = keras.utils.Progbar(num_batches, unit_name="batch")
+    collected: dict[str, list] = {}
+    for index, batch in enumerate(batches):
+        scores = score_batch(model, random_model, predict, batch, method=method,
+                             threshold=threshold, steps=steps, blur_sigma=blur_sigma,
+                             seed=seed * 100_003 + index)
+        for key, value in scores.items():
+            collected.setdefault(key, []).append(np.asarray(value))
+        progress.add(1)
+    return {key: np.concatenate(parts) for key, parts in collected.items()}
+
+
+def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+    """Means over images, per-class breakdowns and the confusion matrix."""
+    labels, predicted = scores["label"], scores["predicted"]
+    summary: dict[str, Any] = {
+        "num_images": int(len(labels)),
+        "accuracy": float(np.mean(scores["correct"])),
+        "sanity_rank_correlation": float(np.mean(scores["sanity_rank_correlation"])),
+    }
+    for target in ("predicted_class", "true_class"):
+        summary[target] = {key.split("/", 1)[1]: float(np.mean(value))
+                           for key, value in scores.items()
+                           if key.startswith(target) and value.ndim == 1}
+    per_class = {}
+    for index, name in enumerate(names):
+        rows = labels == index
+        per_class[name] = {"images": int(rows.sum())}
+        if rows.any():
+            per_class[name]["accuracy"] = float(np.mean(scores["correct"][rows]))
+            for key in ("pointing_game", "box_localisation", "deletion_auc", "insertion_auc"):
+                values = scores.get(f"predicted_class/{key}")
+                if values is not None:
+                    per_class[name][key] = float(np.mean(values[rows]))
+    summary["per_class"] = per_class
+    count = len(names)
+    summary["confusion_matrix"] = np.bincount(labels * count + predicted,
+                                              minlength=count * count).reshape(
+        count, count).tolist()
+    return summary

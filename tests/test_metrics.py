@@ -1,12 +1,13 @@
-"""Localisation and faithfulness scores on cases whose answers are known by hand."""
+"""camlab.metrics: scores on cases whose answers are known by hand, and the sanity check."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import cam_metrics
+from camlab import methods, metrics, models, runs
 
 
 def square_mask(size, top, left, side):
@@ -18,12 +19,12 @@ def square_mask(size, top, left, side):
 def test_a_map_equal_to_the_mask_scores_perfectly():
     masks = np.stack([square_mask(16, 2, 3, 5), square_mask(16, 9, 8, 6)])
     maps = masks.astype(np.float32)
-    boxes = cam_metrics.mask_box(masks).numpy()
+    boxes = metrics.mask_box(masks).numpy()
     np.testing.assert_allclose(boxes[0], [2 / 16, 3 / 16, 7 / 16, 8 / 16])
-    assert cam_metrics.pointing_game(maps, masks).numpy().all()
-    predicted = cam_metrics.largest_region_box(maps).numpy()
-    np.testing.assert_allclose(cam_metrics.box_iou(predicted, boxes).numpy(), [1, 1])
-    np.testing.assert_allclose(cam_metrics.mask_iou(maps, masks, 0.3).numpy(), [1, 1])
+    assert metrics.pointing_game(maps, masks).numpy().all()
+    predicted = metrics.largest_region_box(maps).numpy()
+    np.testing.assert_allclose(metrics.box_iou(predicted, boxes).numpy(), [1, 1])
+    np.testing.assert_allclose(metrics.mask_iou(maps, masks, 0.3).numpy(), [1, 1])
 
 
 def test_pointing_game_misses_when_the_peak_is_off_the_object():
@@ -31,7 +32,7 @@ def test_pointing_game_misses_when_the_peak_is_off_the_object():
     maps = np.zeros((1, 8, 8), np.float32)
     maps[0, 6, 6] = 1.0
     maps[0, 1, 1] = 0.9
-    assert not cam_metrics.pointing_game(maps, masks, tolerance=0).numpy()[0]
+    assert not metrics.pointing_game(maps, masks, tolerance=0).numpy()[0]
 
 
 def test_pointing_game_tolerance_is_euclidean_in_pixels():
@@ -39,7 +40,7 @@ def test_pointing_game_tolerance_is_euclidean_in_pixels():
     maps = np.zeros((4, 32, 32), np.float32)
     for i, (row, col) in enumerate([(13, 16), (13, 17), (16, 16), (12, 12)]):
         maps[i, row, col] = 1.0
-    hits = cam_metrics.pointing_game(maps, np.repeat(masks, 4, 0), tolerance=3 / 32)
+    hits = metrics.pointing_game(maps, np.repeat(masks, 4, 0), tolerance=3 / 32)
     # 3 px right of the edge hits, 4 px misses, (3, 3) diagonal is 4.2 px away, inside hits.
     np.testing.assert_array_equal(hits.numpy(), [True, False, False, True])
 
@@ -49,22 +50,22 @@ def test_largest_region_wins_and_weak_regions_are_cut():
     maps[0, 0:2, 0:2] = 1.0            # small but strongest region
     maps[0, 5:10, 4:11] = 0.5          # largest region above 20% of the max
     maps[0, 11, 0:12] = 0.1            # below 20%: not a region
-    box = cam_metrics.largest_region_box(maps).numpy()[0]
+    box = metrics.largest_region_box(maps).numpy()[0]
     np.testing.assert_allclose(box, [5 / 12, 4 / 12, 10 / 12, 11 / 12])
 
 
 def test_diagonal_pixels_are_one_region_and_empty_maps_give_empty_boxes():
     binary = np.eye(5, dtype=bool)[None]
-    labels = cam_metrics.connected_components(binary).numpy()[0]
+    labels = metrics.connected_components(binary).numpy()[0]
     assert len(np.unique(labels[binary[0]])) == 1 and (labels[~binary[0]] == 0).all()
     np.testing.assert_array_equal(
-        cam_metrics.largest_region_box(np.zeros((1, 4, 4), np.float32)).numpy(), [[0, 0, 0, 0]])
+        metrics.largest_region_box(np.zeros((1, 4, 4), np.float32)).numpy(), [[0, 0, 0, 0]])
 
 
 def test_box_iou_of_half_overlapping_boxes():
     a = np.array([[0.0, 0.0, 0.5, 0.5]])
     b = np.array([[0.0, 0.25, 0.5, 0.75]])
-    np.testing.assert_allclose(cam_metrics.box_iou(a, b).numpy(), [1 / 3])
+    np.testing.assert_allclose(metrics.box_iou(a, b).numpy(), [1 / 3])
 
 
 def bright_pixel_model(weight_map):
@@ -86,9 +87,9 @@ def test_perfect_explanation_has_deletion_auc_near_zero():
         (2, 16, 16))
     reversed_map = 1.0 - perfect
     predict = bright_pixel_model(weight_map)
-    good = cam_metrics.deletion_insertion_auc(predict, images, baselines, perfect,
+    good = metrics.deletion_insertion_auc(predict, images, baselines, perfect,
                                               np.array([0, 0]), steps=16)
-    bad = cam_metrics.deletion_insertion_auc(predict, images, baselines, reversed_map,
+    bad = metrics.deletion_insertion_auc(predict, images, baselines, reversed_map,
                                              np.array([0, 0]), steps=16)
     # The 16 evidence pixels are gone after the first step (1/16 of 256 pixels = 16).
     np.testing.assert_allclose(good["deletion_curve"][0, :3], [1, 0, 0], atol=1e-6)
@@ -99,24 +100,42 @@ def test_perfect_explanation_has_deletion_auc_near_zero():
 
 def test_blur_keeps_constant_images_and_smooths_edges():
     flat = np.full((1, 9, 9, 3), 100.0, np.float32)
-    np.testing.assert_allclose(cam_metrics.blurred(flat, 2.0).numpy(), flat, rtol=1e-5)
+    np.testing.assert_allclose(metrics.blurred(flat, 2.0).numpy(), flat, rtol=1e-5)
     step = np.zeros((1, 9, 9, 3), np.float32)
     step[:, :, 5:] = 255.0
-    out = cam_metrics.blurred(step, 1.5).numpy()
+    out = metrics.blurred(step, 1.5).numpy()
     assert 0 < out[0, 4, 4, 0] < 255 and out.shape == step.shape
 
 
 def test_baseline_maps():
-    centre = cam_metrics.centre_gaussian_maps(2, 8, 8).numpy()
+    centre = metrics.centre_gaussian_maps(2, 8, 8).numpy()
     assert np.unravel_index(centre[0].argmax(), (8, 8)) in {(3, 3), (3, 4), (4, 3), (4, 4)}
-    first = cam_metrics.random_maps(2, 8, 8, seed=1).numpy()
-    np.testing.assert_array_equal(first, cam_metrics.random_maps(2, 8, 8, seed=1).numpy())
-    assert not np.array_equal(first, cam_metrics.random_maps(2, 8, 8, seed=2).numpy())
+    first = metrics.random_maps(2, 8, 8, seed=1).numpy()
+    np.testing.assert_array_equal(first, metrics.random_maps(2, 8, 8, seed=1).numpy())
+    assert not np.array_equal(first, metrics.random_maps(2, 8, 8, seed=2).numpy())
 
 
 def test_rank_correlation_of_same_reversed_and_monotone_maps():
     maps = np.random.default_rng(4).random((3, 6, 6)).astype(np.float32)
-    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, maps).numpy(), 1, atol=1e-6)
-    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, -maps).numpy(), -1, atol=1e-6)
-    np.testing.assert_allclose(cam_metrics.rank_correlation(maps, maps**3 + 2).numpy(), 1,
+    np.testing.assert_allclose(metrics.rank_correlation(maps, maps).numpy(), 1, atol=1e-6)
+    np.testing.assert_allclose(metrics.rank_correlation(maps, -maps).numpy(), -1, atol=1e-6)
+    np.testing.assert_allclose(metrics.rank_correlation(maps, maps**3 + 2).numpy(), 1,
                                atol=1e-6)
+
+
+def test_randomised_weights_change_the_maps(demo_run):
+    """Adebayo et al. (2018): maps that explain a model must depend on its weights."""
+    _, run_dir = demo_run
+    model = runs.load_trained_model(run_dir, runs.read_run_config(run_dir))
+    keras.utils.set_random_seed(3)
+    random_model = models.build_model("small_vgg", 64, 10)
+    images = np.random.default_rng(8).uniform(0, 255, (6, 64, 64, 3)).astype(np.float32)
+    classes = np.tile(np.arange(6)[:, None], (1, 2)).astype(np.int32)
+    features, _ = models.feature_model(model)(images)
+    for method in ("cam", "gradcam"):
+        trained_maps = methods.maps_for_classes(method, model, features, classes)[..., 0]
+        same = metrics.sanity_correlation(method, trained_maps, model, images, classes)
+        np.testing.assert_allclose(same, 1.0, atol=1e-5)
+        randomised = metrics.sanity_correlation(method, trained_maps, random_model,
+                                                images, classes)
+        assert randomised.mean() < 0.8, (method, randomised)

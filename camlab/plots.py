@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from cam_config import atomic_path  # noqa: E402
+from camlab.runs import atomic_path  # noqa: E402
 
 
 def cam_grid(images: np.ndarray, maps: np.ndarray, probs: np.ndarray, classes: np.ndarray,
@@ -83,7 +83,7 @@ def deletion_insertion_curves(curves: dict[str, dict[str, np.ndarray]]) -> Figur
 
 
 def save_figure(fig: Figure, path, dpi: int) -> None:
-    """Saves and closes a figure atomically (see cam_config.atomic_path), then says so."""
+    """Saves and closes a figure atomically (see runs.atomic_path), then says so."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[-1])
     plt.close(fig)

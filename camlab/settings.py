@@ -8,25 +8,19 @@ type, and returns a plain dict. No `exec`: an override is parsed, never run.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import platform
 import re
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-PRESETS_DIR = Path(__file__).parent / "presets"
+from camlab.errors import CamError
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 # A tunable is an UPPER_CASE assignment with a trailing comment; other constants have none.
 _CONSTANT_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=\s*(.+?)\s+#\s*(.*)$")
-
-
-class CamError(Exception):
-    """A problem the user can fix; scripts print its message without a traceback."""
 
 
 def declared_constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
@@ -131,63 +125,3 @@ def load_preset(name: str, defaults: dict[str, Any]) -> dict[str, Any]:
         raise CamError(f"unknown preset {name!r}; available: {', '.join(known) or 'none'}")
     values = json.loads(path.read_text(encoding="utf-8"))
     return {k: check_value(k, v, defaults[k]) for k, v in values.items() if k in defaults}
-
-
-def library_versions() -> dict[str, str]:
-    """Versions that decide whether a run can be reproduced bit for bit."""
-    import keras
-    import matplotlib
-    import numpy as np
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "tensorflow_datasets": tfds.__version__,
-        "numpy": np.__version__,
-        "matplotlib": matplotlib.__version__,
-    }
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it onto `path` only on success.
-
-    A reader therefore sees the old file or the complete new one, never a truncated one.
-    `suffix` keeps an extension that a writer insists on (Keras wants `.weights.h5`).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; results are not
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Writes `data` as indented JSON, atomically, and says so."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    print(f"saved {path}")
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Reads a run's config.json, with a clear CamError when it is missing or broken."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CamError(f"{path} not found: train first with `python train_cam.py` "
-                       f"(RUN_NAME must match) or pick an existing run folder")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CamError(f"{path} is not valid JSON ({error}); re-run train_cam.py") from None

@@ -6,11 +6,11 @@ grain, thin line segments and speckles) that carries no information about the cl
 Every example also stores the object's pixel mask and its tight bounding box, so that
 class activation maps can be scored against where the object really is.
 
-    import cam_shapes  # noqa: F401  (importing registers the "cam_shapes" builder)
+    from camlab import shapes  # noqa: F401  (importing registers the "cam_shapes" builder)
     ds = tfds.load("cam_shapes", split="train", data_dir=DATA_DIR)
 
 The dataset is generated locally on first use, without any download: about 7 s for the
-7000 examples on 2 CPU cores, plus ~3 s to import TensorFlow. `python cam_shapes.py`
+7000 examples on 2 CPU cores, plus ~3 s to import TensorFlow. `python -m camlab.shapes`
 prepares it in the default data_dir and saves `outputs/cam_shapes_preview.png`.
 
 What keeps the clutter uninformative: every distractor is a line or dot at most
@@ -59,7 +59,7 @@ NUM_SPECKLES = (15, 40)  # distractor dots per image, inclusive range
 SPECKLE_RADIUS = (0.6, 1.0)  # pixels, at most 1
 DISTRACTOR_MAX_WIDTH = 2.0  # pixels, at most 2; object bars are >= 2.4x thicker
 PREVIEW_PER_CLASS = 4  # examples per class in the preview grid
-PREVIEW_PATH = Path(__file__).parent / "outputs" / "cam_shapes_preview.png"
+PREVIEW_PATH = Path(__file__).resolve().parents[1] / "outputs" / "cam_shapes_preview.png"
 
 _SPLITS = ("train", "validation")  # a split's position here is its index in the seed
 

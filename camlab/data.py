@@ -17,7 +17,7 @@ import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cam_config import CamError
+from camlab.errors import CamError, check_choice
 
 # tfds labels imagenette with WordNet ids; the seed post names them like this.
 IMAGENETTE_NAMES = {
@@ -37,7 +37,7 @@ PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unr
 
 def get_builder(name: str, data_dir: str = "") -> tfds.core.DatasetBuilder:
     """The tfds builder for `name` ("imagenette/320px", "cam_shapes", ...)."""
-    import cam_shapes  # noqa: F401  (registers the project's own dataset with tfds)
+    from camlab import shapes  # noqa: F401  (registers the project's own dataset with tfds)
 
     try:
         return tfds.builder(name, data_dir=data_dir or None)
@@ -102,16 +102,16 @@ def prepare(builder: tfds.core.DatasetBuilder, data_dir: str = "") -> None:
 
 
 def load_split(builder: tfds.core.DatasetBuilder, split: str, data_dir: str = "",
-               shuffle_seed: int | None = None) -> tf.data.Dataset:
+               shuffle_seed: int | None = None, setting: str = "SPLIT") -> tf.data.Dataset:
     """The split's examples as dicts; file order shuffled only when a seed is given.
 
-    `split` is a tfds split name, optionally sliced ("train[:10%]").
+    `split` is a tfds split name, optionally sliced ("train[:10%]"); `setting` is the
+    name the user gave it under, for the message when the dataset has no such split.
     """
     prepare(builder, data_dir)
     known = list(builder.info.splits.keys())
-    if known and split.split("[")[0] not in known:
-        raise CamError(f"dataset {builder.name} has no split {split!r}; "
-                       f"choose one of {', '.join(known)}")
+    if known:
+        check_choice(setting, split.split("[")[0], known, where=f"the splits of {builder.name}")
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
     return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                               read_config=read_config)

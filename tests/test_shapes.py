@@ -1,11 +1,11 @@
-"""Tests for cam_shapes: the renderer's ground truth and the tfds builder, offline."""
+"""Tests for camlab.shapes: the renderer's ground truth and the tfds builder, offline."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import cam_shapes
+from camlab import shapes
 
 SIZES = {"TRAIN_SIZE": 40, "VALIDATION_SIZE": 20}  # 4 and 2 examples per class
 
@@ -13,33 +13,33 @@ SIZES = {"TRAIN_SIZE": 40, "VALIDATION_SIZE": 20}  # 4 and 2 examples per class
 def render_with_background(monkeypatch, seed: int, label: int):
     """Renders an example and also returns the image just before the object was painted."""
     captured = {}
-    distractors = cam_shapes._distractors
+    distractors = shapes._distractors
 
     def spy(rng, image):
         captured["before"] = distractors(rng, image).copy()
         return captured["before"]
 
-    monkeypatch.setattr(cam_shapes, "_distractors", spy)
-    image, mask, bbox = cam_shapes.render_example(np.random.default_rng(seed), label)
+    monkeypatch.setattr(shapes, "_distractors", spy)
+    image, mask, bbox = shapes.render_example(np.random.default_rng(seed), label)
     before = np.clip(np.round(captured["before"]), 0, 255).astype(np.uint8)
     return image, mask, bbox, before
 
 
 def test_render_is_deterministic_and_seed_dependent():
-    first = cam_shapes.render_example(np.random.default_rng([7, 0, 3]), 3)
-    again = cam_shapes.render_example(np.random.default_rng([7, 0, 3]), 3)
-    other = cam_shapes.render_example(np.random.default_rng([7, 0, 4]), 3)
+    first = shapes.render_example(np.random.default_rng([7, 0, 3]), 3)
+    again = shapes.render_example(np.random.default_rng([7, 0, 3]), 3)
+    other = shapes.render_example(np.random.default_rng([7, 0, 4]), 3)
     for a, b in zip(first, again, strict=True):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
     assert first[0].tobytes() != other[0].tobytes()
     assert first[1].tobytes() != other[1].tobytes()
 
 
-@pytest.mark.parametrize("label", range(len(cam_shapes.CLASS_NAMES)))
+@pytest.mark.parametrize("label", range(len(shapes.CLASS_NAMES)))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mask_is_exactly_the_painted_object(monkeypatch, label, seed):
     image, mask, bbox, before = render_with_background(monkeypatch, seed, label)
-    size = cam_shapes.IMAGE_SIZE
+    size = shapes.IMAGE_SIZE
     assert image.shape == (size, size, 3) and image.dtype == np.uint8
     assert mask.shape == (size, size, 1) and mask.dtype == np.uint8
     assert set(np.unique(mask)) == {0, 1}
@@ -51,7 +51,7 @@ def test_mask_is_exactly_the_painted_object(monkeypatch, label, seed):
     # The colour stands out from the background it covers (the target is 90% of the
     # pixels; 0.1% of examples fall a little short, the worst of 3000 at 87%).
     distance = np.linalg.norm(before[inside].astype(float) - colour, axis=-1)
-    assert np.mean(distance >= cam_shapes.MIN_CONTRAST) >= 0.85
+    assert np.mean(distance >= shapes.MIN_CONTRAST) >= 0.85
     # Fully inside the image, with at least one pixel of margin.
     assert not inside[[0, -1], :].any() and not inside[:, [0, -1]].any()
     # A 22-30 px object: between the smallest L (1.0 r^2) and the largest disk (2.8 r^2).
@@ -62,27 +62,27 @@ def test_mask_is_exactly_the_painted_object(monkeypatch, label, seed):
 def test_clutter_is_the_same_whatever_the_label(monkeypatch, seed):
     befores = [
         render_with_background(monkeypatch, seed, label)[3]
-        for label in range(len(cam_shapes.CLASS_NAMES))
+        for label in range(len(shapes.CLASS_NAMES))
     ]
     for before in befores[1:]:
         np.testing.assert_array_equal(before, befores[0])
 
 
-@pytest.mark.parametrize("name", cam_shapes.CLASS_NAMES)
+@pytest.mark.parametrize("name", shapes.CLASS_NAMES)
 def test_every_shape_lies_in_the_unit_circle(name):
     grid = np.linspace(-1.5, 1.5, 601, dtype=np.float32)
     v, u = np.meshgrid(grid, grid, indexing="ij")
-    inside = cam_shapes._SHAPES[name](u, v)
+    inside = shapes._SHAPES[name](u, v)
     area = inside.mean() * 3.0**2  # in units of radius^2
     assert 0.95 <= area <= 2.84
     assert np.hypot(u, v)[inside].max() <= 1.0
 
 
-@pytest.mark.parametrize("label", range(len(cam_shapes.CLASS_NAMES)))
+@pytest.mark.parametrize("label", range(len(shapes.CLASS_NAMES)))
 def test_bbox_is_the_tight_box_of_the_mask(label):
-    image, mask, bbox = cam_shapes.render_example(np.random.default_rng(label), label)
+    image, mask, bbox = shapes.render_example(np.random.default_rng(label), label)
     rows, cols = np.nonzero(mask[..., 0])
-    size = cam_shapes.IMAGE_SIZE
+    size = shapes.IMAGE_SIZE
     expected = [rows.min() / size, cols.min() / size, rows.max() / size, cols.max() / size]
     assert bbox.dtype == np.float32 and bbox.shape == (4,)
     # Pixel-edge convention: the max edges sit one pixel past the last covered row/col.
@@ -93,17 +93,17 @@ def test_bbox_is_the_tight_box_of_the_mask(label):
 def test_tight_bbox_by_hand_on_a_non_square_mask():
     mask = np.zeros((8, 10), bool)
     mask[3, 5] = mask[5, 6] = True
-    np.testing.assert_allclose(cam_shapes.tight_bbox(mask), [3 / 8, 5 / 10, 6 / 8, 7 / 10])
+    np.testing.assert_allclose(shapes.tight_bbox(mask), [3 / 8, 5 / 10, 6 / 8, 7 / 10])
     with pytest.raises(ValueError, match="empty"):
-        cam_shapes.tight_bbox(np.zeros((4, 4), bool))
+        shapes.tight_bbox(np.zeros((4, 4), bool))
 
 
 def test_render_rejects_bad_arguments():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="label"):
-        cam_shapes.render_example(rng, len(cam_shapes.CLASS_NAMES))
+        shapes.render_example(rng, len(shapes.CLASS_NAMES))
     with pytest.raises(ValueError, match="size"):
-        cam_shapes.render_example(rng, 0, size=20)
+        shapes.render_example(rng, 0, size=20)
 
 
 def test_strokes_match_brute_force_distance():
@@ -113,7 +113,7 @@ def test_strokes_match_brute_force_distance():
     delta = rng.uniform(-15, 15, (12, 2))
     delta[:4] = 0  # dots
     radius = rng.uniform(0.5, 1.0, 12)
-    rows, cols, index = cam_shapes._strokes(start, delta, radius, size)
+    rows, cols, index = shapes._strokes(start, delta, radius, size)
     got = np.zeros((12, size, size), bool)
     got[index, rows, cols] = True
     # Brute force: distance from every pixel centre to every segment.
@@ -128,7 +128,7 @@ def test_strokes_match_brute_force_distance():
 @pytest.mark.parametrize("shape", [(5, 7, 3), (6, 4, 1)])
 def test_png_round_trips_through_tensorflow(shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    decoded = tf.io.decode_png(cam_shapes._png(image), channels=shape[-1]).numpy()
+    decoded = tf.io.decode_png(shapes._png(image), channels=shape[-1]).numpy()
     np.testing.assert_array_equal(decoded, image)
 
 
@@ -137,7 +137,7 @@ def prepared(tmp_path_factory):
     """Two small preparations of the dataset in separate data dirs."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in SIZES.items():
-            patch.setattr(cam_shapes, name, value)
+            patch.setattr(shapes, name, value)
         dirs = [tmp_path_factory.mktemp(f"data{k}") for k in range(2)]
         for data_dir in dirs:
             tfds.builder("cam_shapes", data_dir=data_dir).download_and_prepare()
@@ -146,7 +146,7 @@ def prepared(tmp_path_factory):
 
 def test_builder_metadata(prepared):
     builder = tfds.builder("cam_shapes", data_dir=prepared[0])
-    assert builder.info.features["label"].names == list(cam_shapes.CLASS_NAMES)
+    assert builder.info.features["label"].names == list(shapes.CLASS_NAMES)
     assert builder.info.supervised_keys == ("image", "label")
     assert builder.info.splits["train"].num_examples == SIZES["TRAIN_SIZE"]
     assert builder.info.splits["validation"].num_examples == SIZES["VALIDATION_SIZE"]
@@ -156,8 +156,8 @@ def test_builder_metadata(prepared):
 def test_every_class_appears_equally_often(prepared, split):
     ds = tfds.load("cam_shapes", split=split, data_dir=prepared[0])
     labels = [int(ex["label"]) for ex in tfds.as_numpy(ds)]
-    counts = np.bincount(labels, minlength=len(cam_shapes.CLASS_NAMES))
-    assert np.all(counts == len(labels) // len(cam_shapes.CLASS_NAMES))
+    counts = np.bincount(labels, minlength=len(shapes.CLASS_NAMES))
+    assert np.all(counts == len(labels) // len(shapes.CLASS_NAMES))
 
 
 def test_preparations_hold_identical_examples_in_the_same_order(prepared):
@@ -180,7 +180,7 @@ def test_prepared_examples_match_the_renderer(prepared):
         for split in ("train", "validation")
     }
     # Validation example 3 is render_example(default_rng([SEED, 1, 3]), label 3).
-    image, mask, bbox = cam_shapes.render_example(np.random.default_rng([cam_shapes.SEED, 1, 3]), 3)
+    image, mask, bbox = shapes.render_example(np.random.default_rng([shapes.SEED, 1, 3]), 3)
     matches = [ex for ex in load["validation"] if ex["image"].tobytes() == image.tobytes()]
     assert len(matches) == 1
     assert matches[0]["label"] == 3

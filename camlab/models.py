@@ -9,13 +9,10 @@ images with values in [0, 255], so callers never preprocess or de-process by han
 from __future__ import annotations
 
 import functools
-import json
-from pathlib import Path
 
-import h5py
 import keras
 
-from cam_config import CamError, atomic_path
+from camlab.errors import CamError, check_choice
 
 BACKBONES = ("vgg19", "small_vgg")
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -84,8 +81,7 @@ def build_model(backbone: str, image_size: int, num_classes: int,
     The softmax head is float32 under a mixed-precision policy, so probabilities and the
     CAM weights keep full precision.
     """
-    if backbone not in BACKBONES:
-        raise CamError(f"unknown BACKBONE {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    check_choice("BACKBONE", backbone, BACKBONES)
     if image_size < MIN_IMAGE_SIZE[backbone]:
         raise CamError(f"IMAGE_SIZE={image_size} is below {backbone}'s minimum of "
                        f"{MIN_IMAGE_SIZE[backbone]} pixels")
@@ -117,55 +113,3 @@ def feature_model(model: keras.Model) -> keras.Model:
 def class_weights(model: keras.Model):
     """The bias-free head's kernel W, (channels, classes) float32: CAM_c = F @ W[:, c]."""
     return model.get_layer("classifier").kernel
-
-
-IDENTITY_KEYS = ("BACKBONE", "IMAGE_SIZE", "class_names")  # what weights must agree with
-_IDENTITY_ATTR = "cam_identity"
-
-
-def run_identity(run_config: dict) -> str:
-    """The part of a run's configuration its weights depend on, as canonical JSON."""
-    return json.dumps({key: run_config[key] for key in IDENTITY_KEYS}, sort_keys=True)
-
-
-def save_weights(model: keras.Model, path: Path, run_config: dict) -> None:
-    """Saves weights atomically, stamped with the run's identity (see load_trained_model)."""
-    with atomic_path(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
-        with h5py.File(tmp, "a") as weights_file:
-            weights_file.attrs[_IDENTITY_ATTR] = run_identity(run_config)
-
-
-def load_trained_model(run_dir: Path, run_config: dict) -> keras.Model:
-    """Rebuilds a run's model from its config.json and loads its weights.
-
-    The backbone is built without downloading anything: every weight comes from the run.
-    The weights carry the backbone, image size and class names they were trained with;
-    a config.json that says otherwise is refused, since VGG19's weights would load
-    silently at any image size.
-    """
-    path = Path(run_dir) / "weights.weights.h5"
-    if not path.is_file():
-        raise CamError(f"{path} not found: the run has not finished an epoch yet; "
-                       "train it with `python train_cam.py` first")
-    try:
-        with h5py.File(path, "r") as weights_file:
-            stamped = weights_file.attrs.get(_IDENTITY_ATTR)
-    except OSError:
-        raise CamError(f"{path} is damaged or truncated (not a readable HDF5 file); "
-                       "re-train the run") from None
-    if stamped != run_identity(run_config):
-        trained = json.loads(stamped) if stamped else {}
-        differences = ", ".join(
-            f"{key} {trained.get(key, '?')!r} in the weights, {run_config[key]!r} in config.json"
-            for key in IDENTITY_KEYS if trained.get(key) != run_config[key])
-        raise CamError(f"{path} does not fit the model described by config.json "
-                       f"({differences}); re-train the run or restore its config.json")
-    model = build_model(run_config["BACKBONE"], run_config["IMAGE_SIZE"],
-                        len(run_config["class_names"]))
-    try:
-        model.load_weights(path)
-    except (ValueError, OSError) as error:
-        raise CamError(f"{path} does not fit the model described by config.json "
-                       f"({error}); re-train the run") from None
-    return model

@@ -1,4 +1,4 @@
-"""Constants, overrides, presets and atomic writes."""
+"""camlab.settings: constants, overrides and presets."""
 
 from __future__ import annotations
 
@@ -6,25 +6,25 @@ import json
 
 import pytest
 
-import cam_config
 import train_cam
 import visualize_cam
-from cam_config import CamError
+from camlab import settings
+from camlab.errors import CamError
 
 
 def test_defaults_are_the_seed_values():
-    config = cam_config.resolve(train_cam, [])
+    config = settings.resolve(train_cam, [])
     assert config["DATASET"] == "imagenette/320px"
     assert (config["IMAGE_SIZE"], config["BATCH_SIZE"], config["EPOCHS"]) == (320, 16, 10)
     assert config["LEARNING_RATE"] == 1e-5 and config["SHUFFLE_BUFFER"] == 15000
     assert config["WEIGHTS"] == "imagenet" and config["BACKBONE"] == "vgg19"
-    shown = cam_config.resolve(visualize_cam, [])
+    shown = settings.resolve(visualize_cam, [])
     assert (shown["NUM_IMAGES"], shown["TOP_K"], shown["THRESHOLD"]) == (5, 3, 0.3)
     assert (shown["ALPHA"], shown["CMAP"], shown["DPI"]) == (0.3, "magma_r", 300)
 
 
 def test_overrides_are_parsed_by_the_default_type():
-    config = cam_config.resolve(train_cam, ["--EPOCHS=2", "--LEARNING_RATE=3e-4",
+    config = settings.resolve(train_cam, ["--EPOCHS=2", "--LEARNING_RATE=3e-4",
                                             "--WEIGHTS=", "--RUN_NAME=quick"])
     assert config["EPOCHS"] == 2 and isinstance(config["EPOCHS"], int)
     assert config["LEARNING_RATE"] == pytest.approx(3e-4)
@@ -40,7 +40,7 @@ def test_overrides_are_parsed_by_the_default_type():
 ])
 def test_bad_overrides_are_rejected(arg, message):
     with pytest.raises(CamError, match=message):
-        cam_config.resolve(train_cam, [arg])
+        settings.resolve(train_cam, [arg])
 
 
 def test_bad_override_exits_with_the_message(capsys):
@@ -51,34 +51,24 @@ def test_bad_override_exits_with_the_message(capsys):
 
 def test_help_lists_every_constant_with_its_comment(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cam_config.resolve(train_cam, ["--help"])
+        settings.resolve(train_cam, ["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in cam_config.declared_constants(train_cam):
+    for name in settings.declared_constants(train_cam):
         assert f"--{name}=" in text
     assert "VGG19 gives 10x10 feature maps at 320" in text
 
 
 def test_demo_preset_applies_below_the_command_line():
-    config = cam_config.resolve(train_cam, ["--PRESET=demo", "--EPOCHS=1"])
+    config = settings.resolve(train_cam, ["--PRESET=demo", "--EPOCHS=1"])
     assert config["DATASET"] == "cam_shapes" and config["BACKBONE"] == "small_vgg"
     assert config["EPOCHS"] == 1
     with pytest.raises(CamError, match="unknown preset 'nope'; available: demo"):
-        cam_config.resolve(train_cam, ["--PRESET=nope"])
+        settings.resolve(train_cam, ["--PRESET=nope"])
 
 
 def test_preset_values_are_type_checked(tmp_path, monkeypatch):
     (tmp_path / "bad.json").write_text(json.dumps({"EPOCHS": "ten"}))
-    monkeypatch.setattr(cam_config, "PRESETS_DIR", tmp_path)
+    monkeypatch.setattr(settings, "PRESETS_DIR", tmp_path)
     with pytest.raises(CamError, match="EPOCHS='ten': expected int"):
-        cam_config.resolve(train_cam, ["--PRESET=bad"])
-
-
-def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "config.json"
-    target.write_text("old")
-    with pytest.raises(RuntimeError), cam_config.atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("interrupted")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+        settings.resolve(train_cam, ["--PRESET=bad"])

@@ -1,0 +1,45 @@
+"""camlab.data: a user's image files and the download-host probe, offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camlab import data
+from camlab.errors import CamError
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("rgb", (200, 0, 0)), ("jpeg", (200, 0, 0)), ("gray", (128, 128, 128)),
+    ("rgba", (255, 255, 255)), ("deep", (255, 255, 255))])
+def test_image_files_are_converted_to_rgb_0_255(image_files, name, expected):
+    image = data.read_image_file(image_files[name], 16).numpy()
+    assert image.shape == (16, 16, 3) and image.dtype == np.float32
+    np.testing.assert_allclose(image[8, 8], expected, atol=3)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("text", "is not an image file"), ("truncated", "is corrupt or truncated")])
+def test_unreadable_image_files_are_named(image_files, name, message):
+    with pytest.raises(CamError, match=message) as error:
+        data.read_image_file(image_files[name], 16)
+    assert str(image_files[name]) in str(error.value)
+
+
+def test_very_large_images_are_refused_before_decoding(image_files, monkeypatch):
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(CamError, match="is 30x40 pixels, more than 1,000"):
+        data.read_image_file(image_files["rgb"], 16)
+
+
+def test_paths_and_globs(image_files, tmp_path):
+    paths = data.expand_image_paths((str(tmp_path / "g*.png"), str(image_files["rgb"])))
+    assert paths == [image_files["gray"], image_files["rgb"]]
+    with pytest.raises(CamError, match="no file matches"):
+        data.expand_image_paths((str(tmp_path / "*.gif"),))
+    with pytest.raises(CamError, match="image file 'missing.jpg' not found"):
+        data.expand_image_paths(("missing.jpg",))
+
+
+def test_host_probe_fails_on_a_closed_local_port():
+    assert data.host_reachable("127.0.0.1", port=9, timeout=1.0) is False

@@ -1,0 +1,139 @@
+"""train_cam.py end to end on tfds mock data and the demo data, offline: what a run
+writes, bad input, an offline start, and resuming an interrupted run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import train_cam
+from camlab import data, models, shapes
+from helpers import QUICK_TRAINING, run_fails
+
+
+def test_one_epoch_writes_weights_config_and_history(trained_run):
+    _, run_dir = trained_run
+    assert (run_dir / "weights.weights.h5").stat().st_size > 1_000_000
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["IMAGE_SIZE"] == 32 and config["BACKBONE"] == "vgg19"
+    assert config["class_names"][:2] == ["tench", "English springer"]
+    assert config["feature_shape"] == [1, 1, 512]
+    assert config["versions"]["keras"].startswith("3.")
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert len(rows) == 1 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+
+
+def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
+    _, run_dir = demo_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["DATASET"] == "cam_shapes" and config["BACKBONE"] == "small_vgg"
+    assert config["class_names"] == list(shapes.CLASS_NAMES)
+    assert config["feature_shape"][:2] == [16, 16]
+    assert (run_dir / "weights.weights.h5").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--IMAGE_SIZE=16"], "IMAGE_SIZE=16 is below vgg19's minimum of 32"),
+    (["--EPOCHS=0"], "EPOCHS=0 must be at least 1"),
+    (["--LEARNING_RATE=-1"], "LEARNING_RATE=-1.0 must be positive"),
+    (["--DATASET=no_such_set"], "unknown dataset 'no_such_set'"),
+    (["--BACKBONE=vgg"], "BACKBONE='vgg'; choose one of vgg19, small_vgg"),
+    (["--MIXED_PRECISION=fp8"], "MIXED_PRECISION='fp8'"),
+    (["--CACHE=maybe"], "CACHE='maybe'"),
+])
+def test_train_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette, args,
+                                                          message):
+    output_dir, run_dir = trained_run
+    run_fails(train_cam.main, [*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}",
+                               "--RUN_NAME=mock", *args], run_dir, message)
+
+
+def test_offline_imagenet_weights_stop_training_without_touching_the_run(
+        trained_run, mock_imagenette, monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid: offline")
+
+    monkeypatch.setattr("keras.src.applications.vgg19.file_utils.get_file", offline)
+    output_dir, run_dir = trained_run
+    message = run_fails(train_cam.main, [*QUICK_TRAINING, "--WEIGHTS=imagenet",
+                                         f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"],
+                        run_dir, "could not download the ImageNet VGG19 weights")
+    assert models.VGG19_WEIGHTS_FILE in message
+    assert "~/.keras/models/" in message
+
+
+def test_offline_dataset_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "host_reachable", lambda *args, **kwargs: False)
+    with pytest.raises(SystemExit) as exit_info:
+        train_cam.main([*QUICK_TRAINING, f"--DATA_DIR={tmp_path}", f"--OUTPUT_DIR={tmp_path}"])
+    message = str(exit_info.value.code)
+    assert "s3.amazonaws.com unreachable" in message
+    assert "imagenette-320.tgz (341,289,752 bytes)" in message
+    assert f"{tmp_path}/downloads/manual/" in message
+    assert not (tmp_path / "imagenette").exists()
+
+
+TRAIN_ON_MOCK_DATA = Path(__file__).with_name("train_on_mock_data.py")
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as rows:
+        return [int(row["epoch"]) for row in csv.DictReader(rows)]
+
+
+def start(args, output_dir):
+    argv = [sys.executable, str(TRAIN_ON_MOCK_DATA), "32", *QUICK_TRAINING, "--EPOCHS=6",
+            "--BATCH_SIZE=8", "--VALIDATION_BATCH_SIZE=16",
+            f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=resume", *args]
+    return subprocess.Popen(argv, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_killed_training_resumes_and_finishes_all_epochs(tmp_path):
+    run_dir = tmp_path / "resume"
+    first = start([], tmp_path)
+    deadline = time.monotonic() + 240
+    while len(history_epochs(run_dir)) < 2 and first.poll() is None:
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # no chance to clean up, like a lost machine
+    first.wait()
+    done_before = history_epochs(run_dir)
+    assert first.returncode == -signal.SIGKILL and 2 <= len(done_before) < 6
+    assert (run_dir / "backup").is_dir()
+
+    second = start(["--RESUME=True"], tmp_path)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    epochs = history_epochs(run_dir)
+    assert epochs[-1] == 5 and epochs[:len(done_before)] == done_before
+    # At most the epoch that was running when killed is repeated; none before it.
+    assert len(epochs) - 6 <= 1 and sorted(set(epochs)) == list(range(6))
+    assert not (run_dir / "backup").exists()  # a finished run leaves no backup behind
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path, mock_imagenette):
+    run_dir = tmp_path / "resume"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"EPOCHS": 6, "IMAGE_SIZE": 64}')
+    with pytest.raises(SystemExit) as exit_info:
+        train_cam.main([*QUICK_TRAINING, "--EPOCHS=6", f"--OUTPUT_DIR={tmp_path}",
+                        "--RUN_NAME=resume", "--RESUME=True"])
+    assert "cannot resume" in str(exit_info.value.code)
+    assert "IMAGE_SIZE: 64 -> 32" in str(exit_info.value.code)
+
+
+def test_resume_without_an_interrupted_run_says_so(tmp_path, mock_imagenette):
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={tmp_path}", "--RESUME=True"])

@@ -1,0 +1,73 @@
+"""camlab.training: the loss, the precision policy, and tf.distribute on two devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from camlab import models, training
+from camlab.errors import CamError
+
+ONE_STEP = Path(__file__).with_name("one_training_step.py")
+
+
+def test_training_loss_is_cross_entropy_of_true_labels():
+    """Guards the seed's cce(pred, labels) swap: Keras' loss must be -sum(y log p)."""
+    keras.utils.set_random_seed(0)
+    model = models.build_model("small_vgg", 32, 5)
+    training.compile_model(model, 1e-3)
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    labels = np.eye(5, dtype=np.float32)[[0, 1, 2, 3, 4, 0]]
+    probs = model.predict(images, verbose=0)
+    expected = -np.mean(np.sum(labels * np.log(probs), axis=1))
+    swapped = -np.mean(np.sum(probs * np.log(np.clip(labels, 1e-7, 1)), axis=1))
+    result = model.evaluate(images, labels, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(expected, rel=1e-4)
+    assert abs(result["loss"] - swapped) > 0.5
+    assert result["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels.argmax(1)))
+
+
+@pytest.mark.parametrize("gpus, bf16, expected", [
+    (["GPU:0"], True, "mixed_float16"), ([], True, "mixed_bfloat16"), ([], False, "float32")])
+def test_auto_precision_follows_the_hardware(monkeypatch, gpus, bf16, expected):
+    monkeypatch.setattr(training.tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: bf16)
+    assert training.precision_policy("auto") == expected
+    assert training.precision_policy("float32") == "float32"
+    with pytest.raises(CamError, match="MIXED_PRECISION='half'"):
+        training.precision_policy("half")
+
+
+def one_step(tmp_path, devices, strategy):
+    out = tmp_path / f"{devices}_{strategy}.npz"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, str(ONE_STEP), str(devices), strategy, str(out)],
+                   check=True, env=env, timeout=300)
+    return np.load(out)
+
+
+def test_mirrored_over_two_devices_equals_one_device(tmp_path):
+    single = one_step(tmp_path, 1, "default")
+    mirrored = one_step(tmp_path, 2, "mirrored")
+    assert int(single["replicas"]) == 1 and int(mirrored["replicas"]) == 2
+    assert float(mirrored["loss"]) == pytest.approx(float(single["loss"]), rel=1e-5)
+    names = [key for key in single.files if key.startswith("w")]
+    assert len(names) > 30
+    for name in names:
+        np.testing.assert_allclose(mirrored[name], single[name], rtol=1e-4, atol=1e-6)
+    # The step really moved the weights, so agreeing is not agreeing on the start.
+    np.testing.assert_array_equal(single["initial"], mirrored["initial"])
+    assert np.abs(single["w0"] - single["initial"]).max() > 1e-4
+
+
+def test_unknown_strategy_is_rejected():
+    with pytest.raises(CamError, match="STRATEGY='tpu'; choose one of auto, default, mirrored"):
+        training.distribution_strategy("tpu")

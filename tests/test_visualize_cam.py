@@ -1,0 +1,111 @@
+"""visualize_cam.py end to end, offline: the grid from a run alone, own images, bad input."""
+
+from __future__ import annotations
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+import visualize_cam
+from helpers import run_fails
+
+
+def test_visualize_draws_the_grid_from_the_run_alone(trained_run, mock_imagenette,
+                                                     saved_figures):
+    output_dir, run_dir = trained_run
+    path = visualize_cam.main([f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
+                               "--NUM_IMAGES=4", "--TOP_K=2", "--DPI=50"])
+    assert path == run_dir / "heatmaps.png"
+    assert matplotlib.image.imread(path).ndim == 3
+    (fig,) = saved_figures
+    axes = np.array(fig.axes).reshape(4, 2)
+    saved = np.load(run_dir / "cams.npz")
+    names = list(saved["class_names"])
+    for row in range(4):
+        order = np.argsort(-saved["probs"][row])
+        for rank in range(2):
+            c = order[rank]
+            expected = f"{names[c]} - {100 * saved['probs'][row, c]:.1f}%"
+            assert axes[row, rank].get_title() == expected
+    assert saved["images"].shape == (4, 32, 32, 3) and saved["images"].dtype == np.uint8
+    assert saved["cams"].shape == (4, 1, 1, 10)
+    # The maps are the run's own: their means are the logits behind the saved softmax.
+    logits = saved["cams"].mean(axis=(1, 2))
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), saved["probs"],
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_visualize_same_seed_same_images(trained_run, mock_imagenette):
+    output_dir, run_dir = trained_run
+    args = [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", "--NUM_IMAGES=3", "--DPI=20"]
+    visualize_cam.main([*args, "--SEED=5"])
+    first = np.load(run_dir / "cams.npz")["images"]
+    visualize_cam.main([*args, "--SEED=5"])
+    np.testing.assert_array_equal(np.load(run_dir / "cams.npz")["images"], first)
+    visualize_cam.main([*args, "--SEED=6"])
+    assert not np.array_equal(np.load(run_dir / "cams.npz")["images"], first)
+
+
+def test_visualize_draws_own_images(trained_run, image_files):
+    output_dir, run_dir = trained_run
+    files = ",".join(str(image_files[name]) for name in ("rgb", "gray", "rgba", "deep"))
+    path = visualize_cam.main([f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", "--DPI=30",
+                               f"--IMAGES={files}"])
+    assert path == run_dir / "heatmaps_images.png"
+    saved = np.load(run_dir / "cams_images.npz")
+    assert saved["images"].shape == (4, 32, 32, 3)
+    np.testing.assert_array_equal(saved["labels"], [-1, -1, -1, -1])
+    np.testing.assert_array_equal(saved["images"][1, 5, 5], [128, 128, 128])
+
+
+@pytest.mark.parametrize("name, message", [
+    ("text", "is not an image file this script can read"),
+    ("truncated", "is corrupt or truncated")])
+def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image_files, name,
+                                                             message):
+    output_dir, run_dir = trained_run
+    code = run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
+                                          f"--IMAGES={image_files['rgb']},{image_files[name]}"],
+                     run_dir, message)
+    assert str(image_files[name]) in code
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--IMAGES=nope/*.png"], "no file matches 'nope/*.png'"),
+    (["--TOP_K=0"], "TOP_K=0 must be between 1"),
+    (["--TOP_K=11"], "TOP_K=11 must be between 1 and the number of classes, 10"),
+    (["--THRESHOLD=-0.1"], "THRESHOLD=-0.1 must be between 0 and 1"),
+    (["--THRESHOLD=1.5"], "THRESHOLD=1.5 must be between 0 and 1"),
+    (["--NUM_IMAGES=0"], "NUM_IMAGES=0 must be between 1"),
+    (["--NUM_IMAGES=13"], "NUM_IMAGES=13 must be between 1 and the split's size, 12"),
+    (["--METHOD=lime"], "METHOD='lime'; choose one of cam, gradcam"),
+    (["--TOP_K=three"], "--TOP_K='three': expected int"),
+    (["--TOPK=3"], "unknown constant 'TOPK'"),
+    (["--RUN_NAME=nothere"], "config.json not found"),
+])
+def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette,
+                                                              args, message):
+    output_dir, run_dir = trained_run
+    run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
+              run_dir, message)
+
+
+def test_demo_grid_outlines_the_true_boxes(demo_run, saved_figures):
+    root, run_dir = demo_run
+    visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=40"])
+    saved = np.load(run_dir / "cams.npz")
+    boxes = saved["bboxes"]
+    assert boxes.shape == (5, 4) and (boxes[:, 2:] > boxes[:, :2]).all()
+    first = saved_figures[0].axes[0]
+    (rectangle,) = first.patches
+    ymin, xmin, ymax, xmax = boxes[0] * 64
+    assert rectangle.get_x() == pytest.approx(xmin - 0.5)
+    assert rectangle.get_y() == pytest.approx(ymin - 0.5)
+    assert rectangle.get_width() == pytest.approx(xmax - xmin)
+
+
+def test_visualize_names_a_split_the_data_lacks(demo_run):
+    root, run_dir = demo_run
+    run_fails(visualize_cam.main, ["--PRESET=demo", f"--OUTPUT_DIR={root}", "--SPLIT=tset"],
+              run_dir, "SPLIT='tset'; choose one of train, validation (the splits of cam_shapes)")
