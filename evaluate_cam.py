@@ -10,15 +10,20 @@ confusion_matrix.png and deletion_insertion.png.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from camlab import settings
+
+# Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
+if __name__ == "__main__":
+    settings.before_tensorflow(__file__)
+
 import keras
 import numpy as np
 
-from camlab import data, methods, metrics, models, plots, runs, settings
+from camlab import data, methods, metrics, models, plots, runs
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -33,6 +38,9 @@ SEED = 0  # seeds the random baseline maps and the randomised model
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
+TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
+# ---- end of settings ----
+
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
@@ -133,7 +141,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    return settings.run_script(sys.modules[__name__], run, argv)
+    return settings.run_script(__file__, run, argv)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,19 @@ history.csv.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
+
+from camlab import settings
+
+# Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
+if __name__ == "__main__":
+    settings.before_tensorflow(__file__)
 
 import keras
 import tensorflow as tf
 
-from camlab import data, models, runs, settings, training
+from camlab import data, models, runs, training
 from camlab.errors import CamError
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
@@ -42,6 +47,9 @@ CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits 
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
 RESUME = False  # True continues an interrupted run of RUN_NAME from its last finished epoch
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
+TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
+# ---- end of settings ----
+
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects values no run could use, before anything is loaded."""
@@ -139,7 +147,7 @@ def run(config: dict[str, Any]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    return settings.run_script(sys.modules[__name__], run, argv)
+    return settings.run_script(__file__, run, argv)
 
 
 if __name__ == "__main__":

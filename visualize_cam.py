@@ -7,14 +7,19 @@ Writes outputs/<RUN_NAME>/heatmaps.png and cams.npz.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
+
+from camlab import settings
+
+# Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
+if __name__ == "__main__":
+    settings.before_tensorflow(__file__)
 
 import numpy as np
 
 import cam_utils
-from camlab import data, methods, models, plots, runs, settings
+from camlab import data, methods, models, plots, runs
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -30,6 +35,8 @@ DPI = 300  # resolution of heatmaps.png, dots per inch
 SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
+TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
+# ---- end of settings ----
 
 
 def check_config(config: dict[str, Any], num_classes: int) -> None:
@@ -106,7 +113,7 @@ def run(config: dict[str, Any]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    return settings.run_script(sys.modules[__name__], run, argv)
+    return settings.run_script(__file__, run, argv)
 
 
 if __name__ == "__main__":
