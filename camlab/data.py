@@ -16,6 +16,7 @@ import numpy as np
 import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
 from camlab.errors import CamError, check_choice
 
@@ -97,8 +98,34 @@ def prepare(builder: tfds.core.DatasetBuilder, data_dir: str = "") -> None:
             raise CamError(offline_message(builder, data_dir, f"{', '.join(dead)} unreachable"))
     try:
         builder.download_and_prepare()
+    except NonMatchingChecksumError as error:
+        raise CamError(wrong_archive_message(builder, data_dir, error)) from None
     except OSError as error:  # requests' ConnectionError is an OSError
         raise CamError(offline_message(builder, data_dir, type(error).__name__)) from None
+
+
+def wrong_archive_message(builder: tfds.core.DatasetBuilder, data_dir: str,
+                          error: NonMatchingChecksumError) -> str:
+    """One line for tfds' NonMatchingChecksumError: the file, its size and the expected one.
+
+    tfds compares a file in the manual folder with the size and sha256 registered for its
+    URL (the builder's checksums.tsv) and refuses it on any difference; the expected
+    values here are tfds' own, read from the same registry.
+    """
+    name = builder.info.full_name.rsplit("/", 1)[0]
+    path = data_root(data_dir) / "downloads" / "manual" / MANUAL_ARCHIVES.get(name, ("",))[0]
+    registered = {info.filename: (url, info) for url, info in (builder.url_infos or {}).items()}
+    if path.name in registered and path.is_file():
+        url, expected = registered[path.name]
+        size = path.stat().st_size
+        problem = (f"is {size:,} bytes, but tfds expects {path.name} to be "
+                   f"{int(expected.size):,} bytes" if size != int(expected.size) else
+                   f"has the right size ({size:,} bytes) but not the sha256 tfds expects "
+                   f"({expected.checksum})")
+        return (f"{path} {problem}: it is not the file from {url} (incomplete or damaged?); "
+                "replace it, or delete it to let tfds download the dataset")
+    first_line = str(error).splitlines()[0].rstrip(":")
+    return f"{first_line}: its size or sha256 is not what tfds expects; delete it and run again"
 
 
 def load_split(builder: tfds.core.DatasetBuilder, split: str, data_dir: str = "",

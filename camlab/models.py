@@ -9,6 +9,9 @@ images with values in [0, 255], so callers never preprocess or de-process by han
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+from pathlib import Path
 
 import keras
 
@@ -16,29 +19,94 @@ from camlab.errors import CamError, check_choice
 
 BACKBONES = ("vgg19", "small_vgg")
 VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# What keras.applications.VGG19 accepts in its cache: the size of the keras-applications
+# release file and the md5 Keras checks it against (file_hash in keras/src/applications/vgg19.py).
+VGG19_WEIGHTS_SIZE = 80_134_624
+VGG19_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
 MIN_IMAGE_SIZE = {"vgg19": 32, "small_vgg": 16}
 SMALL_VGG_WIDTHS = (16, 32, 64)  # channels of the three conv stages; two max-pools
 # Batch-norm statistics must settle within a demo's few hundred steps; Keras' 0.99 lags.
 SMALL_VGG_BN_MOMENTUM = 0.9
 
 
+def keras_cache_dir() -> Path:
+    """Where keras.utils.get_file keeps the weights: $KERAS_HOME/models, else ~/.keras/models.
+
+    Keras reads KERAS_HOME once, when it is imported, and uses /tmp/.keras when the
+    folder is not writable; this asks Keras for the folder it resolved (a private module:
+    Keras has no public function for it).
+    """
+    from keras.src.backend import config
+
+    home = os.path.expanduser(config.keras_home())
+    if not os.access(home, os.W_OK):
+        home = "/tmp/.keras"
+    return Path(home) / "models"
+
+
+def shown_path(path: Path) -> str:
+    """A path as the user would type it: the home folder as ~."""
+    home, text = str(Path.home()), str(path)
+    return "~" + text[len(home):] if text == home or text.startswith(home + os.sep) else text
+
+
+def check_cached_vgg19_weights() -> None:
+    """Refuses a VGG19 weights file in Keras' cache that is not the one Keras expects.
+
+    Keras compares the cached file's md5 with its registered hash and, on a difference,
+    deletes the file and downloads it again: offline the user's file is gone and all
+    that is left is a "URL fetch failure". Checking first names the file and keeps it.
+    """
+    path = keras_cache_dir() / VGG19_WEIGHTS_FILE
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size == VGG19_WEIGHTS_SIZE:
+        with path.open("rb") as weights_file:
+            if hashlib.file_digest(weights_file, "md5").hexdigest() == VGG19_WEIGHTS_MD5:
+                return
+        problem = (f"has the right size ({size:,} bytes) but not the md5 Keras expects "
+                   f"({VGG19_WEIGHTS_MD5})")
+    else:
+        problem = f"is {size:,} bytes, but Keras expects {VGG19_WEIGHTS_SIZE:,} bytes"
+    raise CamError(f"{shown_path(path)} {problem}: it is incomplete or not the "
+                   "keras-applications VGG19 no-top file, and Keras would delete it to "
+                   "download it again; replace it, or pass --WEIGHTS=/path/to/weights.h5")
+
+
 def vgg19_backbone(image_size: int, weights: str) -> keras.Model:
     """Keras' VGG19 without its top, as a nested model named "vgg19" (the seed's layout).
 
-    `weights` is "imagenet", "" for random initialisation, or a path to a weights file.
+    `weights` is "imagenet" (Keras' cache, else a download), "" for random
+    initialisation, or a path to a weights file. Every way a file can be wrong ends in
+    a one-line CamError naming it.
     """
+    if weights == "imagenet":
+        check_cached_vgg19_weights()
+        source = keras_cache_dir() / VGG19_WEIGHTS_FILE
+    elif weights:
+        source = Path(weights).expanduser()
+        if not source.is_file():
+            raise CamError(f"WEIGHTS file {weights!r} not found")
+        weights = str(source)
     try:
         return keras.applications.VGG19(
             include_top=False, weights=weights or None, input_shape=(image_size, image_size, 3),
             pooling=None)
+    except (ValueError, OSError) as error:  # h5py: OSError; wrong layers or shapes: ValueError
+        if not weights:
+            raise
+        detail = " ".join(str(error).split())
+        raise CamError(f"{shown_path(source)} could not be loaded as VGG19 no-top weights "
+                       f"({detail})") from None
     except Exception as error:  # Keras raises a bare Exception for a failed download.
         if weights != "imagenet" or "fetch failure" not in str(error):
             raise
         raise CamError(
             "could not download the ImageNet VGG19 weights (offline?). Put "
-            f"{VGG19_WEIGHTS_FILE} (80,134,624 bytes, from the keras-applications "
-            "release on storage.googleapis.com) into ~/.keras/models/, or pass "
-            "--WEIGHTS=/path/to/that/file, or --WEIGHTS= to start from random weights."
+            f"{VGG19_WEIGHTS_FILE} ({VGG19_WEIGHTS_SIZE:,} bytes, from the keras-applications "
+            f"release on storage.googleapis.com) into {shown_path(keras_cache_dir())}/, or "
+            "pass --WEIGHTS=/path/to/that/file, or --WEIGHTS= to start from random weights."
         ) from None
 
 

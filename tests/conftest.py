@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -16,7 +18,12 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from camlab import data, plots, shapes  # noqa: E402
-from helpers import QUICK_TRAINING, write_png  # noqa: E402
+from helpers import (  # noqa: E402
+    QUICK_TRAINING,
+    make_imagenette_archive,
+    write_applications_h5,
+    write_png,
+)
 
 
 @contextlib.contextmanager
@@ -97,3 +104,71 @@ def image_files(tmp_path):
     files["truncated"] = tmp_path / "truncated.png"
     files["truncated"].write_bytes(files["rgb"].read_bytes()[:60])
     return files
+
+
+@pytest.fixture
+def network_calls(monkeypatch):
+    """Refuses every internet connection and records the attempts (tests assert none)."""
+    calls = []
+    connect = socket.socket.connect
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise OSError(errno.ENETUNREACH, "network disabled in this test")
+
+    def local_only(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            refuse(address)
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    return calls
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Download hosts camlab.data probed; the probe answers "unreachable"."""
+    hosts = []
+    monkeypatch.setattr(data, "host_reachable",
+                        lambda host, *args, **kwargs: hosts.append(host) or False)
+    return hosts
+
+
+@pytest.fixture
+def manual_archive(tmp_path):
+    """(data_dir, archive): a small imagenette-320.tgz where the README tells users to put it."""
+    manual_dir = tmp_path / "data" / "downloads" / "manual"
+    manual_dir.mkdir(parents=True)
+    return tmp_path / "data", make_imagenette_archive(manual_dir / "imagenette-320.tgz")
+
+
+@pytest.fixture(scope="session")
+def weight_files(tmp_path_factory):
+    """{"vgg19": (file, model), "vgg16": (file, model), "truncated": (file, None)}: no-top
+    weights at 32 px in the keras-applications layout."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for name, architecture in (("vgg19", keras.applications.VGG19),
+                               ("vgg16", keras.applications.VGG16)):
+        model = architecture(include_top=False, weights=None, input_shape=(32, 32, 3))
+        write_applications_h5(model, folder / f"{name}.h5")
+        files[name] = (folder / f"{name}.h5", model)
+    truncated = folder / "truncated.h5"
+    truncated.write_bytes((folder / "vgg19.h5").read_bytes()[:1_000_000])
+    files["truncated"] = (truncated, None)
+    return files
+
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    """A temporary Keras cache folder ($KERAS_HOME/models). KERAS_HOME is read once, when
+    Keras is imported (into keras.src.backend.config._KERAS_DIR), so that is what moves."""
+    from keras.src.backend import config as keras_config
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras"))
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    return tmp_path / "keras" / "models"

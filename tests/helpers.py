@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 
+import h5py
+import keras
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import checksums
 
 # train_cam.py overrides for a run of seconds: VGG19 untrained at 32 px, one epoch.
 QUICK_TRAINING = ["--WEIGHTS=", "--IMAGE_SIZE=32", "--EPOCHS=1", "--BATCH_SIZE=4",
@@ -54,3 +62,87 @@ def edit_config(run_dir: Path, **changes) -> None:
     config = json.loads((run_dir / "config.json").read_text())
     config.update(changes)
     (run_dir / "config.json").write_text(json.dumps(config))
+
+
+IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette-320.tgz"
+KERAS_VGG19_MD5 = "253f8cb515780f3b799900260a226db6"  # file_hash in keras' vgg19.py
+
+
+def make_imagenette_archive(path: Path, per_class: int = 2) -> Path:
+    """A small imagenette-320.tgz in the real layout: imagenette-320/{train,val}/<wnid>/*.JPEG
+    (tfds' builder reads only upper-case .JPEG names, unique within a split)."""
+    wnids = tfds.core.tfds_path("image_classification/imagenette_labels.txt").read_text().split()
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as archive:
+        for split in ("train", "val"):
+            for wnid in wnids:
+                for index in range(per_class):
+                    pixels = rng.integers(0, 256, (24 + 4 * index, 32, 3), dtype=np.uint8)
+                    jpeg = io.BytesIO()
+                    PIL.Image.fromarray(pixels).save(jpeg, "JPEG")
+                    member = tarfile.TarInfo(f"imagenette-320/{split}/{wnid}/"
+                                             f"{wnid}_{split}{index}.JPEG")
+                    member.size = jpeg.tell()
+                    archive.addfile(member, io.BytesIO(jpeg.getvalue()))
+    return path
+
+
+def register_for_imagenette(monkeypatch, info) -> None:
+    """Makes `info` (a tfds UrlInfo) the registered size and sha256 of imagenette-320.tgz,
+    for this test only; tfds still verifies the file against it.
+
+    The builder's checksums.tsv is read once per class into `url_infos` (an lru_cached
+    dict) and handed to its DownloadManager, which merges it into tfds' global registry
+    (`get_all_url_infos()`, memoized, the same dict every time): both are restored after.
+    """
+    monkeypatch.setitem(tfds.builder_cls("imagenette").url_infos, IMAGENETTE_URL, info)
+    monkeypatch.setitem(checksums.get_all_url_infos(), IMAGENETTE_URL, info)
+
+
+def write_applications_h5(model: keras.Model, path: Path) -> None:
+    """Weights in the legacy h5 layout of the keras-applications files.
+
+    Root attribute `layer_names` (every layer, in order), one group per layer whose
+    `weight_names` attribute lists its datasets, kernel before bias. Keras' loader for
+    a ".h5" name (legacy_h5_format.load_weights_from_hdf5_group) matches layers with
+    weights by order, not by name. Keras 3's save_weights cannot write this: it wants
+    names ending in ".weights.h5", which load_weights reads in another format.
+    """
+    with h5py.File(path, "w") as weights_file:
+        weights_file.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
+        weights_file.attrs["backend"] = b"tensorflow"
+        weights_file.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = weights_file.create_group(layer.name)
+            names = [f"{layer.name}/{weight.name}:0".encode() for weight in layer.weights]
+            group.attrs["weight_names"] = names
+            for name, weight in zip(names, layer.weights, strict=True):
+                group.create_dataset(name, data=keras.ops.convert_to_numpy(weight))
+
+
+def md5(path: Path) -> str:
+    with open(path, "rb") as weights_file:
+        return hashlib.file_digest(weights_file, "md5").hexdigest()
+
+
+def register_for_vgg19(monkeypatch, path: Path) -> list:
+    """Makes `path`'s size and md5 the ones Keras and camlab.models accept for the VGG19
+    no-top file, for this test. Keras' hash is a literal inside VGG19(), so its check,
+    file_utils.validate_file, is given this file's md5 in place of the registered one
+    (and still hashes the file). Returns the hashes Keras checked."""
+    from keras.src.utils import file_utils
+
+    from camlab import models
+
+    size, digest = path.stat().st_size, md5(path)
+    monkeypatch.setattr(models, "VGG19_WEIGHTS_SIZE", size)
+    monkeypatch.setattr(models, "VGG19_WEIGHTS_MD5", digest)
+    validate, checked = file_utils.validate_file, []
+
+    def validate_registered(fpath, file_hash, *args, **kwargs):
+        checked.append(file_hash)
+        return validate(fpath, digest if file_hash == KERAS_VGG19_MD5 else file_hash,
+                        *args, **kwargs)
+
+    monkeypatch.setattr(file_utils, "validate_file", validate_registered)
+    return checked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from camlab import data
 from camlab.errors import CamError
@@ -43,3 +44,10 @@ def test_paths_and_globs(image_files, tmp_path):
 
 def test_host_probe_fails_on_a_closed_local_port():
     assert data.host_reachable("127.0.0.1", port=9, timeout=1.0) is False
+
+
+def test_manual_archive_table_matches_tfds_registry():
+    registered = {info.filename: int(info.size)
+                  for info in tfds.builder_cls("imagenette").url_infos.values()}
+    for archive, size in data.MANUAL_ARCHIVES.values():
+        assert registered[archive] == size

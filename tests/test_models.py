@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 import cam_utils
 from camlab import models
+from camlab.errors import CamError
+from helpers import KERAS_VGG19_MD5, register_for_vgg19
 
 
 def test_vgg19_gap_structure_at_320():
@@ -58,3 +61,74 @@ def test_mixed_precision_keeps_softmax_and_cams_in_float32():
     assert probs.dtype == "float32" and cams.dtype == "float32"
     assert np.isfinite(cams.numpy()).all()
     np.testing.assert_allclose(probs.numpy().sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_keras_cache_is_keras_home_models(keras_home):
+    assert models.keras_cache_dir() == keras_home
+
+
+def test_vgg19_imagenet_weights_load_from_the_keras_cache_offline(
+        keras_home, weight_files, monkeypatch, network_calls):
+    source, source_model = weight_files["vgg19"]
+    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached.write_bytes(source.read_bytes())
+    checked = register_for_vgg19(monkeypatch, cached)
+    model = models.build_model("vgg19", 32, 10, weights="imagenet")
+    assert checked == [KERAS_VGG19_MD5]  # Keras verified the cached file, then loaded it
+    loaded, expected = model.get_layer("vgg19").get_weights(), source_model.get_weights()
+    assert len(loaded) == len(expected) == 32
+    for got, want in zip(loaded, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert network_calls == []
+
+
+@pytest.mark.parametrize("kind", ["vgg16", "truncated"])
+def test_a_wrong_cached_vgg19_file_is_refused_and_kept(keras_home, weight_files, kind,
+                                                       network_calls):
+    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached.write_bytes(weight_files[kind][0].read_bytes())
+    size = cached.stat().st_size
+    with pytest.raises(CamError) as error:
+        models.build_model("vgg19", 32, 10, weights="imagenet")
+    message = str(error.value)
+    assert "\n" not in message and str(cached) in message
+    assert f"is {size:,} bytes, but Keras expects 80,134,624 bytes" in message
+    assert cached.is_file() and network_calls == []  # Keras would have deleted it
+
+
+@pytest.mark.parametrize("how", ["WEIGHTS=path", "imagenet, hash registered"])
+@pytest.mark.parametrize("kind, detail", [("vgg16", "Layer count mismatch"),
+                                          ("truncated", "truncated file")])
+def test_weights_of_the_wrong_model_or_truncated_give_one_line(
+        keras_home, weight_files, monkeypatch, network_calls, how, kind, detail):
+    path = weight_files[kind][0]
+    if how == "WEIGHTS=path":
+        weights = str(path)
+    else:  # a wrong file that passes the hash checks: what load_weights then says
+        weights, cached = "imagenet", keras_home / models.VGG19_WEIGHTS_FILE
+        cached.write_bytes(path.read_bytes())
+        register_for_vgg19(monkeypatch, cached)
+        path = cached
+    with pytest.raises(CamError) as error:
+        models.build_model("vgg19", 32, 10, weights=weights)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} could not be loaded as VGG19 no-top weights")
+    assert detail in message
+    assert network_calls == []
+
+
+def test_no_cached_vgg19_file_offline_says_where_to_put_it(keras_home, network_calls):
+    with pytest.raises(CamError) as error:
+        models.build_model("vgg19", 32, 10, weights="imagenet")
+    message = str(error.value)
+    assert network_calls  # Keras tried to download, and the guard refused
+    assert "could not download the ImageNet VGG19 weights" in message
+    assert ("(80,134,624 bytes, from the keras-applications release on "
+            f"storage.googleapis.com) into {keras_home}/") in message
+    assert not any(keras_home.iterdir())
+
+
+def test_missing_weights_file_is_named():
+    with pytest.raises(CamError, match="WEIGHTS file '/nonexistent/w.h5' not found"):
+        models.build_model("vgg19", 32, 10, weights="/nonexistent/w.h5")

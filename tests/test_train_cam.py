@@ -13,10 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import checksums
 
+import evaluate_cam
 import train_cam
+import visualize_cam
 from camlab import data, models, shapes
-from helpers import QUICK_TRAINING, run_fails
+from helpers import QUICK_TRAINING, register_for_imagenette, register_for_vgg19, run_fails
 
 
 def test_one_epoch_writes_weights_config_and_history(trained_run):
@@ -82,6 +86,63 @@ def test_offline_dataset_fails_fast_with_instructions(tmp_path, monkeypatch):
 
 
 TRAIN_ON_MOCK_DATA = Path(__file__).with_name("train_on_mock_data.py")
+
+
+# The default run (imagenette/320px, VGG19 ImageNet weights) with both files supplied by
+# hand as the README says: small stand-ins whose size and hash the tests register with
+# tfds and Keras, so that both libraries' own checks still run.
+SMALL = ["--IMAGE_SIZE=32", "--EPOCHS=1", "--BATCH_SIZE=4", "--VALIDATION_BATCH_SIZE=4",
+         "--MIXED_PRECISION=float32"]
+
+
+def test_the_default_run_from_files_supplied_by_hand(tmp_path, manual_archive, keras_home,
+                                                     weight_files, monkeypatch, network_calls,
+                                                     probes):
+    data_dir, archive = manual_archive
+    register_for_imagenette(monkeypatch, checksums.compute_url_info(archive))
+    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached.write_bytes(weight_files["vgg19"][0].read_bytes())
+    checked = register_for_vgg19(monkeypatch, cached)
+    outputs = tmp_path / "outputs"
+    run_dir = train_cam.main([*SMALL, f"--DATA_DIR={data_dir}", f"--OUTPUT_DIR={outputs}"])
+
+    assert run_dir == outputs / "imagenette" and len(checked) == 1
+    builder = tfds.builder("imagenette/320px", data_dir=str(data_dir))
+    assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
+        "train": 20, "validation": 20}
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["DATASET"], config["WEIGHTS"]) == ("imagenette/320px", "imagenet")
+    assert config["class_names"] == list(data.IMAGENETTE_NAMES.values())
+    visualize_cam.main([f"--OUTPUT_DIR={outputs}", "--NUM_IMAGES=4", "--DPI=20"])
+    assert (run_dir / "heatmaps.png").is_file()
+    path = evaluate_cam.main([f"--OUTPUT_DIR={outputs}", "--BATCH_SIZE=10", "--STEPS=2"])
+    assert json.loads(path.read_text())["num_images"] == 20
+    assert probes == [] and network_calls == []
+
+
+@pytest.mark.parametrize("registered_size", ["real", "same"])
+def test_a_wrong_manual_archive_is_one_line_naming_file_and_sizes(
+        tmp_path, manual_archive, monkeypatch, network_calls, probes, registered_size):
+    data_dir, archive = manual_archive
+    size = archive.stat().st_size
+    if registered_size == "same":  # the right size, other bytes: only the sha256 differs
+        register_for_imagenette(monkeypatch, checksums.UrlInfo(
+            size=tfds.core.utils.Size(size), checksum="0" * 64, filename=archive.name))
+    with pytest.raises(SystemExit) as exit_info:
+        train_cam.main([*SMALL, "--WEIGHTS=", f"--DATA_DIR={data_dir}",
+                        f"--OUTPUT_DIR={tmp_path / 'outputs'}"])
+    message = str(exit_info.value.code)
+    assert "\n" not in message and str(archive) in message
+    if registered_size == "real":
+        assert (f"is {size:,} bytes, but tfds expects imagenette-320.tgz to be 341,289,752 "
+                "bytes") in message
+    else:
+        assert f"has the right size ({size:,} bytes) but not the sha256" in message
+    assert probes == [] and network_calls == []
+    assert archive.is_file()  # the user's file is left alone
+    assert not tfds.builder("imagenette/320px", data_dir=str(data_dir)).is_prepared()
+    assert not any((data_dir / "downloads" / "extracted").iterdir())  # refused before extracting
+    assert not (tmp_path / "outputs").exists()
 
 
 def history_epochs(run_dir: Path) -> list[int]:
