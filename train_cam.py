@@ -2,13 +2,14 @@
 
 Run `python train_cam.py`, editing the constants below or overriding them:
 `python train_cam.py --EPOCHS=2 --RUN_NAME=quick`. `--PRESET=demo` trains the offline demo.
-Writes outputs/<RUN_NAME>/: weights.weights.h5 (best validation accuracy), config.json,
-history.csv.
+Writes outputs/<RUN_NAME>/: weights.weights.h5 (the last epoch's, or with KEEP="best" the
+epoch best on a slice held out of the training split), config.json, history.csv.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from camlab import data, models, runs, training
-from camlab.errors import CamError
+from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
 DATASET = "imagenette/320px"  # a tfds name; "cam_shapes" is the embedded demo dataset
@@ -46,6 +47,8 @@ CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
 RESUME = False  # True continues an interrupted run of RUN_NAME from its last finished epoch
+KEEP = "last"  # weights kept: "last" epoch (the post), or "best" on a slice held out of TRAIN_SPLIT
+HOLDOUT = 0.1  # KEEP="best": share of TRAIN_SPLIT held out (not trained on) to choose the epoch
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
@@ -63,24 +66,53 @@ def check_config(config: dict[str, Any]) -> None:
         if config["IMAGE_SIZE"] < minimum:
             raise CamError(f"IMAGE_SIZE={config['IMAGE_SIZE']} is below "
                            f"{config['BACKBONE']}'s minimum of {minimum} pixels")
+    check_choice("KEEP", config["KEEP"], training.KEEP_CHOICES)
+    if config["KEEP"] == "best" and not 0 < config["HOLDOUT"] < 1:
+        raise CamError(f"HOLDOUT={config['HOLDOUT']} must be between 0 and 1 (a share of "
+                       "TRAIN_SPLIT) when KEEP=\"best\"")
     if not config["RUN_NAME"] or "/" in config["RUN_NAME"]:
         raise CamError(f"RUN_NAME={config['RUN_NAME']!r} must be a plain folder name")
 
 
+def epoch_splits(config: dict[str, Any], builder) -> tuple[str, str]:
+    """(split trained on, split measured after every epoch), as tfds split strings.
+
+    KEEP="last" validates on VALIDATION_SPLIT, which only watches. KEEP="best" chooses
+    the epoch, so it measures a slice of TRAIN_SPLIT held out from training instead, never
+    the split evaluate_cam.py reports (tfds stores examples in shuffled order, so the
+    first HOLDOUT share is a random sample).
+    """
+    if config["KEEP"] == "last":
+        return config["TRAIN_SPLIT"], config["VALIDATION_SPLIT"]
+    split = config["TRAIN_SPLIT"]
+    if "[" in split:
+        raise CamError(f"KEEP=\"best\" holds out part of TRAIN_SPLIT, which must then be a "
+                       f"plain split name, not {split!r}")
+    total = int(data.load_split(builder, split, config["DATA_DIR"],
+                                setting="TRAIN_SPLIT").cardinality())
+    held = round(config["HOLDOUT"] * total)
+    if not 0 < held < total:
+        raise CamError(f"HOLDOUT={config['HOLDOUT']} of {total} examples leaves no examples to "
+                       "train on or to choose with")
+    return f"{split}[{held}:]", f"{split}[:{held}]"
+
+
 def input_pipelines(config: dict[str, Any], builder, num_classes: int):
-    """Training and validation batches; returns (train, validation, cached)."""
-    train_examples = data.load_split(builder, config["TRAIN_SPLIT"], config["DATA_DIR"],
+    """Training batches and the batches measured after every epoch (see epoch_splits);
+    returns (train, measured, cached, splits)."""
+    train_split, measured_split = epoch_splits(config, builder)
+    train_examples = data.load_split(builder, train_split, config["DATA_DIR"],
                                      config["SEED"], setting="TRAIN_SPLIT")
     cached = training.should_cache(config["CACHE"], int(train_examples.cardinality()),
                                    config["IMAGE_SIZE"], config["CACHE_MEMORY_FRACTION"])
     train = data.batches(train_examples, config["IMAGE_SIZE"], num_classes,
                          config["BATCH_SIZE"], config["SHUFFLE_BUFFER"], config["SEED"],
                          cache=cached)
-    validation = data.batches(
-        data.load_split(builder, config["VALIDATION_SPLIT"], config["DATA_DIR"],
+    measured = data.batches(
+        data.load_split(builder, measured_split, config["DATA_DIR"],
                         setting="VALIDATION_SPLIT"),
         config["IMAGE_SIZE"], num_classes, config["VALIDATION_BATCH_SIZE"], cache=cached)
-    return train, validation, cached
+    return train, measured, cached, {"trained_on": train_split, "measured_on": measured_split}
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:
@@ -108,41 +140,67 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     return run_dir
 
 
+def next_command(config: dict[str, Any]) -> str:
+    """The visualize_cam.py command that draws this run, with as few flags as it needs."""
+    script = Path(__file__).with_name("visualize_cam.py")
+    flags = [f"--PRESET={config['PRESET']}"] if config["PRESET"] else []
+    shown = settings.resolve(script, flags)
+    flags += [f"--{name}={config[name]}" for name in ("RUN_NAME", "OUTPUT_DIR")
+              if shown[name] != config[name]]
+    return " ".join(["python visualize_cam.py", *flags])
+
+
+def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
+            measured_on: str) -> str:
+    """What a finished training leaves: the kept epoch and its accuracy, the files, what next."""
+    which = "the last" if config["KEEP"] == "last" else f"best on {measured_on}"
+    accuracy = kept.get("val_accuracy", float("nan"))
+    return "\n".join([
+        f"kept epoch {kept['epoch']:.0f} of {config['EPOCHS']} ({which}): accuracy "
+        f"{100 * accuracy:.1f}% on {measured_on}",
+        f"run folder {run_dir}/: weights.weights.h5, config.json, history.csv",
+        f"next: {next_command(config)}"])
+
+
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
-    print("configuration:", *(f"  {k} = {v!r}" for k, v in config.items()), sep="\n")
     policy = training.precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
+    strategy = training.distribution_strategy(config["STRATEGY"])
+    builder = data.get_builder(config["DATASET"], config["DATA_DIR"])
+    # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op
+    # counter, so a first run on a machine would otherwise train differently.
+    data.prepare(builder, config["DATA_DIR"])
     keras.utils.set_random_seed(config["SEED"])
     if config["DETERMINISTIC"]:
         tf.config.experimental.enable_op_determinism()
-    strategy = training.distribution_strategy(config["STRATEGY"])
-    builder = data.get_builder(config["DATASET"], config["DATA_DIR"])
     names = data.class_names(builder)
-    train, validation, cached = input_pipelines(config, builder, len(names))
+    train, measured, cached, splits = input_pipelines(config, builder, len(names))
     with strategy.scope():
         model = models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                    config["WEIGHTS"])
         training.compile_model(model, training.learning_rate(config, int(train.cardinality())))
     run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
     run_config = {
-        **config, "class_names": names, "precision_policy": policy, "cached": cached,
-        "replicas": strategy.num_replicas_in_sync,
+        **config, "class_names": names, **splits, "precision_policy": policy,
+        "cached": cached, "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],
         "versions": runs.library_versions()}
     runs.write_json(run_dir / "config.json", run_config)
     history = run_dir / "history.csv"
+    kept = training.KeptWeights(run_dir / "weights.weights.h5", run_config, config["KEEP"],
+                                training.best_epoch(history)
+                                if config["RESUME"] and config["KEEP"] == "best" else None)
     callbacks = [
         # Saves model and optimizer state after every epoch; on RESUME restores the last.
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        training.SaveBestWeights(run_dir / "weights.weights.h5", run_config,
-                                 best=training.previous_best(history)),
-        keras.callbacks.CSVLogger(str(history), append=config["RESUME"])]
-    model.fit(train, validation_data=validation, epochs=config["EPOCHS"], shuffle=False,
-              callbacks=callbacks)
-    print(f"saved {history}")
+        kept, training.EpochHistory(history, keep_rows=config["RESUME"])]
+    # One line per epoch when the output is a file: a progress bar would redraw into it.
+    model.fit(train, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    print(summary(config, run_dir, kept.kept, splits["measured_on"]))
     return run_dir
 
 

@@ -21,7 +21,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CACHE_CHOICES = ("auto", "yes", "no")
 LR_SCHEDULES = ("constant", "cosine")
-MONITOR = "val_accuracy"  # what the kept weights are chosen by
+KEEP_CHOICES = ("last", "best")
+MONITOR = "val_accuracy"  # what KEEP="best" chooses the epoch by
 
 
 def cpu_has_bfloat16() -> bool:
@@ -90,30 +91,66 @@ def compile_model(model: keras.Model, learning_rate) -> None:
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
-class SaveBestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the epoch with the best MONITOR, written atomically.
+class KeptWeights(keras.callbacks.Callback):
+    """Writes the weights a run keeps, atomically and stamped (runs.save_weights).
 
-    Keras' ModelCheckpoint writes in place, so an interrupted save leaves a truncated file
-    that visualize_cam.py would then try to load; this writes beside it and renames, and
-    stamps the file with what it was trained as (runs.save_weights).
+    KEEP="last" writes every epoch's weights, so the file holds the last finished epoch
+    (the post's choice); KEEP="best" writes only when MONITOR improves, which train_cam.py
+    measures on a slice held out of the training split. Keras' ModelCheckpoint writes in
+    place, so an interrupted save would leave a truncated file for visualize_cam.py.
     """
 
-    def __init__(self, path: Path, run_config: dict, best: float = -float("inf")):
+    def __init__(self, path: Path, run_config: dict, keep: str, previous: dict | None = None):
         super().__init__()
-        self.path, self.run_config, self.best = path, run_config, best
+        self.path, self.run_config = path, run_config
+        self.keep = check_choice("KEEP", keep, KEEP_CHOICES)
+        # "epoch" (from 1) and the logs of the kept epoch; a resumed run starts from the
+        # best row of its history.csv, whose weights are already in the file.
+        self.kept: dict[str, float] = dict(previous or {})
+        self.best = self.kept.get(MONITOR, -float("inf"))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(MONITOR, -float("inf"))
-        if value > self.best:
-            self.best = value
+        logs = logs or {}
+        value = logs.get(MONITOR, -float("inf"))
+        if self.keep == "last" or value > self.best:
+            self.best = max(self.best, value)
             runs.save_weights(self.model, self.path, self.run_config)
-            print(f"\nsaved {self.path} ({MONITOR} {value:.4f}, epoch {epoch + 1})")
+            self.kept = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
 
 
-def previous_best(history: Path) -> float:
-    """The best MONITOR in a run's history.csv, so a resumed run keeps its best weights."""
+class EpochHistory(keras.callbacks.Callback):
+    """history.csv: a row per finished epoch, numbered from 1 as on screen, the file
+    rewritten atomically after each, so a killed run leaves whole rows.
+
+    With `keep_rows` (RESUME) the rows already there stay; an epoch that is run again
+    after an interruption replaces its row.
+    """
+
+    def __init__(self, path: Path, keep_rows: bool):
+        super().__init__()
+        self.path = path
+        self.rows: list[dict] = []
+        if keep_rows and path.is_file():
+            with path.open(newline="") as rows:
+                self.rows = list(csv.DictReader(rows))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in sorted((logs or {}).items())}}
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch + 1] + [row]
+        with runs.atomic_path(self.path) as tmp, tmp.open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def best_epoch(history: Path) -> dict[str, float]:
+    """The row of history.csv with the best MONITOR, as numbers; {} when there is none.
+
+    A resumed KEEP="best" run starts from it, so it keeps beating the same best.
+    """
     if not history.is_file():
-        return -float("inf")
+        return {}
     with history.open(newline="") as rows:
-        return max((float(row[MONITOR]) for row in csv.DictReader(rows) if row.get(MONITOR)),
-                   default=-float("inf"))
+        scored = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(rows)
+                  if row.get(MONITOR)]
+    return max(scored, key=lambda row: row[MONITOR], default={})

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums
@@ -33,6 +34,8 @@ def test_one_epoch_writes_weights_config_and_history(trained_run):
     assert config["versions"]["keras"].startswith("3.")
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert len(rows) == 1 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    assert rows[0]["epoch"] == "1"
+    assert (config["trained_on"], config["measured_on"]) == ("train", "validation")
 
 
 def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
@@ -44,6 +47,57 @@ def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
     assert (run_dir / "weights.weights.h5").is_file()
 
 
+def demo_training(data_dir, output_dir, *args):
+    """The demo preset for one epoch on a small generated split (300 / 60 images)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shapes, "TRAIN_SIZE", 300)
+        patch.setattr(shapes, "VALIDATION_SIZE", 60)
+        return train_cam.main(["--PRESET=demo", "--EPOCHS=1", "--MIXED_PRECISION=float32",
+                               f"--DATA_DIR={data_dir}", f"--OUTPUT_DIR={output_dir}", *args])
+
+
+def weight_arrays(path) -> dict:
+    """Every array in a weights file, by its path inside the file."""
+    arrays = {}
+
+    def collect(name, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[name] = item[()]
+
+    with h5py.File(path, "r") as weights_file:
+        weights_file.visititems(collect)
+    return arrays
+
+
+def test_the_first_run_on_a_machine_gives_the_same_bits_as_later_ones(tmp_path):
+    """Preparing the dataset used to advance the seeded random state, so the run that
+    generated the data trained differently from every run after it."""
+    first = demo_training(tmp_path / "data", tmp_path / "first")  # generates the data
+    again = demo_training(tmp_path / "data", tmp_path / "again")  # finds it prepared
+    assert (first / "history.csv").read_bytes() == (again / "history.csv").read_bytes()
+    first_weights, again_weights = (weight_arrays(run / "weights.weights.h5")
+                                    for run in (first, again))
+    assert len(first_weights) > 20 and first_weights.keys() == again_weights.keys()
+    for name, array in first_weights.items():
+        assert array.tobytes() == again_weights[name].tobytes(), name
+
+
+def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, capsys):
+    root, _ = demo_run
+    run_dir = demo_training(root / "data", tmp_path, "--KEEP=best", "--HOLDOUT=0.1",
+                            "--EPOCHS=2")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["trained_on"], config["measured_on"]) == ("train[30:]", "train[:30]")
+    assert config["KEEP"] == "best" and config["HOLDOUT"] == 0.1
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    best = max(rows, key=lambda row: float(row["val_accuracy"]))
+    out = capsys.readouterr().out
+    assert (f"kept epoch {best['epoch']} of 2 (best on train[:30]): accuracy "
+            f"{100 * float(best['val_accuracy']):.1f}% on train[:30]") in out
+    assert f"run folder {run_dir}/: weights.weights.h5, config.json, history.csv" in out
+    assert f"next: python visualize_cam.py --PRESET=demo --OUTPUT_DIR={tmp_path}" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--IMAGE_SIZE=16"], "IMAGE_SIZE=16 is below vgg19's minimum of 32"),
     (["--EPOCHS=0"], "EPOCHS=0 must be at least 1"),
@@ -52,6 +106,10 @@ def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
     (["--BACKBONE=vgg"], "BACKBONE='vgg'; choose one of vgg19, small_vgg"),
     (["--MIXED_PRECISION=fp8"], "MIXED_PRECISION='fp8'"),
     (["--CACHE=maybe"], "CACHE='maybe'"),
+    (["--KEEP=first"], "KEEP='first'; choose one of last, best"),
+    (["--KEEP=best", "--HOLDOUT=1.5"], "HOLDOUT=1.5 must be between 0 and 1"),
+    (["--KEEP=best", "--TRAIN_SPLIT=train[:50%]"], "must then be a plain split name"),
+    (["--KEEP=best", "--HOLDOUT=0.01"], "HOLDOUT=0.01 of 12 examples leaves no examples"),
 ])
 def test_train_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette, args,
                                                           message):
@@ -178,9 +236,9 @@ def test_killed_training_resumes_and_finishes_all_epochs(tmp_path):
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output
     epochs = history_epochs(run_dir)
-    assert epochs[-1] == 5 and epochs[:len(done_before)] == done_before
-    # At most the epoch that was running when killed is repeated; none before it.
-    assert len(epochs) - 6 <= 1 and sorted(set(epochs)) == list(range(6))
+    # Numbered from 1 as on screen; the epoch that was running when killed is run again
+    # and replaces its row, so every epoch has exactly one row.
+    assert epochs[:len(done_before)] == done_before and epochs == list(range(1, 7))
     assert not (run_dir / "backup").exists()  # a finished run leaves no backup behind
 
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from camlab import models, training
+from camlab import models, runs, training
 from camlab.errors import CamError
 
 ONE_STEP = Path(__file__).with_name("one_training_step.py")
@@ -71,3 +71,45 @@ def test_mirrored_over_two_devices_equals_one_device(tmp_path):
 def test_unknown_strategy_is_rejected():
     with pytest.raises(CamError, match="STRATEGY='tpu'; choose one of auto, default, mirrored"):
         training.distribution_strategy("tpu")
+
+
+IDENTITY = {"BACKBONE": "small_vgg", "IMAGE_SIZE": 16, "class_names": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize("keep, kept_after", [("last", [0, 1, 2]), ("best", [0, 0, 2])])
+def test_kept_weights_are_the_last_or_the_best_epoch(tmp_path, keep, kept_after):
+    model = models.build_model("small_vgg", 16, 3)
+    kept = training.KeptWeights(tmp_path / "weights.weights.h5", IDENTITY, keep)
+    kept.set_model(model)
+    for epoch, accuracy in enumerate([0.5, 0.4, 0.7]):
+        models.class_weights(model).assign(np.full((64, 3), epoch, np.float32))
+        kept.on_epoch_end(epoch, {"val_accuracy": accuracy, "loss": 1.0})
+        in_file = runs.load_trained_model(tmp_path, IDENTITY)
+        assert models.class_weights(in_file).numpy()[0, 0] == kept_after[epoch]
+        assert kept.kept["epoch"] == kept_after[epoch] + 1
+
+
+def test_a_resumed_best_run_must_beat_the_best_of_its_history(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,val_accuracy\n1,0.5,0.6\n2,0.6,0.8\n3,0.7,0.7\n")
+    previous = training.best_epoch(history)
+    assert previous == {"epoch": 2, "accuracy": 0.6, "val_accuracy": 0.8}
+    kept = training.KeptWeights(tmp_path / "weights.weights.h5", IDENTITY, "best", previous)
+    kept.set_model(models.build_model("small_vgg", 16, 3))
+    kept.on_epoch_end(3, {"val_accuracy": 0.75})
+    assert not (tmp_path / "weights.weights.h5").exists() and kept.kept["epoch"] == 2
+    assert training.best_epoch(tmp_path / "missing.csv") == {}
+
+
+def test_history_rows_are_numbered_from_one_and_a_rerun_epoch_replaces_its_row(tmp_path):
+    path = tmp_path / "history.csv"
+    logger = training.EpochHistory(path, keep_rows=False)
+    for epoch in range(2):
+        logger.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5})
+    assert path.read_text().splitlines() == ["epoch,accuracy,loss", "1,0.5,1.0", "2,0.5,0.5"]
+    resumed = training.EpochHistory(path, keep_rows=True)
+    resumed.on_epoch_end(1, {"loss": 0.25, "accuracy": 0.75})  # epoch 2 run again
+    resumed.on_epoch_end(2, {"loss": 0.2, "accuracy": 0.8})
+    assert path.read_text().splitlines() == ["epoch,accuracy,loss", "1,0.5,1.0",
+                                             "2,0.75,0.25", "3,0.8,0.2"]
+    assert training.EpochHistory(path, keep_rows=False).rows == []
