@@ -140,16 +140,6 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     return run_dir
 
 
-def next_command(config: dict[str, Any]) -> str:
-    """The visualize_cam.py command that draws this run, with as few flags as it needs."""
-    script = Path(__file__).with_name("visualize_cam.py")
-    flags = [f"--PRESET={config['PRESET']}"] if config["PRESET"] else []
-    shown = settings.resolve(script, flags)
-    flags += [f"--{name}={config[name]}" for name in ("RUN_NAME", "OUTPUT_DIR")
-              if shown[name] != config[name]]
-    return " ".join(["python visualize_cam.py", *flags])
-
-
 def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
             measured_on: str) -> str:
     """What a finished training leaves: the kept epoch and its accuracy, the files, what next."""
@@ -159,7 +149,8 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
         f"kept epoch {kept['epoch']:.0f} of {config['EPOCHS']} ({which}): accuracy "
         f"{100 * accuracy:.1f}% on {measured_on}",
         f"run folder {run_dir}/: weights.weights.h5, config.json, history.csv",
-        f"next: {next_command(config)}"])
+        "next: " + settings.command(Path(__file__).with_name("visualize_cam.py"), config,
+                                    ("RUN_NAME", "OUTPUT_DIR"))])
 
 
 def run(config: dict[str, Any]) -> Path:

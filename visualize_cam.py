@@ -109,6 +109,8 @@ def run(config: dict[str, Any]) -> Path:
                             labels=batch["label"], class_names=np.array(names),
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}))
     print(f"saved {arrays_path}")
+    print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
+                                      ("RUN_NAME", "OUTPUT_DIR", "METHOD")))
     return figure_path
 
 

@@ -7,8 +7,10 @@ IMAGE_SIZE and left in RGB [0, 255]: the models preprocess inside themselves.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,6 +34,15 @@ MANUAL_ARCHIVES = {
     "imagenette/320px": ("imagenette-320.tgz", 341_289_752),
     "imagenette/320px-v2": ("imagenette2-320.tgz", 341_663_724),
 }
+class _NoEmptyVariantWarning(logging.Filter):
+    """Drops tfds' "Variant folder ... has no dataset_info.json", which it logs while it
+    prepares a dataset into that very folder: nothing is wrong and nothing is to be done."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "has no dataset_info.json" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_NoEmptyVariantWarning())
 MAX_IMAGE_PIXELS = 50_000_000  # a user's image larger than this is refused, not decoded
 PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
 
@@ -40,6 +51,8 @@ def get_builder(name: str, data_dir: str = "") -> tfds.core.DatasetBuilder:
     """The tfds builder for `name` ("imagenette/320px", "cam_shapes", ...)."""
     from camlab import shapes  # noqa: F401  (registers the project's own dataset with tfds)
 
+    if not sys.stderr.isatty():  # progress bars would redraw into a log file line by line
+        tfds.disable_progress_bar()
     try:
         return tfds.builder(name, data_dir=data_dir or None)
     except tfds.core.registered.DatasetNotFoundError:
@@ -139,7 +152,9 @@ def load_split(builder: tfds.core.DatasetBuilder, split: str, data_dir: str = ""
     known = list(builder.info.splits.keys())
     if known:
         check_choice(setting, split.split("[")[0], known, where=f"the splits of {builder.name}")
-    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed)
+    # No automatic in-memory cache: visualize_cam.py reads a few examples only, which made
+    # tfds warn about a partly read cache; train_cam.py caches itself (CACHE).
+    read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
     return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                               read_config=read_config)
 

@@ -9,6 +9,7 @@ metrics.json's numbers.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -324,7 +325,9 @@ def score_batches(batches: Iterable[dict], model, random_model, predict, *, meth
 
     Batch i's random baseline is seeded with seed * 100,003 + i, so every batch differs.
     """
-    progress = keras.utils.Progbar(num_batches, unit_name="batch")
+    # A bar redraws in place on a terminal; into a log file it writes one line at the end.
+    progress = keras.utils.Progbar(num_batches, unit_name="batch",
+                                   verbose=1 if sys.stdout.isatty() else 2)
     collected: dict[str, list] = {}
     for index, batch in enumerate(batches):
         scores = score_batch(model, random_model, predict, batch, method=method,

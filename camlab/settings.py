@@ -15,6 +15,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import textwrap
 import tokenize
 from collections.abc import Callable
@@ -226,12 +227,12 @@ def _exit_on_error(script: str | os.PathLike, error: CamError) -> SystemExit:
 
 def before_tensorflow(script: str | os.PathLike, argv: list[str] | None = None) -> None:
     """What a script does before it imports TensorFlow: answers `--help`, stops on a bad
-    setting at once (TensorFlow takes seconds to load), and silences TensorFlow's C++ log
-    lines unless the script's TENSORFLOW_LOG setting is True.
+    setting at once (TensorFlow takes seconds to load), and, unless the script's
+    TENSORFLOW_LOG setting is True, imports TensorFlow without its C++ log lines.
 
-    TF_CPP_MIN_LOG_LEVEL 3 hides the C++ info, warning and error lines (on a machine
-    without a GPU one of them is "failed call to cuInit"); Python exceptions still show.
-    A value the user already set in the environment is kept.
+    TF_CPP_MIN_LOG_LEVEL 3 hides the C++ info, warning and error lines TensorFlow logs
+    once running (on a machine without a GPU one of them is "failed call to cuInit");
+    Python exceptions still show. A value already set in the environment is kept.
     """
     try:
         config = resolve(script, argv)
@@ -239,6 +240,39 @@ def before_tensorflow(script: str | os.PathLike, argv: list[str] | None = None) 
         raise _exit_on_error(script, error) from None
     if not config.get("TENSORFLOW_LOG", False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with the process's standard error (file descriptor 2) captured.
+
+    Its native libraries log start-up lines (oneDNN, "Could not find cuda drivers")
+    through absl before absl is initialised, which ignores TF_CPP_MIN_LOG_LEVEL; only
+    the descriptor can hold them back. If the import fails, the lines are written out.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def command(script: str | os.PathLike, config: dict[str, Any], names: tuple[str, ...]) -> str:
+    """The command line that runs `script` with config's PRESET and its values of `names`,
+    naming only what the script's file and that preset would not already give."""
+    flags = [f"--PRESET={config['PRESET']}"] if config.get("PRESET") else []
+    defaults = resolve(script, flags)
+    flags += [f"--{name}={config[name]}" for name in names if defaults[name] != config[name]]
+    return " ".join(["python", Path(script).name, *flags])
 
 
 def run_script(script: str | os.PathLike, run: Callable[[dict[str, Any]], Any],

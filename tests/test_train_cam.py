@@ -256,3 +256,20 @@ def test_resume_refuses_a_changed_configuration(tmp_path, mock_imagenette):
 def test_resume_without_an_interrupted_run_says_so(tmp_path, mock_imagenette):
     with pytest.raises(SystemExit, match="nothing to resume"):
         train_cam.main([*QUICK_TRAINING, f"--OUTPUT_DIR={tmp_path}", "--RESUME=True"])
+
+
+def test_a_piped_log_has_one_line_per_epoch_and_a_closing_summary(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_ON_MOCK_DATA), "16", *QUICK_TRAINING, "--EPOCHS=2",
+         f"--OUTPUT_DIR={tmp_path}", "--RUN_NAME=piped"],
+        capture_output=True, text=True, timeout=300, env={**os.environ,
+                                                          "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout  # no bar redraws
+    epochs = [line for line in lines if line.startswith("4/4 - ")]
+    assert len(epochs) == 2 and all("val_accuracy" in line for line in epochs)
+    assert lines[-3].startswith("kept epoch 2 of 2 (the last): accuracy ")
+    assert lines[-2] == f"run folder {tmp_path / 'piped'}/: weights.weights.h5, config.json, " \
+                        "history.csv"
+    assert lines[-1] == f"next: python visualize_cam.py --RUN_NAME=piped --OUTPUT_DIR={tmp_path}"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -109,3 +114,16 @@ def test_visualize_names_a_split_the_data_lacks(demo_run):
     root, run_dir = demo_run
     run_fails(visualize_cam.main, ["--PRESET=demo", f"--OUTPUT_DIR={root}", "--SPLIT=tset"],
               run_dir, "SPLIT='tset'; choose one of train, validation (the splits of cam_shapes)")
+
+
+def test_an_error_after_tensorflow_loads_is_still_one_line(tmp_path):
+    """TensorFlow's C++ start-up lines are held back, so stderr is the message alone."""
+    script = Path(visualize_cam.__file__)
+    result = subprocess.run([sys.executable, script.name, f"--OUTPUT_DIR={tmp_path}"],
+                            cwd=script.parent, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"visualize_cam.py: error: {tmp_path}/imagenette/config.json not found: train first "
+        "with `python train_cam.py` (RUN_NAME must match) or pick an existing run folder"]
