@@ -7,6 +7,7 @@ Writes outputs/<RUN_NAME>/heatmaps.png and cams.npz.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ def run(config: dict[str, Any]) -> Path:
     with runs.atomic_path(arrays_path) as tmp:
         np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],
                             labels=batch["label"], class_names=np.array(names),
+                            settings=json.dumps(config),  # what drew the figure
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}))
     print(f"saved {arrays_path}")
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,

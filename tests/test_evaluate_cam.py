@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 import evaluate_cam
-from camlab import metrics
+from camlab import metrics, settings
 from helpers import run_fails
 
 
 @pytest.mark.parametrize("method", ["cam", "gradcam"])
 def test_evaluate_writes_every_documented_metric(demo_run, method):
     root, run_dir = demo_run
-    path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=40",
-                              "--BATCH_SIZE=16", "--STEPS=4", f"--METHOD={method}"])
+    argv = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=40", "--BATCH_SIZE=16",
+            "--STEPS=4", f"--METHOD={method}"]
+    path = evaluate_cam.main(argv)
     results = json.loads(path.read_text())
+    assert results["config"] == settings.resolve(evaluate_cam.__file__, argv)
     assert results["num_images"] == 40 and results["method"] == method
     for target in ("predicted_class", "true_class"):
         for key in ("pointing_game", "pointing_game_strict", "box_localisation",

@@ -20,7 +20,7 @@ from tensorflow_datasets.core.download import checksums
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import data, models, shapes
+from camlab import data, models, settings, shapes
 from helpers import QUICK_TRAINING, register_for_imagenette, register_for_vgg19, run_fails
 
 
@@ -35,6 +35,11 @@ def test_one_epoch_writes_weights_config_and_history(trained_run):
     rows = list(csv.DictReader((run_dir / "history.csv").open()))
     assert len(rows) == 1 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
     assert rows[0]["epoch"] == "1"
+    # Every setting arrives in config.json as resolved from the command line.
+    resolved = settings.resolve(train_cam.__file__, [*QUICK_TRAINING, "--OUTPUT_DIR=x",
+                                                     "--RUN_NAME=mock"])
+    assert {name: config[name] for name in resolved if name != "OUTPUT_DIR"} == {
+        name: value for name, value in resolved.items() if name != "OUTPUT_DIR"}
     assert (config["trained_on"], config["measured_on"]) == ("train", "validation")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import visualize_cam
+from camlab import settings
 from helpers import run_fails
 
 
@@ -127,3 +129,17 @@ def test_an_error_after_tensorflow_loads_is_still_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"visualize_cam.py: error: {tmp_path}/imagenette/config.json not found: train first "
         "with `python train_cam.py` (RUN_NAME must match) or pick an existing run folder"]
+
+
+def test_every_setting_arrives_in_the_run(trained_run, mock_imagenette):
+    """Every setting changed on the command line is what the figure was drawn with."""
+    output_dir, run_dir = trained_run
+    argv = [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", "--NUM_IMAGES=2", "--TOP_K=4",
+            "--THRESHOLD=0.5", "--ALPHA=0.6", "--CMAP=viridis", "--DPI=20", "--SEED=3",
+            "--METHOD=gradcam", "--SPLIT=train", "--TENSORFLOW_LOG"]
+    path = visualize_cam.main(argv)
+    assert path == run_dir / "heatmaps_gradcam.png"
+    saved = np.load(run_dir / "cams_gradcam.npz")
+    recorded = json.loads(str(saved["settings"]))
+    assert recorded == {**settings.resolve(visualize_cam.__file__, argv), "IMAGES": []}
+    assert saved["images"].shape[0] == 2 and recorded["TOP_K"] == 4
