@@ -61,8 +61,8 @@ def check_config(config: dict[str, Any]) -> None:
             raise CamError(f"{name}={config[name]} must be at least 1")
     if not config["LEARNING_RATE"] > 0:
         raise CamError(f"LEARNING_RATE={config['LEARNING_RATE']} must be positive")
-    if config["BACKBONE"] in models.MIN_IMAGE_SIZE:
-        minimum = models.MIN_IMAGE_SIZE[config["BACKBONE"]]
+    if config["BACKBONE"] in models.BACKBONES:
+        minimum = models.BACKBONES[config["BACKBONE"]].min_size
         if config["IMAGE_SIZE"] < minimum:
             raise CamError(f"IMAGE_SIZE={config['IMAGE_SIZE']} is below "
                            f"{config['BACKBONE']}'s minimum of {minimum} pixels")
@@ -125,7 +125,7 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     backup = run_dir / "backup"
     if not config["RESUME"]:
         shutil.rmtree(backup, ignore_errors=True)
-        for stale in ("weights.weights.h5", "history.csv"):
+        for stale in ("weights.weights.h5", "model.keras", "history.csv"):
             (run_dir / stale).unlink(missing_ok=True)
         return run_dir
     if not backup.is_dir():
@@ -148,7 +148,7 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
     return "\n".join([
         f"kept epoch {kept['epoch']:.0f} of {config['EPOCHS']} ({which}): accuracy "
         f"{100 * accuracy:.1f}% on {measured_on}",
-        f"run folder {run_dir}/: weights.weights.h5, config.json, history.csv",
+        f"run folder {run_dir}/: model.keras, weights.weights.h5, config.json, history.csv",
         "next: " + settings.command(Path(__file__).with_name("visualize_cam.py"), config,
                                     ("RUN_NAME", "OUTPUT_DIR"))])
 
@@ -181,7 +181,7 @@ def run(config: dict[str, Any]) -> Path:
         "versions": runs.library_versions()}
     runs.write_json(run_dir / "config.json", run_config)
     history = run_dir / "history.csv"
-    kept = training.KeptWeights(run_dir / "weights.weights.h5", run_config, config["KEEP"],
+    kept = training.KeptWeights(run_dir, run_config, config["KEEP"],
                                 training.best_epoch(history)
                                 if config["RESUME"] and config["KEEP"] == "best" else None)
     callbacks = [

@@ -1,9 +1,12 @@
 """GAP networks whose class scores are a linear function of the last feature maps.
 
-Every model here is `image -> preprocessing -> backbone -> GlobalAveragePooling2D ->
-Dense(classes, softmax, no bias)`, the architecture of Zhou et al. (2016) for which the
-class activation map `F @ W[:, c]` averages exactly to the class score. Models take RGB
-images with values in [0, 255], so callers never preprocess or de-process by hand.
+Every model here is one flat functional graph: `image -> preprocessing -> backbone layers
+-> GlobalAveragePooling2D ("gap") -> Dense(classes, softmax, no bias) ("classifier")`, the
+architecture of Zhou et al. (2016) for which the class activation map `F @ W[:, c]`
+averages exactly to the class score. The backbone's layers keep the names Keras gives
+them (block5_conv4, conv5_block3_out, ...), so Keras' own ImageNet weight files load, any
+layer can be reached by name, and `keras.models.load_model` reads a saved model without
+this project. Models take RGB images with values in [0, 255].
 """
 
 from __future__ import annotations
@@ -11,22 +14,39 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from camlab.errors import CamError, check_choice
 
-BACKBONES = ("vgg19", "small_vgg")
-VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-# What keras.applications.VGG19 accepts in its cache: the size of the keras-applications
-# release file and the md5 Keras checks it against (file_hash in keras/src/applications/vgg19.py).
-VGG19_WEIGHTS_SIZE = 80_134_624
-VGG19_WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
-MIN_IMAGE_SIZE = {"vgg19": 32, "small_vgg": 16}
 SMALL_VGG_WIDTHS = (16, 32, 64)  # channels of the three conv stages; two max-pools
 # Batch-norm statistics must settle within a demo's few hundred steps; Keras' 0.99 lags.
 SMALL_VGG_BN_MOMENTUM = 0.9
+# keras.applications.<family>.preprocess_input(mode="caffe"): BGR, ImageNet means subtracted.
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What the lab knows of a backbone: how to build it, what input its ImageNet weights
+    expect, the smallest image it takes, and Keras' no-top weights file (name, size in
+    bytes, the hash Keras checks it against)."""
+
+    application: str  # the keras.applications constructor, "" for the project's small_vgg
+    preprocessing: str  # "caffe", "tf" (to [-1, 1]), "unit" (to [0, 1]) or "inside" the model
+    min_size: int  # pixels: each stride-2 stage needs a map of at least 1 pixel
+    weights_file: str = ""
+    weights_size: int = 0
+    weights_hash: str = ""
+
+
+BACKBONES = {
+    "vgg19": Backbone("VGG19", "caffe", 32, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      80_134_624, "253f8cb515780f3b799900260a226db6"),
+    "small_vgg": Backbone("", "unit", 16),
+}
 
 
 def keras_cache_dir() -> Path:
@@ -50,73 +70,88 @@ def shown_path(path: Path) -> str:
     return "~" + text[len(home):] if text == home or text.startswith(home + os.sep) else text
 
 
-def check_cached_vgg19_weights() -> None:
-    """Refuses a VGG19 weights file in Keras' cache that is not the one Keras expects.
+def _file_hash(path: Path, expected: str) -> str:
+    """The file's md5 or sha256, whichever `expected` is (by its length, as Keras decides)."""
+    with path.open("rb") as weights_file:
+        return hashlib.file_digest(weights_file, "sha256" if len(expected) == 64 else
+                                   "md5").hexdigest()
 
-    Keras compares the cached file's md5 with its registered hash and, on a difference,
+
+def check_cached_weights(name: str) -> None:
+    """Refuses a backbone's weights file in Keras' cache that is not the one Keras expects.
+
+    Keras compares the cached file's hash with its registered one and, on a difference,
     deletes the file and downloads it again: offline the user's file is gone and all
     that is left is a "URL fetch failure". Checking first names the file and keeps it.
     """
-    path = keras_cache_dir() / VGG19_WEIGHTS_FILE
+    spec = BACKBONES[name]
+    path = keras_cache_dir() / spec.weights_file
     if not path.is_file():
         return
     size = path.stat().st_size
-    if size == VGG19_WEIGHTS_SIZE:
-        with path.open("rb") as weights_file:
-            if hashlib.file_digest(weights_file, "md5").hexdigest() == VGG19_WEIGHTS_MD5:
-                return
-        problem = (f"has the right size ({size:,} bytes) but not the md5 Keras expects "
-                   f"({VGG19_WEIGHTS_MD5})")
+    if size == spec.weights_size:
+        if _file_hash(path, spec.weights_hash) == spec.weights_hash:
+            return
+        problem = (f"has the right size ({size:,} bytes) but not the hash Keras expects "
+                   f"({spec.weights_hash})")
     else:
-        problem = f"is {size:,} bytes, but Keras expects {VGG19_WEIGHTS_SIZE:,} bytes"
+        problem = f"is {size:,} bytes, but Keras expects {spec.weights_size:,} bytes"
     raise CamError(f"{shown_path(path)} {problem}: it is incomplete or not the "
-                   "keras-applications VGG19 no-top file, and Keras would delete it to "
+                   f"keras-applications {name} no-top file, and Keras would delete it to "
                    "download it again; replace it, or pass --WEIGHTS=/path/to/weights.h5")
 
 
-def vgg19_backbone(image_size: int, weights: str) -> keras.Model:
-    """Keras' VGG19 without its top, as a nested model named "vgg19" (the seed's layout).
-
-    `weights` is "imagenet" (Keras' cache, else a download), "" for random
-    initialisation, or a path to a weights file. Every way a file can be wrong ends in
-    a one-line CamError naming it.
-    """
+def weights_source(name: str, weights: str) -> str | None:
+    """What to pass as `weights=` to the keras.applications constructor, checked first:
+    "imagenet" (Keras' cache or a download), a file path, or None for random weights."""
+    if not weights:
+        return None
+    if not BACKBONES[name].application:
+        raise CamError(f"{name} has no pretrained weights; set WEIGHTS to \"\"")
     if weights == "imagenet":
-        check_cached_vgg19_weights()
-        source = keras_cache_dir() / VGG19_WEIGHTS_FILE
-    elif weights:
-        source = Path(weights).expanduser()
-        if not source.is_file():
-            raise CamError(f"WEIGHTS file {weights!r} not found")
-        weights = str(source)
+        check_cached_weights(name)
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CamError(f"WEIGHTS file {weights!r} not found")
+    return str(path)
+
+
+def application_layers(name: str, inputs, image_size: int, weights: str):
+    """Keras' application `name` without its top, built on `inputs` (a tensor of the
+    caller's graph), so its layers join that graph instead of nesting as one model.
+    Returns its last feature maps. Every way a weights file can be wrong is one CamError."""
+    spec = BACKBONES[name]
+    source = weights_source(name, weights)
     try:
-        return keras.applications.VGG19(
-            include_top=False, weights=weights or None, input_shape=(image_size, image_size, 3),
-            pooling=None)
+        application = getattr(keras.applications, spec.application)(
+            include_top=False, weights=source, input_tensor=inputs,
+            input_shape=(image_size, image_size, 3))
     except (ValueError, OSError) as error:  # h5py: OSError; wrong layers or shapes: ValueError
-        if not weights:
+        if source is None:
             raise
-        detail = " ".join(str(error).split())
-        raise CamError(f"{shown_path(source)} could not be loaded as VGG19 no-top weights "
-                       f"({detail})") from None
+        shown = shown_path(keras_cache_dir() / spec.weights_file if source == "imagenet"
+                           else Path(source))
+        raise CamError(f"{shown} could not be loaded as {name} no-top weights "
+                       f"({' '.join(str(error).split())})") from None
     except Exception as error:  # Keras raises a bare Exception for a failed download.
-        if weights != "imagenet" or "fetch failure" not in str(error):
+        if source != "imagenet" or "fetch failure" not in str(error):
             raise
         raise CamError(
-            "could not download the ImageNet VGG19 weights (offline?). Put "
-            f"{VGG19_WEIGHTS_FILE} ({VGG19_WEIGHTS_SIZE:,} bytes, from the keras-applications "
+            f"could not download the ImageNet {name} weights (offline?). Put "
+            f"{spec.weights_file} ({spec.weights_size:,} bytes, from the keras-applications "
             f"release on storage.googleapis.com) into {shown_path(keras_cache_dir())}/, or "
             "pass --WEIGHTS=/path/to/that/file, or --WEIGHTS= to start from random weights."
         ) from None
+    return application.output
 
 
-def small_vgg_backbone(image_size: int) -> keras.Model:
+def small_vgg_layers(inputs):
     """A VGG-style network with batch norm that learns from scratch on a CPU in minutes.
 
     Three stages of two 3x3 conv + BN + ReLU, with a 2x2 max-pool between stages, so the
     final feature map is image_size / 4 on a side (16x16 at 64 px): fine enough for CAM.
     """
-    inputs = keras.Input((image_size, image_size, 3))
     x = inputs
     for stage, width in enumerate(SMALL_VGG_WIDTHS):
         if stage:
@@ -127,40 +162,47 @@ def small_vgg_backbone(image_size: int) -> keras.Model:
             x = keras.layers.BatchNormalization(momentum=SMALL_VGG_BN_MOMENTUM,
                                                 name=f"bn{stage + 1}_{conv}")(x)
             x = keras.layers.ReLU(name=f"relu{stage + 1}_{conv}")(x)
-    return keras.Model(inputs, x, name="small_vgg")
+    return x
 
 
-def preprocessing(backbone: str) -> keras.layers.Layer:
-    """The input transform each backbone was trained with, kept in float32.
+def preprocessed(name: str, images):
+    """The input transform the backbone's weights expect, from built-in, serializable parts,
+    in float32 (bfloat16 would round pixel values by up to 1).
 
-    VGG19: RGB->BGR and ImageNet mean subtraction (`keras.applications.vgg19`); small_vgg:
-    scaling to [0, 1]. float32 because bfloat16 would round pixel values by up to 1.
+    caffe (VGG, ResNet): RGB -> BGR, then the ImageNet means subtracted, as
+    `keras.applications.vgg19.preprocess_input`; tf (MobileNetV2): to [-1, 1]; unit
+    (small_vgg): to [0, 1]; EfficientNet and ConvNeXt carry their own inside.
     """
-    if backbone == "vgg19":
-        return keras.layers.Lambda(keras.applications.vgg19.preprocess_input,
-                                   name="preprocess", dtype="float32")
-    return keras.layers.Rescaling(1 / 255, name="preprocess", dtype="float32")
+    mode = BACKBONES[name].preprocessing
+    if mode == "inside":
+        return images
+    if mode == "caffe":
+        bgr = keras.ops.flip(images, axis=-1)
+        return keras.layers.Rescaling(1.0, offset=[-mean for mean in CAFFE_MEANS_BGR],
+                                      name="preprocess", dtype="float32")(bgr)
+    scale, offset = {"tf": (1 / 127.5, -1.0), "unit": (1 / 255, 0.0)}[mode]
+    return keras.layers.Rescaling(scale, offset, name="preprocess", dtype="float32")(images)
 
 
 def build_model(backbone: str, image_size: int, num_classes: int,
                 weights: str = "") -> keras.Model:
     """The CAM classifier: RGB [0, 255] images (batch, size, size, 3) -> softmax (batch, classes).
 
+    `weights` starts the backbone: "" random, "imagenet" (Keras' file), or a file path.
     The softmax head is float32 under a mixed-precision policy, so probabilities and the
     CAM weights keep full precision.
     """
     check_choice("BACKBONE", backbone, BACKBONES)
-    if image_size < MIN_IMAGE_SIZE[backbone]:
+    if image_size < BACKBONES[backbone].min_size:
         raise CamError(f"IMAGE_SIZE={image_size} is below {backbone}'s minimum of "
-                       f"{MIN_IMAGE_SIZE[backbone]} pixels")
-    if backbone == "vgg19":
-        features_model = vgg19_backbone(image_size, weights)
-    else:
-        if weights:
-            raise CamError("small_vgg has no pretrained weights; set WEIGHTS to \"\"")
-        features_model = small_vgg_backbone(image_size)
+                       f"{BACKBONES[backbone].min_size} pixels")
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    features = features_model(preprocessing(backbone)(inputs))
+    x = preprocessed(backbone, inputs)
+    if BACKBONES[backbone].application:
+        features = application_layers(backbone, x, image_size, weights)
+    else:
+        weights_source(backbone, weights)
+        features = small_vgg_layers(x)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     probs = keras.layers.Dense(num_classes, activation="softmax", use_bias=False,
                                dtype="float32", name="classifier")(pooled)
@@ -171,9 +213,8 @@ def build_model(backbone: str, image_size: int, num_classes: int,
 def feature_model(model: keras.Model) -> keras.Model:
     """The same network with two outputs: last feature maps (b, h, w, k) and softmax (b, c).
 
-    It reuses the outer graph's tensor that feeds GAP, so it works with the backbone
-    nested as one layer, where reaching into the backbone's own layers would raise
-    "Graph disconnected". Cached, so calling it per batch costs nothing.
+    The feature maps are the tensor that feeds GAP, the only layer where CAM is exact.
+    Cached, so calling it per batch costs nothing.
     """
     return keras.Model(model.input, [model.get_layer("gap").input, model.output])
 

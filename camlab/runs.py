@@ -19,11 +19,13 @@ from typing import Any
 import h5py
 import keras
 
-from camlab import models
 from camlab.errors import CamError
 
 IDENTITY_KEYS = ("BACKBONE", "IMAGE_SIZE", "class_names")  # what weights must agree with
 _IDENTITY_ATTR = "cam_identity"
+# Models are one flat graph since this layout; weights saved from the earlier nested
+# models (backbone as one layer) cannot be loaded into them.
+MODEL_LAYOUT = "flat"
 
 
 def library_versions() -> dict[str, str]:
@@ -87,24 +89,46 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def run_identity(run_config: dict) -> str:
     """The part of a run's configuration its weights depend on, as canonical JSON."""
-    return json.dumps({key: run_config[key] for key in IDENTITY_KEYS}, sort_keys=True)
+    return json.dumps({**{key: run_config[key] for key in IDENTITY_KEYS},
+                       "layout": MODEL_LAYOUT}, sort_keys=True)
 
 
-def save_weights(model: keras.Model, path: Path, run_config: dict) -> None:
-    """Saves weights atomically, stamped with the run's identity (see load_trained_model)."""
-    with atomic_path(path, suffix=".weights.h5") as tmp:
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same graph and weights in float32, without optimizer state: what model.keras holds.
+
+    Cloned layer by layer from the model's own configuration, so a backbone whose
+    structure depends on how it was started (EfficientNet adds a rescaling for its
+    ImageNet weights) is saved exactly as trained.
+    """
+    def in_float32(layer):
+        config = layer.get_config()
+        if "dtype" in config and isinstance(layer, keras.layers.Layer):  # ops carry none
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=in_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_trained(model: keras.Model, run_dir: Path, run_config: dict) -> None:
+    """Writes a run's kept model: weights.weights.h5, stamped with the run's identity (see
+    load_trained_model), and model.keras, which plain Keras loads without this project."""
+    with atomic_path(run_dir / "weights.weights.h5", suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
         with h5py.File(tmp, "a") as weights_file:
             weights_file.attrs[_IDENTITY_ATTR] = run_identity(run_config)
+    with atomic_path(run_dir / "model.keras") as tmp:
+        inference_copy(model).save(tmp)
 
 
 def load_trained_model(run_dir: Path, run_config: dict) -> keras.Model:
-    """Rebuilds a run's model from its config.json and loads its weights.
+    """A run's kept model, from its model.keras, after checking the weights' stamp.
 
-    The backbone is built without downloading anything: every weight comes from the run.
     The weights carry the backbone, image size and class names they were trained with;
-    a config.json that says otherwise is refused, since VGG19's weights would load
-    silently at any image size.
+    a config.json that says otherwise is refused. Nothing is downloaded: every weight
+    comes from the run. Runs saved before models were flat have no model.keras and get
+    a message saying they must be trained again.
     """
     path = Path(run_dir) / "weights.weights.h5"
     if not path.is_file():
@@ -116,18 +140,22 @@ def load_trained_model(run_dir: Path, run_config: dict) -> keras.Model:
     except OSError:
         raise CamError(f"{path} is damaged or truncated (not a readable HDF5 file); "
                        "re-train the run") from None
+    trained = json.loads(stamped) if stamped else {}
+    if trained and "layout" not in trained:
+        raise CamError(f"{run_dir} was trained by an earlier version of this project, whose "
+                       "models nested the backbone as one layer; today's flat models cannot "
+                       "load its weights: train it again with `python train_cam.py`")
     if stamped != run_identity(run_config):
-        trained = json.loads(stamped) if stamped else {}
         differences = ", ".join(
             f"{key} {trained.get(key, '?')!r} in the weights, {run_config[key]!r} in config.json"
             for key in IDENTITY_KEYS if trained.get(key) != run_config[key])
         raise CamError(f"{path} does not fit the model described by config.json "
                        f"({differences}); re-train the run or restore its config.json")
-    model = models.build_model(run_config["BACKBONE"], run_config["IMAGE_SIZE"],
-                               len(run_config["class_names"]))
+    saved = Path(run_dir) / "model.keras"
+    if not saved.is_file():
+        raise CamError(f"{saved} not found beside its weights; re-train the run")
     try:
-        model.load_weights(path)
+        return keras.models.load_model(saved, compile=False)
     except (ValueError, OSError) as error:
-        raise CamError(f"{path} does not fit the model described by config.json "
-                       f"({error}); re-train the run") from None
-    return model
+        raise CamError(f"{saved} could not be loaded ({' '.join(str(error).split())}); "
+                       "re-train the run") from None

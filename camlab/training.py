@@ -92,7 +92,7 @@ def compile_model(model: keras.Model, learning_rate) -> None:
 
 
 class KeptWeights(keras.callbacks.Callback):
-    """Writes the weights a run keeps, atomically and stamped (runs.save_weights).
+    """Writes the weights a run keeps, and its model.keras, atomically (runs.save_trained).
 
     KEEP="last" writes every epoch's weights, so the file holds the last finished epoch
     (the post's choice); KEEP="best" writes only when MONITOR improves, which train_cam.py
@@ -100,9 +100,10 @@ class KeptWeights(keras.callbacks.Callback):
     place, so an interrupted save would leave a truncated file for visualize_cam.py.
     """
 
-    def __init__(self, path: Path, run_config: dict, keep: str, previous: dict | None = None):
+    def __init__(self, run_dir: Path, run_config: dict, keep: str,
+                 previous: dict | None = None):
         super().__init__()
-        self.path, self.run_config = path, run_config
+        self.run_dir, self.run_config = run_dir, run_config
         self.keep = check_choice("KEEP", keep, KEEP_CHOICES)
         # "epoch" (from 1) and the logs of the kept epoch; a resumed run starts from the
         # best row of its history.csv, whose weights are already in the file.
@@ -114,7 +115,7 @@ class KeptWeights(keras.callbacks.Callback):
         value = logs.get(MONITOR, -float("inf"))
         if self.keep == "last" or value > self.best:
             self.best = max(self.best, value)
-            runs.save_weights(self.model, self.path, self.run_config)
+            runs.save_trained(self.model, self.run_dir, self.run_config)
             self.kept = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -135,8 +136,8 @@ def register_for_vgg19(monkeypatch, path: Path) -> list:
     from camlab import models
 
     size, digest = path.stat().st_size, md5(path)
-    monkeypatch.setattr(models, "VGG19_WEIGHTS_SIZE", size)
-    monkeypatch.setattr(models, "VGG19_WEIGHTS_MD5", digest)
+    monkeypatch.setitem(models.BACKBONES, "vgg19", dataclasses.replace(
+        models.BACKBONES["vgg19"], weights_size=size, weights_hash=digest))
     validate, checked = file_utils.validate_file, []
 
     def validate_registered(fpath, file_hash, *args, **kwargs):

@@ -14,7 +14,9 @@ from helpers import KERAS_VGG19_MD5, register_for_vgg19
 
 def test_vgg19_gap_structure_at_320():
     model = models.build_model("vgg19", 320, 10)
-    assert isinstance(model.get_layer("vgg19"), keras.Model)  # nested, as in the seed
+    # One flat graph, Keras' own layer names: the feature maps are block5_conv4's output.
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    assert model.get_layer("gap").input is model.get_layer("block5_pool").output
     assert isinstance(model.get_layer("gap"), keras.layers.GlobalAveragePooling2D)
     head = model.get_layer("classifier")
     assert head.use_bias is False and head.activation is keras.activations.softmax
@@ -27,16 +29,21 @@ def test_small_vgg_keeps_a_16x16_map_at_64_px():
     model = models.build_model("small_vgg", 64, 10)
     features, _ = models.feature_model(model).outputs
     assert tuple(features.shape[1:]) == (16, 16, models.SMALL_VGG_WIDTHS[-1])
-    assert any(isinstance(layer, keras.layers.BatchNormalization)
-               for layer in model.get_layer("small_vgg").layers)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
 
 
 def test_vgg19_preprocessing_is_inside_the_model():
     """RGB [0, 255] in, BGR minus the ImageNet means into the backbone (Keras' vgg19)."""
     model = models.build_model("vgg19", 32, 3)
-    pixel = np.array([[[[200.0, 100.0, 50.0]]]], np.float32)
-    out = model.get_layer("preprocess")(pixel).numpy().ravel()
+    into_backbone = keras.Model(model.input, model.get_layer("preprocess").output)
+    pixel = np.full((1, 32, 32, 3), [200.0, 100.0, 50.0], np.float32)
+    out = into_backbone(pixel).numpy()[0, 0, 0]
     np.testing.assert_allclose(out, [50 - 103.939, 100 - 116.779, 200 - 123.68], rtol=1e-5)
+    images = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(into_backbone(images).numpy(),
+                               keras.applications.vgg19.preprocess_input(images.copy()),
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_feature_model_reproduces_probabilities_from_cams():
@@ -70,12 +77,14 @@ def test_keras_cache_is_keras_home_models(keras_home):
 def test_vgg19_imagenet_weights_load_from_the_keras_cache_offline(
         keras_home, weight_files, monkeypatch, network_calls):
     source, source_model = weight_files["vgg19"]
-    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached = keras_home / models.BACKBONES["vgg19"].weights_file
     cached.write_bytes(source.read_bytes())
     checked = register_for_vgg19(monkeypatch, cached)
     model = models.build_model("vgg19", 32, 10, weights="imagenet")
     assert checked == [KERAS_VGG19_MD5]  # Keras verified the cached file, then loaded it
-    loaded, expected = model.get_layer("vgg19").get_weights(), source_model.get_weights()
+    loaded = [w for layer in source_model.layers if layer.weights
+              for w in model.get_layer(layer.name).get_weights()]
+    expected = source_model.get_weights()
     assert len(loaded) == len(expected) == 32
     for got, want in zip(loaded, expected, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -85,7 +94,7 @@ def test_vgg19_imagenet_weights_load_from_the_keras_cache_offline(
 @pytest.mark.parametrize("kind", ["vgg16", "truncated"])
 def test_a_wrong_cached_vgg19_file_is_refused_and_kept(keras_home, weight_files, kind,
                                                        network_calls):
-    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached = keras_home / models.BACKBONES["vgg19"].weights_file
     cached.write_bytes(weight_files[kind][0].read_bytes())
     size = cached.stat().st_size
     with pytest.raises(CamError) as error:
@@ -105,7 +114,7 @@ def test_weights_of_the_wrong_model_or_truncated_give_one_line(
     if how == "WEIGHTS=path":
         weights = str(path)
     else:  # a wrong file that passes the hash checks: what load_weights then says
-        weights, cached = "imagenet", keras_home / models.VGG19_WEIGHTS_FILE
+        weights, cached = "imagenet", keras_home / models.BACKBONES["vgg19"].weights_file
         cached.write_bytes(path.read_bytes())
         register_for_vgg19(monkeypatch, cached)
         path = cached
@@ -113,7 +122,7 @@ def test_weights_of_the_wrong_model_or_truncated_give_one_line(
         models.build_model("vgg19", 32, 10, weights=weights)
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(f"{path} could not be loaded as VGG19 no-top weights")
+    assert message.startswith(f"{path} could not be loaded as vgg19 no-top weights")
     assert detail in message
     assert network_calls == []
 
@@ -123,7 +132,7 @@ def test_no_cached_vgg19_file_offline_says_where_to_put_it(keras_home, network_c
         models.build_model("vgg19", 32, 10, weights="imagenet")
     message = str(error.value)
     assert network_calls  # Keras tried to download, and the guard refused
-    assert "could not download the ImageNet VGG19 weights" in message
+    assert "could not download the ImageNet vgg19 weights" in message
     assert ("(80,134,624 bytes, from the keras-applications release on "
             f"storage.googleapis.com) into {keras_home}/") in message
     assert not any(keras_home.iterdir())

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import keras
+import numpy as np
 import pytest
 
+import cam_utils
 import evaluate_cam
 import visualize_cam
-from camlab import runs
+from camlab import methods, metrics, models, runs
 from helpers import copy_run, edit_config, run_fails
+
+
+def stamp(run_dir, identity: dict) -> None:
+    """Re-stamps a run's weights as an earlier version of the project did."""
+    with h5py.File(run_dir / "weights.weights.h5", "a") as weights_file:
+        weights_file.attrs["cam_identity"] = json.dumps(identity)
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -31,6 +46,10 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
     (lambda d: edit_config(d, IMAGE_SIZE=64), "IMAGE_SIZE 32 in the weights, 64 in config"),
     (lambda d: edit_config(d, BACKBONE="resnet"),
      "BACKBONE 'vgg19' in the weights, 'resnet' in config.json"),
+    (lambda d: (d / "model.keras").unlink(), "model.keras not found beside its weights"),
+    (lambda d: (d / "model.keras").write_bytes(b"PK"), "model.keras could not be loaded"),
+    (lambda d: stamp(d, {"BACKBONE": "vgg19", "IMAGE_SIZE": 32}),
+     "was trained by an earlier version of this project, whose models nested the backbone"),
 ])
 @pytest.mark.parametrize("main", [visualize_cam.main, evaluate_cam.main])
 def test_damaged_or_mismatched_runs_are_explained(trained_run, tmp_path, damage, message,
@@ -39,3 +58,57 @@ def test_damaged_or_mismatched_runs_are_explained(trained_run, tmp_path, damage,
     broken = copy_run(run_dir, tmp_path / "broken")
     damage(broken)
     run_fails(main, [f"--OUTPUT_DIR={tmp_path}", "--RUN_NAME=broken"], broken, message)
+
+
+LOAD_WITH_PLAIN_KERAS = """
+import sys
+import keras
+import numpy as np
+model = keras.models.load_model(sys.argv[1])
+images = np.random.default_rng(0).uniform(0, 255, (4, *model.input_shape[1:])).astype("float32")
+np.save(sys.argv[2], model.predict(images, verbose=0))
+"""
+
+
+@pytest.mark.parametrize("fixture", ["trained_run", "demo_run"])
+def test_model_keras_loads_with_plain_keras_and_equals_the_weights(request, fixture, tmp_path):
+    """A fresh process that never imports this project (run from an empty folder, no
+    project path) loads model.keras and gives the probabilities of the stamped weights."""
+    _, run_dir = request.getfixturevalue(fixture)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", LOAD_WITH_PLAIN_KERAS, str(run_dir / "model.keras"),
+                    str(tmp_path / "probs.npy")], cwd=tmp_path, env=env, check=True,
+                   timeout=120)
+    config = runs.read_run_config(run_dir)
+    rebuilt = models.build_model(config["BACKBONE"], config["IMAGE_SIZE"],
+                                 len(config["class_names"]))
+    rebuilt.load_weights(run_dir / "weights.weights.h5")
+    size = config["IMAGE_SIZE"]
+    images = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"),
+                               rebuilt.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not any(isinstance(layer, keras.Model) for layer in rebuilt.layers)
+
+
+def test_tf_keras_vis_grad_cam_runs_on_a_trained_flat_model(demo_run):
+    """tf-keras-vis fails on a nested backbone ("Output with path 1 is not connected to
+    inputs"); on the flat model its Grad-CAM runs and finds what ours finds."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    _, run_dir = demo_run
+    model = runs.load_trained_model(run_dir, runs.read_run_config(run_dir))
+    images = np.random.default_rng(4).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    classes = [1, 4, 7]
+    theirs = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(
+        CategoricalScore(classes), images, penultimate_layer="relu3_2",
+        seek_penultimate_conv_layer=False, normalize_cam=False)
+    features, _ = models.feature_model(model)(images)
+    ours = methods.maps_for_classes("gradcam", model, features,
+                                    np.array(classes)[:, None].astype(np.int32))[..., 0]
+    assert theirs.shape == (3, 64, 64) and np.isfinite(theirs).all()
+    # Both are Grad-CAM of the same layer; tf-keras-vis upsamples (corner-aligned) inside.
+    ours_up = cam_utils.upsample(ours[..., None], (64, 64))[..., 0]
+    correlation = metrics.rank_correlation(ours_up, theirs).numpy()
+    assert correlation.min() > 0.9, correlation

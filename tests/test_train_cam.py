@@ -99,7 +99,8 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     out = capsys.readouterr().out
     assert (f"kept epoch {best['epoch']} of 2 (best on train[:30]): accuracy "
             f"{100 * float(best['val_accuracy']):.1f}% on train[:30]") in out
-    assert f"run folder {run_dir}/: weights.weights.h5, config.json, history.csv" in out
+    assert (f"run folder {run_dir}/: model.keras, weights.weights.h5, config.json, "
+            "history.csv") in out
     assert f"next: python visualize_cam.py --PRESET=demo --OUTPUT_DIR={tmp_path}" in out
 
 
@@ -132,8 +133,8 @@ def test_offline_imagenet_weights_stop_training_without_touching_the_run(
     output_dir, run_dir = trained_run
     message = run_fails(train_cam.main, [*QUICK_TRAINING, "--WEIGHTS=imagenet",
                                          f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"],
-                        run_dir, "could not download the ImageNet VGG19 weights")
-    assert models.VGG19_WEIGHTS_FILE in message
+                        run_dir, "could not download the ImageNet vgg19 weights")
+    assert models.BACKBONES["vgg19"].weights_file in message
     assert "~/.keras/models/" in message
 
 
@@ -163,7 +164,7 @@ def test_the_default_run_from_files_supplied_by_hand(tmp_path, manual_archive, k
                                                      probes):
     data_dir, archive = manual_archive
     register_for_imagenette(monkeypatch, checksums.compute_url_info(archive))
-    cached = keras_home / models.VGG19_WEIGHTS_FILE
+    cached = keras_home / models.BACKBONES["vgg19"].weights_file
     cached.write_bytes(weight_files["vgg19"][0].read_bytes())
     checked = register_for_vgg19(monkeypatch, cached)
     outputs = tmp_path / "outputs"
@@ -275,6 +276,6 @@ def test_a_piped_log_has_one_line_per_epoch_and_a_closing_summary(tmp_path):
     epochs = [line for line in lines if line.startswith("4/4 - ")]
     assert len(epochs) == 2 and all("val_accuracy" in line for line in epochs)
     assert lines[-3].startswith("kept epoch 2 of 2 (the last): accuracy ")
-    assert lines[-2] == f"run folder {tmp_path / 'piped'}/: weights.weights.h5, config.json, " \
-                        "history.csv"
+    assert lines[-2] == (f"run folder {tmp_path / 'piped'}/: model.keras, weights.weights.h5, "
+                         "config.json, history.csv")
     assert lines[-1] == f"next: python visualize_cam.py --RUN_NAME=piped --OUTPUT_DIR={tmp_path}"

@@ -79,7 +79,7 @@ IDENTITY = {"BACKBONE": "small_vgg", "IMAGE_SIZE": 16, "class_names": ["a", "b",
 @pytest.mark.parametrize("keep, kept_after", [("last", [0, 1, 2]), ("best", [0, 0, 2])])
 def test_kept_weights_are_the_last_or_the_best_epoch(tmp_path, keep, kept_after):
     model = models.build_model("small_vgg", 16, 3)
-    kept = training.KeptWeights(tmp_path / "weights.weights.h5", IDENTITY, keep)
+    kept = training.KeptWeights(tmp_path, IDENTITY, keep)
     kept.set_model(model)
     for epoch, accuracy in enumerate([0.5, 0.4, 0.7]):
         models.class_weights(model).assign(np.full((64, 3), epoch, np.float32))
@@ -94,7 +94,7 @@ def test_a_resumed_best_run_must_beat_the_best_of_its_history(tmp_path):
     history.write_text("epoch,accuracy,val_accuracy\n1,0.5,0.6\n2,0.6,0.8\n3,0.7,0.7\n")
     previous = training.best_epoch(history)
     assert previous == {"epoch": 2, "accuracy": 0.6, "val_accuracy": 0.8}
-    kept = training.KeptWeights(tmp_path / "weights.weights.h5", IDENTITY, "best", previous)
+    kept = training.KeptWeights(tmp_path, IDENTITY, "best", previous)
     kept.set_model(models.build_model("small_vgg", 16, 3))
     kept.on_epoch_end(3, {"val_accuracy": 0.75})
     assert not (tmp_path / "weights.weights.h5").exists() and kept.kept["epoch"] == 2
