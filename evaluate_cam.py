@@ -23,7 +23,7 @@ if __name__ == "__main__":
 import keras
 import numpy as np
 
-from camlab import data, methods, metrics, models, plots, runs
+from camlab import data, methods, metrics, plots, runs
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -60,9 +60,7 @@ def load_models(run_dir: Path, trained: dict[str, Any], seed: int):
     """The run's trained model, and the same network with seeded random weights."""
     model = runs.load_trained_model(run_dir, trained)
     keras.utils.set_random_seed(seed)
-    random_model = models.build_model(trained["BACKBONE"], trained["IMAGE_SIZE"],
-                                      len(trained["class_names"]))
-    return model, random_model
+    return model, keras.models.clone_model(model)  # new layers, freshly initialised
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model,

@@ -42,9 +42,23 @@ class Backbone:
     weights_hash: str = ""
 
 
+# Files, sizes and hashes as keras.applications 3.15 fetches them (sizes from published
+# download logs; MobileNetV2's file has no hash in Keras). ConvNeXt is missing on purpose:
+# Keras builds its stem and downsampling blocks as nested Sequential models, so it would
+# not be one flat graph.
 BACKBONES = {
     "vgg19": Backbone("VGG19", "caffe", 32, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
                       80_134_624, "253f8cb515780f3b799900260a226db6"),
+    "vgg16": Backbone("VGG16", "caffe", 32, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      58_889_256, "6d6bbae143d832006294945121d1f1fc"),
+    "resnet50": Backbone("ResNet50", "caffe", 32,
+                         "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", 94_765_736,
+                         "4d473c1dd8becc155b73f8504c6f6626"),
+    "mobilenet_v2": Backbone("MobileNetV2", "tf", 32,
+                             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                             9_406_464),
+    "efficientnet_b0": Backbone("EfficientNetB0", "inside", 32, "efficientnetb0_notop.h5",
+                                16_705_208, "50bc09e76180e00e4465e1a485ddc09d"),
     "small_vgg": Backbone("", "unit", 16),
 }
 
@@ -90,7 +104,7 @@ def check_cached_weights(name: str) -> None:
         return
     size = path.stat().st_size
     if size == spec.weights_size:
-        if _file_hash(path, spec.weights_hash) == spec.weights_hash:
+        if not spec.weights_hash or _file_hash(path, spec.weights_hash) == spec.weights_hash:
             return
         problem = (f"has the right size ({size:,} bytes) but not the hash Keras expects "
                    f"({spec.weights_hash})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import cam_utils
 from camlab import models
@@ -141,3 +142,73 @@ def test_no_cached_vgg19_file_offline_says_where_to_put_it(keras_home, network_c
 def test_missing_weights_file_is_named():
     with pytest.raises(CamError, match="WEIGHTS file '/nonexistent/w.h5' not found"):
         models.build_model("vgg19", 32, 10, weights="/nonexistent/w.h5")
+
+
+APPLICATIONS = [name for name, spec in models.BACKBONES.items() if spec.application]
+PREPROCESS_INPUT = {"vgg16": keras.applications.vgg16.preprocess_input,
+                    "vgg19": keras.applications.vgg19.preprocess_input,
+                    "resnet50": keras.applications.resnet50.preprocess_input,
+                    "mobilenet_v2": keras.applications.mobilenet_v2.preprocess_input}
+
+
+@pytest.fixture(scope="module")
+def backbone_models():
+    """Each Keras application as a 3-class CAM model at 64 px (2x2 maps), random weights."""
+    keras.utils.set_random_seed(0)
+    return {name: models.build_model(name, 64, 3) for name in APPLICATIONS}
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_every_backbone_is_flat_and_its_cam_averages_to_the_logit(backbone_models, name):
+    model = backbone_models[name]
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    images = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    features, probs = models.feature_model(model)(images)
+    assert tuple(features.shape[1:3]) == (2, 2)
+    cams = cam_utils.class_activation_maps(features, models.class_weights(model)).numpy()
+    logits = cams.mean(axis=(1, 2))
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), probs.numpy(),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_every_backbone_trains_one_step(backbone_models, name):
+    model = backbone_models[name]
+    images = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 2]]
+    before = [weight.numpy().copy() for weight in model.trainable_weights]
+    optimizer = keras.optimizers.Adam(1e-3)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.categorical_crossentropy(labels, model(images, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
+    assert np.isfinite(loss.numpy()).all()
+    moved = [not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights,
+                                                                strict=True)]
+    assert all(moved[:1]) and all(moved[-1:]) and np.mean(moved) > 0.5
+
+
+@pytest.mark.parametrize("name", sorted(PREPROCESS_INPUT))
+def test_preprocessing_is_the_one_the_imagenet_weights_expect(backbone_models, name):
+    model = backbone_models[name]
+    into_backbone = keras.Model(model.input, model.get_layer("preprocess").output)
+    images = np.random.default_rng(3).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(into_backbone(images).numpy(),
+                               PREPROCESS_INPUT[name](images.copy()), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_every_backbone_names_its_weights_file_and_size_offline(name, monkeypatch, keras_home):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid: offline")
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    spec = models.BACKBONES[name]
+    with pytest.raises(CamError) as error:
+        models.build_model(name, 32, 3, weights="imagenet")
+    assert (f"Put {spec.weights_file} ({spec.weights_size:,} bytes, from the "
+            f"keras-applications release on storage.googleapis.com) into {keras_home}/") \
+        in str(error.value)
+    with pytest.raises(CamError, match=f"IMAGE_SIZE=31 is below {name}'s minimum of 32"):
+        models.build_model(name, 31, 3)
