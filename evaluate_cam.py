@@ -38,6 +38,7 @@ SEED = 0  # seeds the random baseline maps and the randomised model
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
+LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
 
@@ -63,8 +64,8 @@ def load_models(run_dir: Path, trained: dict[str, Any], seed: int):
     return model, keras.models.clone_model(model)  # new layers, freshly initialised
 
 
-def scored_split(config: dict[str, Any], trained: dict[str, Any], model,
-                 random_model) -> dict[str, np.ndarray]:
+def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
+                 layer: str) -> dict[str, np.ndarray]:
     """Every per-image score of SPLIT (its first MAX_IMAGES images), see metrics.score_batch."""
     builder = data.get_builder(trained["DATASET"], trained["DATA_DIR"])
     batches = data.evaluation_batches(
@@ -75,21 +76,30 @@ def scored_split(config: dict[str, Any], trained: dict[str, Any], model,
         batches, model, random_model, metrics.chunked_predict(model,
                                                               config["PREDICT_BATCH_SIZE"]),
         method=config["METHOD"], threshold=config["THRESHOLD"], steps=config["STEPS"],
-        blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"],
+        blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"], layer=layer,
         num_batches=count if count > 0 else None)
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
     return scores
 
 
+def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
+    """(suffix of the map files, suffix of the confusion matrix): "_<METHOD>" unless CAM,
+    "_<LAYER>" for another layer, "_first<N>" for a subset, so that no run of other
+    settings, or on part of the split, replaces the full split's files."""
+    subset = f"_first{config['MAX_IMAGES']}" if config["MAX_IMAGES"] else ""
+    method = "" if config["METHOD"] == "cam" else f"_{config['METHOD']}"
+    return method + (f"_{layer}" if layer else "") + subset, subset
+
+
 def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path,
-                  scores: dict[str, np.ndarray], seconds: float) -> Path:
-    """metrics.json (or metrics_<METHOD>.json) and the two figures; returns the json path."""
+                  scores: dict[str, np.ndarray], seconds: float, layer: str) -> Path:
+    """metrics<suffix>.json and the two figures (see file_suffixes); returns the json path."""
     names = trained["class_names"]
     summary = metrics.summarise(scores, names)
-    suffix = "" if config["METHOD"] == "cam" else f"_{config['METHOD']}"
+    suffix, subset = file_suffixes(config, layer)
     plots.save_figure(plots.confusion_matrix(np.array(summary["confusion_matrix"]), names),
-                      run_dir / "confusion_matrix.png", 150)
+                      run_dir / f"confusion_matrix{subset}.png", 150)
     curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"].mean(axis=0)
                       for kind in ("deletion", "insertion")}
               for label, source in zip((config["METHOD"], "centre", "random"), metrics.SOURCES,
@@ -97,6 +107,7 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
     plots.save_figure(plots.deletion_insertion_curves(curves),
                       run_dir / f"deletion_insertion{suffix}.png", 150)
     results = {"run": config["RUN_NAME"], "split": config["SPLIT"], "method": config["METHOD"],
+               "layer": layer or "(the input of GAP)",
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
                "pointing_tolerance_px": metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
@@ -114,8 +125,11 @@ def run(config: dict[str, Any]) -> Path:
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     trained = runs.read_run_config(run_dir)
     model, random_model = load_models(run_dir, trained, config["SEED"])
-    scores = scored_split(config, trained, model, random_model)
-    return write_results(config, trained, run_dir, scores, time.perf_counter() - started)
+    layer = methods.check_layer(config["METHOD"], model, config["LAYER"])
+    print(f"maps of layer {methods.layer_name(model, layer)}")
+    scores = scored_split(config, trained, model, random_model, layer)
+    return write_results(config, trained, run_dir, scores, time.perf_counter() - started,
+                         layer)
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ DPI = 300  # resolution of heatmaps.png, dots per inch
 SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
+LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
 
@@ -53,8 +54,8 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
 
 
-def compute_maps(model, images: np.ndarray, method: str, top_k: int,
-                 threshold: float) -> dict[str, np.ndarray]:
+def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: float,
+                 layer: str = "") -> dict[str, np.ndarray]:
     """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
     "cams": (n, h, w, classes) raw CAMs of every class; "probs": (n, classes); and for
@@ -63,7 +64,7 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int,
     """
     features, probs = models.feature_model(model)(images, training=False)
     shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
-                               images.shape[1:3])
+                               images.shape[1:3], images, layer)
     weights = models.class_weights(model)
     return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
             "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
@@ -93,15 +94,18 @@ def run(config: dict[str, Any]) -> Path:
     names = trained["class_names"]
     check_config(config, len(names))
     model = runs.load_trained_model(run_dir, trained)
+    layer = methods.check_layer(config["METHOD"], model, config["LAYER"])
+    print(f"maps of layer {methods.layer_name(model, layer)}")
     batch = chosen_images(config, trained)
     result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
-                          config["THRESHOLD"])
+                          config["THRESHOLD"], layer)
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
     fig = plots.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
-                            names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
-    # Own images and other methods get their own files, so the split's CAM grid stays.
+                         names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
+    # Own images, other methods and layers get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
-        "" if config["METHOD"] == "cam" else f"_{config['METHOD']}")
+        "" if config["METHOD"] == "cam" else f"_{config['METHOD']}") + (
+        f"_{layer}" if layer else "")
     figure_path = run_dir / f"heatmaps{suffix}.png"
     plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"

@@ -263,7 +263,7 @@ def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
 
 
 def sanity_correlation(method: str, trained_maps, random_model, images,
-                       classes) -> np.ndarray:
+                       classes, layer: str = "") -> np.ndarray:
     """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
     the same method's maps from `random_model`, per image.
 
@@ -271,18 +271,20 @@ def sanity_correlation(method: str, trained_maps, random_model, images,
     must change when the weights it explains are replaced by random ones (low value).
     """
     features, _ = models.feature_model(random_model)(images, training=False)
-    random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1])
+    random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1],
+                                           images, layer)
     return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
 
 
 def score_batch(model, random_model, predict, batch: dict, *, method: str, threshold: float,
-                steps: int, blur_sigma: float, seed: int) -> dict[str, np.ndarray]:
+                steps: int, blur_sigma: float, seed: int, layer: str = ""
+                ) -> dict[str, np.ndarray]:
     """Every per-image score of one batch, keyed "<target>/<metric><source>".
 
     Maps are scored for the predicted and the true class, each beside the two baseline
     maps. `threshold` is the mask-IoU cut, `steps` the deletion / insertion steps,
     `blur_sigma` the removal baseline's blur as a fraction of the side, `seed` seeds this
-    batch's random baseline.
+    batch's random baseline, `layer` is methods.check_layer's choice.
     """
     images, labels = batch["image"], batch["label"].numpy()
     size = images.shape[1:3]
@@ -290,7 +292,7 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
     predicted = np.argmax(probs.numpy(), axis=1)
     correct = predicted == labels
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
-    low_res = methods.maps_for_classes(method, model, features, classes)
+    low_res = methods.maps_for_classes(method, model, features, classes, images, layer)
     method_maps = cam_utils.upsample(low_res, size)
     n = len(labels)
     sources = {"_center_baseline": centre_gaussian_maps(n, *size),
@@ -298,7 +300,8 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
     baselines = blurred(images, blur_sigma * size[0])
     out = {"label": labels, "predicted": predicted, "correct": correct,
            "sanity_rank_correlation": sanity_correlation(method, low_res[..., 0],
-                                                         random_model, images, classes)}
+                                                         random_model, images, classes,
+                                                         layer)}
     predicted_faith = {}
     for column, target in enumerate(("predicted_class", "true_class")):
         for suffix in SOURCES:
@@ -319,7 +322,7 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
 
 
 def score_batches(batches: Iterable[dict], model, random_model, predict, *, method: str,
-                  threshold: float, steps: int, blur_sigma: float, seed: int,
+                  threshold: float, steps: int, blur_sigma: float, seed: int, layer: str = "",
                   num_batches: int | None = None) -> dict[str, np.ndarray]:
     """`score_batch` over all batches, with a progress bar: {key: (images, ...)}; {} if none.
 
@@ -332,7 +335,7 @@ def score_batches(batches: Iterable[dict], model, random_model, predict, *, meth
     for index, batch in enumerate(batches):
         scores = score_batch(model, random_model, predict, batch, method=method,
                              threshold=threshold, steps=steps, blur_sigma=blur_sigma,
-                             seed=seed * 100_003 + index)
+                             seed=seed * 100_003 + index, layer=layer)
         for key, value in scores.items():
             collected.setdefault(key, []).append(np.asarray(value))
         progress.add(1)

@@ -33,15 +33,32 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     assert np.trace(matrix) / 40 == pytest.approx(results["accuracy"])
     per_class = results["per_class"]
     assert sum(entry["images"] for entry in per_class.values()) == 40
-    suffix = "" if method == "cam" else "_gradcam"
+    # A subset has its own files, so it never replaces those of the full split.
+    suffix = ("" if method == "cam" else "_gradcam") + "_first40"
+    assert path == run_dir / f"metrics{suffix}.json"
     assert (run_dir / f"deletion_insertion{suffix}.png").is_file()
-    assert (run_dir / "confusion_matrix.png").is_file()
+    assert (run_dir / "confusion_matrix_first40.png").is_file()
+
+
+def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
+    root, run_dir = demo_run
+    path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
+                              "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=gradcam",
+                              "--LAYER=conv3_1"])
+    assert path == run_dir / "metrics_gradcam_conv3_1_first16.json"
+    results = json.loads(path.read_text())
+    assert results["layer"] == "conv3_1" and results["num_images"] == 16
+    assert 0 <= results["predicted_class"]["pointing_game"] <= 1
+    assert "maps of layer conv3_1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--METHOD=lime"], "METHOD='lime'"),
     (["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
     (["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
+    (["--LAYER=nope"], "LAYER='nope' is not a layer of this model with a 4-D output; choose one "
+                       "of preprocess, block1_conv1, block1_conv2"),
+    (["--LAYER=block4_conv4"], 'METHOD="cam" works only on the feature maps that feed GAP'),
 ])
 def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, message):
     output_dir, run_dir = trained_run

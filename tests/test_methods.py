@@ -64,3 +64,21 @@ def test_maps_of_different_classes_differ():
     for method in methods.METHODS:
         maps = methods.maps_for_classes(method, model, features, tf.constant([[0, 1]]))
         assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05)
+
+
+def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
+    """grad_cams_at_layer (a forward pass per class under a tape) on GAP's own input gives
+    the cheap default (the head re-applied to the features), exactly as it should."""
+    keras.utils.set_random_seed(2)
+    model = models.build_model("small_vgg", 32, 4)
+    images = np.random.default_rng(7).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    classes = tf.constant([[0, 2], [3, 3], [1, 0]])
+    features, _ = models.feature_model(model)(images)
+    default = methods.maps_for_classes("gradcam", model, features, classes).numpy()
+    at_layer = methods.grad_cams_at_layer(model, "relu3_2", images, classes).numpy()
+    assert np.abs(default).max() > 0
+    np.testing.assert_allclose(at_layer, default, rtol=1e-4, atol=1e-7)
+    assert methods.check_layer("gradcam", model, "relu3_2") == ""  # named, still the default
+    assert methods.layer_name(model, "") == "relu3_2"
+    earlier = methods.maps_for_classes("gradcam", model, features, classes, images, "conv2_1")
+    assert tuple(earlier.shape) == (3, 16, 16, 2)

@@ -90,12 +90,24 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--TOP_K=three"], "--TOP_K='three': expected int"),
     (["--TOPK=3"], "unknown constant 'TOPK'"),
     (["--RUN_NAME=nothere"], "config.json not found"),
+    (["--LAYER=block9"], "LAYER='block9' is not a layer of this model with a 4-D output"),
+    (["--LAYER=block5_conv1"], 'METHOD="cam" works only on the feature maps that feed GAP'),
 ])
 def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette,
                                                               args, message):
     output_dir, run_dir = trained_run
     run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
               run_dir, message)
+
+
+def test_gradcam_of_another_layer_gets_its_own_files(demo_run, capsys):
+    root, run_dir = demo_run
+    path = visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=20",
+                               "--METHOD=gradcam", "--LAYER=conv2_2"])
+    assert path == run_dir / "heatmaps_gradcam_conv2_2.png"
+    assert "maps of layer conv2_2" in capsys.readouterr().out
+    assert json.loads(str(np.load(run_dir / "cams_gradcam_conv2_2.npz")["settings"]))[
+        "LAYER"] == "conv2_2"
 
 
 def test_demo_grid_outlines_the_true_boxes(demo_run, saved_figures):
