@@ -10,6 +10,7 @@ Modules, by subject (docs/ARCHITECTURE.md shows how they connect):
     training   precision, distribution, caching and the optimiser for train_cam.py
     methods    map methods (CAM, Grad-CAM) for chosen classes, and the figure's top-k maps
     metrics    localisation and faithfulness scores, per batch and summarised
+    localisation  dataset-level WSOL scores (MaxBoxAccV2, PxAP, Choe et al. 2020)
     plots      the figures
     reference  the seed post's per-image loop, the baseline tests and benchmark compare to
 The CAM maths itself (maps, normalisation, threshold, upsampling) is cam_utils.py.

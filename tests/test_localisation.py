@@ -1,0 +1,262 @@
+"""camlab.localisation: MaxBoxAccV2 and PxAP on hand-built cases, and against per-image loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from camlab import localisation
+from camlab.localisation import (
+    THRESHOLDS,
+    box_hits,
+    max_box_acc,
+    max_box_acc_v2,
+    normalise,
+    pixel_counts,
+    pxap,
+)
+
+
+def blob_map(height, width, *rects, value=1.0):
+    """A (height, width) float map, `value` on each half-open (y0, x0, y1, x1) rectangle."""
+    out = np.zeros((height, width))
+    for y0, x0, y1, x1 in rects:
+        out[y0:y1, x0:x1] = value
+    return out
+
+
+def reference_hits(maps, boxes, thresholds):
+    """wsolevaluation's BoxEvaluator loop, one image and one threshold at a time, with the
+    module's documented geometry: half-open boxes, ground truth rounded to pixel edges."""
+    out = []
+    for scoremap, truth in zip(maps, np.asarray(boxes, np.float64).reshape(len(maps), -1, 4),
+                               strict=True):
+        cam = np.array(scoremap, np.float64)
+        if cam.min() == cam.max():
+            cam[:] = 0
+        else:
+            cam -= cam.min()
+            cam /= cam.max()
+        image8 = (cam * 255).astype(np.uint8)
+        h, w = cam.shape
+        scale = (h, w, h, w)
+        edges = [[round(float(v) * s) for v, s in zip(box, scale, strict=True)] for box in truth]
+        rows = []
+        for tau in thresholds:
+            labels, _ = ndimage.label(image8 > int(tau * image8.max()), np.ones((3, 3)))
+            best = 0.0
+            for ys, xs in ndimage.find_objects(labels):
+                for y0, x0, y1, x1 in edges:
+                    inter = (max(0, min(ys.stop, y1) - max(ys.start, y0))
+                             * max(0, min(xs.stop, x1) - max(xs.start, x0)))
+                    union = ((ys.stop - ys.start) * (xs.stop - xs.start)
+                             + (y1 - y0) * (x1 - x0) - inter)
+                    best = max(best, inter / union)
+            rows.append([best >= level for level in (0.3, 0.5, 0.7)])
+        out.append(rows)
+    return np.array(out)
+
+
+def reference_pxap(maps, masks, thresholds):
+    """The paper's PxAP as a loop over thresholds, highest first: pixels >= tau are predicted
+    object. Returns AP and the true / false positive counts at each threshold."""
+    scores, objects = normalise(maps).ravel(), np.asarray(masks).ravel()
+    ap, last_recall, counts = 0.0, 0.0, []
+    for tau in [3.0, 2.0, 1.0, *thresholds[::-1]]:
+        tp = int(np.sum((scores >= tau) & objects))
+        fp = int(np.sum((scores >= tau) & ~objects))
+        recall = tp / objects.sum()
+        if tau < 3.0 and tp + fp:
+            ap += tp / (tp + fp) * (recall - last_recall)
+        last_recall = recall
+        counts.append((tp, fp))
+    return ap, np.array(counts[1:])
+
+
+def random_case(rng, batch, height, width):
+    """Smooth maps with a little noise (one constant map when batch > 2) and up to three
+    ground-truth boxes per image, zero rows padding: a random box, then boxes around the
+    map's pixels above a random level, moved by up to a pixel and a half, so that IoUs
+    spread over [0, 1] and pixel edges get rounded."""
+    low = rng.random((batch, 4, 5))
+    maps = ndimage.zoom(low, (1, height / 4, width / 5), order=1)[:, :height, :width]
+    maps = maps + 0.05 * rng.random(maps.shape)
+    if batch > 2:
+        maps[2] = 0.3
+    boxes = np.zeros((batch, 3, 4), np.float32)
+    size = np.array([height, width, height, width])
+    for i in range(batch):
+        y, x = np.sort(rng.random((2, 2)), axis=1)
+        boxes[i, 0] = [y[0], x[0], y[1], x[1]]
+        for j in range(1, rng.integers(1, 4)):
+            rows, cols = np.nonzero(maps[i] >= np.quantile(maps[i], rng.uniform(0.3, 0.95)))
+            edges = np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1])
+            y0, x0, y1, x1 = np.clip(edges + rng.uniform(-1.5, 1.5, 4), 0, size)
+            boxes[i, j] = [min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1)] / size
+    return maps, boxes
+
+
+def test_one_perfect_image_and_one_at_iou_04():
+    maps = np.stack([blob_map(10, 10, (2, 2, 6, 8)), blob_map(10, 10, (0, 0, 4, 4))])
+    # Image 1's only region is the 4x4 block; its box is 4x10: IoU 16 / 40 = 0.4.
+    boxes = np.array([[0.2, 0.2, 0.6, 0.8], [0.0, 0.0, 0.4, 1.0]])
+    hits = box_hits(maps, boxes)
+    assert hits.shape == (2, len(THRESHOLDS), 3)
+    np.testing.assert_array_equal(max_box_acc(hits), [1.0, 0.5, 0.5])
+    assert max_box_acc_v2(hits) == pytest.approx((1 + 0.5 + 0.5) / 3)
+
+
+def test_one_threshold_serves_all_images():
+    # A 1.0 core [3, 7)^2 in a 0.5 ring up to [1, 9)^2. The ring's 8-bit level is
+    # int(0.5 * 255) = 127, above the cut int(255 tau) only for tau <= 0.49.
+    maps = np.repeat(blob_map(10, 10, (1, 1, 9, 9), value=0.5)[None], 2, axis=0)
+    maps[:, 3:7, 3:7] = 1.0
+    boxes = np.array([[0.1, 0.1, 0.9, 0.9], [0.3, 0.3, 0.7, 0.7]])  # the ring's, the core's
+    hits = box_hits(maps, boxes)
+    low = THRESHOLDS < 0.495  # the other box gives IoU 16 / 64 = 0.25: a miss at every level
+    assert hits[0, low].all() and not hits[0, ~low].any()
+    assert hits[1, ~low].all() and not hits[1, low].any()
+    # Each image's own best threshold would give 1; one threshold for both gives 0.5.
+    np.testing.assert_array_equal(max_box_acc(hits), [0.5, 0.5, 0.5])
+
+
+def test_each_iou_level_picks_its_own_threshold():
+    hits = np.zeros((2, 2, 3), bool)
+    hits[:, 0, 0] = True  # threshold 0: both images at IoU 0.3 only
+    hits[0, 1] = True  # threshold 1: image 0 at every level
+    np.testing.assert_array_equal(max_box_acc(hits), [1.0, 0.5, 0.5])
+    assert max_box_acc_v2(hits) == pytest.approx(2 / 3)  # a single threshold would give 1/2
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_map_equal_to_the_mask_scores_one_on_both(batch):
+    rects = [(1, 2, 5, 9), (6, 0, 12, 4), (0, 15, 2, 20)]
+    masks = np.stack([blob_map(12, 20, rect) > 0 for rect in rects[:batch]])
+    masks[0, 4, 2:5] = False  # not a rectangle: the box is still the region's
+    boxes = np.array([[y0 / 12, x0 / 20, y1 / 12, x1 / 20] for y0, x0, y1, x1 in rects[:batch]])
+    maps = masks.astype(np.float32)
+    assert max_box_acc_v2(box_hits(maps, boxes)) == 1.0
+    assert pxap(*pixel_counts(maps, masks)) == 1.0
+
+
+def test_a_constant_map():
+    # Min-max normalisation makes a constant map 0 everywhere, so its 8-bit levels are 0 and
+    # no pixel is above any cut int(255 tau) >= 0: no region, never correct, MaxBoxAccV2 0.
+    # wsolevaluation has no contour either and falls back to [0, 0, 0, 0], the top-left
+    # pixel, which does not touch these boxes: 0 there too. For PxAP every pixel sits in the
+    # lowest bin: one threshold predicts all pixels, precision P / (P + N) at recall 1.
+    maps = np.full((2, 6, 8), 0.7)
+    masks = np.stack([blob_map(6, 8, (1, 1, 3, 3)), blob_map(6, 8, (2, 2, 5, 6))]) > 0
+    boxes = np.array([[1 / 6, 1 / 8, 3 / 6, 3 / 8], [2 / 6, 2 / 8, 5 / 6, 6 / 8]])
+    assert max_box_acc_v2(box_hits(maps, boxes)) == 0.0
+    assert pxap(*pixel_counts(maps, masks)) == pytest.approx(16 / 96)
+
+
+def test_pxap_pools_pixels_over_images_and_batches():
+    masks = np.stack([blob_map(6, 8, (1, 1, 3, 3)), blob_map(6, 8, (2, 2, 5, 6))]) > 0
+    maps = np.stack([masks[0].astype(float), np.zeros((6, 8))])  # perfect, constant
+    # At >= 1: image 0's 4 object pixels, precision 1, recall 4/16. At >= 0: all 96 pixels,
+    # precision 16/96, recall +12/16. AP = 4/16 + 16/96 * 12/16 = 0.375 (the mean of the
+    # per-image APs would be (1 + 12/48) / 2 = 0.625).
+    assert pxap(*pixel_counts(maps, masks)) == pytest.approx(0.375)
+    first, second = pixel_counts(maps[:1], masks[:1]), pixel_counts(maps[1:], masks[1:])
+    assert pxap(first[0] + second[0], first[1] + second[1]) == pytest.approx(0.375)
+
+
+def test_pxap_by_hand():
+    maps = np.array([[[0.0, 0.25, 0.5, 1.0]]])  # one 1 x 4 image, already normalised
+    masks = np.array([[[False, True, False, True]]])
+    # Highest first: 1.0 object (P 1, R 1/2), 0.5 background (R unchanged), 0.25 object
+    # (P 2/3, R 1): AP = 1 * 1/2 + 2/3 * 1/2 = 5/6.
+    object_hist, background_hist = pixel_counts(maps, masks)
+    assert object_hist.sum() == 2 and background_hist.sum() == 2
+    assert object_hist[-2] == 1  # the maximum falls in the bin [1, 2)
+    assert pxap(object_hist, background_hist) == pytest.approx(5 / 6)
+
+
+def test_every_region_counts_not_only_the_largest():
+    maps = blob_map(12, 12, (0, 0, 5, 5), (8, 8, 11, 11))  # 25 pixels and 9 pixels
+    boxes = np.array([[8 / 12, 8 / 12, 11 / 12, 11 / 12]])  # the smaller blob's box
+    # The CAM paper's largest region (Zhou et al. 2016) is the 5x5 block: IoU 0 here.
+    assert max_box_acc_v2(box_hits(maps[None], boxes)) == 1.0
+
+
+def test_diagonal_neighbours_are_one_region():
+    maps = blob_map(8, 8, (2, 2, 4, 4), (4, 4, 6, 6))  # two squares meeting at a corner
+    boxes = np.array([[2 / 8, 2 / 8, 6 / 8, 6 / 8]])
+    # 4-connected, each square's box would give IoU 4 / 16 = 0.25: a miss at every level.
+    assert box_hits(maps[None], boxes).all()
+
+
+def test_holes_add_no_boxes():
+    maps = blob_map(10, 10, (0, 0, 10, 10))
+    maps[3:7, 3:7] = 0  # a ring; wsolevaluation would also try the hole's box, [2, 8)^2
+    boxes = np.array([[0.2, 0.2, 0.8, 0.8]])
+    # Only the ring's box, the whole image: IoU 36 / 100, a hit at 0.3 only.
+    assert box_hits(maps[None], boxes)[0].tolist() == [[True, False, False]] * len(THRESHOLDS)
+
+
+def test_several_ground_truth_boxes_and_padding_rows():
+    maps = np.stack([blob_map(9, 6, (5, 3, 9, 6)), blob_map(9, 6, (0, 0, 3, 3)),
+                     blob_map(9, 6, (0, 0, 3, 3))])
+    boxes = np.zeros((3, 2, 4))
+    boxes[0] = [[0, 0, 3 / 9, 3 / 6], [5 / 9, 3 / 6, 1, 1]]  # the map matches the second
+    boxes[1, 0] = [0, 0, 3 / 9, 3 / 6]  # one box, then a padding row
+    boxes[2, 0] = [6 / 9, 0, 1, 3 / 6]  # one box the map misses
+    hits = box_hits(maps, boxes)
+    assert hits[:2].all() and not hits[2].any()
+    np.testing.assert_array_equal(hits[1:], box_hits(maps[1:], boxes[1:, 0]))  # (batch, 4)
+
+
+def test_a_tie_with_a_float32_box_reaches_the_level():
+    # float32(0.6) is a little above 0.6: unrounded, the union would exceed 60 pixels and
+    # IoU 30 / 60 would fall just short of 0.5.
+    maps = blob_map(10, 10, (0, 0, 10, 3))
+    boxes = np.array([[0.0, 0.0, 1.0, 0.6]], np.float32)
+    assert box_hits(maps[None], boxes)[0, 0].tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("batch, height, width, thresholds, label_pixels", [
+    (1, 16, 16, THRESHOLDS, localisation.LABEL_PIXELS),
+    (3, 12, 20, THRESHOLDS, 1),  # one image per ndimage.label call
+    (2, 9, 7, np.arange(0, 1, 0.001), localisation.LABEL_PIXELS),  # repeated 8-bit cuts
+])
+def test_box_hits_match_a_per_image_loop(monkeypatch, batch, height, width, thresholds,
+                                         label_pixels):
+    monkeypatch.setattr(localisation, "LABEL_PIXELS", label_pixels)
+    maps, boxes = random_case(np.random.default_rng([batch, height, width]), batch, height, width)
+    hits = box_hits(maps.astype(np.float32), boxes, thresholds)
+    expected = reference_hits(maps.astype(np.float32), boxes, thresholds)
+    assert hits.any() and not hits.all()  # a comparison that can tell them apart
+    np.testing.assert_array_equal(hits, expected)
+
+
+@pytest.mark.parametrize("batch, height, width", [(1, 16, 16), (3, 12, 20)])
+def test_pxap_matches_a_per_threshold_loop(batch, height, width):
+    rng = np.random.default_rng([7, batch])
+    maps, _ = random_case(rng, batch, height, width)
+    masks = maps + 0.3 * rng.random(maps.shape) > 0.6
+    object_hist, background_hist = pixel_counts(maps, masks)
+    expected, counts = reference_pxap(maps, masks, THRESHOLDS)
+    np.testing.assert_array_equal(object_hist[::-1].cumsum(), counts[:, 0])
+    np.testing.assert_array_equal(background_hist[::-1].cumsum(), counts[:, 1])
+    # Summed in another order: equal to rounding.
+    assert pxap(object_hist, background_hist) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: box_hits(np.zeros((4, 4)), np.zeros((1, 4))), "batch, H, W"),
+    (lambda: box_hits(np.full((1, 4, 4), np.nan), np.zeros((1, 4))), "NaN"),
+    (lambda: box_hits(np.zeros((2, 4, 4)), np.zeros((1, 4))), "with batch 2"),
+    (lambda: box_hits(np.zeros((1, 4, 4)), [[0, 0, 1.5, 1]]), "normalised"),
+    (lambda: box_hits(np.zeros((1, 4, 4)), [[0.5, 0, 0.2, 1]]), "min <= max"),
+    (lambda: box_hits(np.zeros((1, 4, 4)), [[0, 0, 1, 1]], [0.1, 0.5]), "from 0"),
+    (lambda: pixel_counts(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), np.uint8)), "bool"),
+    (lambda: pixel_counts(np.zeros((1, 4, 4)), np.zeros((1, 4, 5), bool)), "shape"),
+    (lambda: max_box_acc(np.zeros((2, 100, 2), bool)), "(images, T, 3)"),
+    (lambda: pxap(np.zeros(102, int), np.ones(102, int)), "no object pixels"),
+])
+def test_bad_inputs_raise(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
