@@ -37,6 +37,8 @@ SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
+RESIZE = "crop"  # IMAGES: "crop" (the centred square) or "pad" (whole photo on black); no squash
+FULL_RESOLUTION = False  # IMAGES: True draws each map over the photo's square at its own pixels
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
 
@@ -68,23 +70,37 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: 
     weights = models.class_weights(model)
     return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
             "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
-            "top_probs": shown["probs"].numpy(), "top_classes": shown["classes"].numpy()}
+            "low_res": shown["low_res"], "top_probs": shown["probs"].numpy(),
+            "top_classes": shown["classes"].numpy()}
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:
     """The images to draw: the user's IMAGES files, else a seeded pick from SPLIT.
 
     Returns "image" (n, S, S, 3) float32 in [0, 255], "label" (n,) (-1 for files), and
-    "bbox" (n, 4) where the dataset has boxes.
+    "bbox" (n, 4) where the dataset has boxes; for files also "file" (n,) names and
+    "photo": each photo's square (see data.square) at its own resolution.
     """
     size = trained["IMAGE_SIZE"]
     if config["IMAGES"]:
         paths = data.expand_image_paths(config["IMAGES"])
-        images = np.stack([data.read_image_file(path, size).numpy() for path in paths])
-        return {"image": images, "label": np.full(len(paths), -1)}
+        photos = [data.square(data.read_photo(path), config["RESIZE"]) for path in paths]
+        images = np.stack([data.resize_image(photo, size).numpy() for photo in photos])
+        return {"image": images, "label": np.full(len(paths), -1), "photo": photos,
+                "file": np.array([path.name for path in paths])}
     builder = data.get_builder(trained["DATASET"], trained["DATA_DIR"])
     examples = data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
     return data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
+
+
+def full_resolution(photos: list[np.ndarray], low_res, threshold: float):
+    """Each photo's square at its own resolution, uint8, with its maps (k, side, side) shown
+    as the seed shows them at that size. Photos differ in size, so this goes photo by
+    photo; it is a handful of user files, not a hot path."""
+    squares = [np.round(photo).clip(0, 255).astype(np.uint8) for photo in photos]
+    maps = [cam_utils.display_maps(low_res[i:i + 1], threshold, photo.shape[:2])[0].numpy()
+            for i, photo in enumerate(squares)]
+    return squares, maps
 
 
 def run(config: dict[str, Any]) -> Path:
@@ -93,6 +109,7 @@ def run(config: dict[str, Any]) -> Path:
     trained = runs.read_run_config(run_dir)
     names = trained["class_names"]
     check_config(config, len(names))
+    check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
     model = runs.load_trained_model(run_dir, trained)
     layer = methods.check_layer(config["METHOD"], model, config["LAYER"])
     print(f"maps of layer {methods.layer_name(model, layer)}")
@@ -100,8 +117,11 @@ def run(config: dict[str, Any]) -> Path:
     result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
                           config["THRESHOLD"], layer)
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
-    fig = plots.cam_grid(images, result["maps"], result["top_probs"], result["top_classes"],
-                         names, config["ALPHA"], config["CMAP"], batch.get("bbox"))
+    shown, maps = images, result["maps"]
+    if config["FULL_RESOLUTION"] and "photo" in batch:
+        shown, maps = full_resolution(batch["photo"], result["low_res"], config["THRESHOLD"])
+    fig = plots.cam_grid(shown, maps, result["top_probs"], result["top_classes"], names,
+                         config["ALPHA"], config["CMAP"], batch.get("bbox"), batch.get("file"))
     # Own images, other methods and layers get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
         "" if config["METHOD"] == "cam" else f"_{config['METHOD']}") + (
@@ -113,7 +133,8 @@ def run(config: dict[str, Any]) -> Path:
         np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],
                             labels=batch["label"], class_names=np.array(names),
                             settings=json.dumps(config),  # what drew the figure
-                            **({"bboxes": batch["bbox"]} if "bbox" in batch else {}))
+                            **({"bboxes": batch["bbox"]} if "bbox" in batch else {}),
+                            **({"files": batch["file"]} if "file" in batch else {}))
     print(f"saved {arrays_path}")
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
                                       ("RUN_NAME", "OUTPUT_DIR", "METHOD")))

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
@@ -44,6 +45,7 @@ class _NoEmptyVariantWarning(logging.Filter):
 
 logging.getLogger("absl").addFilter(_NoEmptyVariantWarning())
 MAX_IMAGE_PIXELS = 50_000_000  # a user's image larger than this is refused, not decoded
+RESIZE_MODES = ("crop", "pad")
 PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
 
 
@@ -251,28 +253,59 @@ def expand_image_paths(patterns: tuple[str, ...]) -> list[Path]:
     return paths
 
 
-def read_image_file(path: Path, image_size: int) -> tf.Tensor:
-    """A user's image file as (size, size, 3) float32 RGB in [0, 255], resized as training.
+def read_photo(path: Path) -> np.ndarray:
+    """A user's image file as a person sees it: (h, w, 3) float32 RGB in [0, 255].
 
-    8- and 16-bit files are scaled to [0, 255]; grayscale becomes RGB; an alpha channel is
-    composited over white. Raises CamError naming the file for anything unreadable.
+    The EXIF orientation is applied (a phone's portrait photo stands upright); 16-bit
+    files are scaled to [0, 255]; grayscale becomes RGB; transparency is composited over
+    white; an animation gives its first frame. Raises CamError naming the file when it
+    cannot be read, and before decoding when it is larger than MAX_IMAGE_PIXELS.
     """
     try:
-        with PIL.Image.open(path) as header:  # reads the header only: size before decoding
-            width, height = header.size
-    except (PIL.UnidentifiedImageError, OSError, PIL.Image.DecompressionBombError) as error:
+        with PIL.Image.open(path) as image:  # reads the header only: size before decoding
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise CamError(f"{path} is {width}x{height} pixels, more than "
+                               f"{MAX_IMAGE_PIXELS:,}: downscale it first")
+            try:
+                image.load()
+            except (OSError, SyntaxError, ValueError) as error:
+                raise CamError(f"{path} is corrupt or truncated ({error})") from None
+            return _rgb(PIL.ImageOps.exif_transpose(image))
+    except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError) as error:
         raise CamError(f"{path} is not an image file this script can read ({error})") from None
-    if width * height > MAX_IMAGE_PIXELS:
-        raise CamError(f"{path} is {width}x{height} pixels, more than {MAX_IMAGE_PIXELS:,}: "
-                       "downscale it first")
-    try:
-        image = tf.io.decode_image(path.read_bytes(), dtype=tf.float32, expand_animations=False)
-    except tf.errors.InvalidArgumentError as error:
-        raise CamError(f"{path} is corrupt or truncated ({error.message.strip()})") from None
-    channels = image.shape[-1]
-    if channels in (2, 4):  # grayscale + alpha or RGBA: composite over white
-        alpha = image[..., -1:]
-        image = image[..., :-1] * alpha + (1.0 - alpha)
-    if image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    return resize_image(image * 255.0, image_size)
+
+
+def _rgb(image: PIL.Image.Image) -> np.ndarray:
+    """(h, w, 3) float32 RGB in [0, 255] from a decoded PIL image of any mode."""
+    if image.mode.startswith("I"):  # 16- or 32-bit grayscale holding 16-bit values
+        gray = np.asarray(image, np.float32) / 257.0
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), np.float32)
+        alpha = rgba[..., 3:] / 255.0
+        return rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+    return np.asarray(image.convert("RGB"), np.float32)
+
+
+def square(image: np.ndarray, resize: str) -> np.ndarray:
+    """The square part of an (h, w, 3) image the model sees: RESIZE "crop" keeps the
+    centred square of side min(h, w); "pad" centres the whole image on a black square of
+    side max(h, w), as Keras' pad_to_aspect_ratio does. Either way nothing is squashed."""
+    check_choice("RESIZE", resize, RESIZE_MODES)
+    height, width = image.shape[:2]
+    if resize == "crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[top:top + side, left:left + side]
+    side = max(height, width)
+    out = np.zeros((side, side, 3), image.dtype)
+    top, left = (side - height) // 2, (side - width) // 2
+    out[top:top + height, left:left + width] = image
+    return out
+
+
+def read_image_file(path: Path, image_size: int, resize: str = "crop") -> tf.Tensor:
+    """A user's image file as the model takes it: (size, size, 3) float32 RGB in [0, 255],
+    made square by `resize` (see square), then resized bilinearly as in training."""
+    return resize_image(square(read_photo(path), resize), image_size)

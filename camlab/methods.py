@@ -129,9 +129,9 @@ def top_k_maps(method: str, model: keras.Model, features: tf.Tensor, probs: tf.T
     `features` (batch, h, w, channels) and `probs` (batch, classes) come from one forward
     pass of `models.feature_model(model)`; `images` and `layer` as in maps_for_classes.
     Returns {"maps": (batch, k, H, W) float32 as `cam_utils.display_maps` draws them,
-    "probs": (batch, k), "classes": (batch, k)}.
+    "low_res": (batch, h, w, k) before that, "probs": (batch, k), "classes": (batch, k)}.
     """
     top_probs, top_classes = cam_utils.top_k_classes(probs, k)
     maps = maps_for_classes(method, model, features, top_classes, images, layer)
-    return {"maps": cam_utils.display_maps(maps, threshold, size), "probs": top_probs,
-            "classes": top_classes}
+    return {"maps": cam_utils.display_maps(maps, threshold, size), "low_res": maps,
+            "probs": top_probs, "classes": top_classes}

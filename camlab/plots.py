@@ -13,25 +13,29 @@ from matplotlib.figure import Figure  # noqa: E402
 from camlab.runs import atomic_path  # noqa: E402
 
 
-def cam_grid(images: np.ndarray, maps: np.ndarray, probs: np.ndarray, classes: np.ndarray,
+def cam_grid(images, maps, probs: np.ndarray, classes: np.ndarray,
              class_names: list[str], alpha: float = 0.3, cmap: str = "magma_r",
-             boxes: np.ndarray | None = None) -> Figure:
+             boxes: np.ndarray | None = None, row_names=None) -> Figure:
     """A rows = images, columns = ranks grid of maps drawn over their images.
 
-    `images`: (n, H, W, 3) uint8 RGB; `maps`: (n, k, H, W) in [0, 1] (values above 1 are
-    clipped by vmax); `probs`, `classes`: (n, k). `boxes`: optional (n, 4) ground-truth
-    boxes, normalised (ymin, xmin, ymax, xmax), outlined in green. Titles follow the seed:
-    "<class> - <p>%".
+    `images`: (n, H, W, 3) uint8 RGB, or a list of n such images of different sizes;
+    `maps`: (n, k, H, W) in [0, 1] (values above 1 are clipped by vmax), or a list of
+    (k, H, W) matching the images; `probs`, `classes`: (n, k). `boxes`: optional (n, 4)
+    ground-truth boxes, normalised (ymin, xmin, ymax, xmax), outlined in green.
+    `row_names`: optional (n,) labels (file names) beside each row. Titles follow the
+    seed: "<class> - <p>%".
     """
     n, k = probs.shape
-    fig, axes = plt.subplots(n, k, sharex=True, sharey=True, figsize=(7 * k / 3, 12 * n / 5),
+    fig, axes = plt.subplots(n, k, figsize=(7 * k / 3, 12 * n / 5),
                              squeeze=False)
-    height, width = images.shape[1:3]
     for row in range(n):
+        height, width = images[row].shape[:2]
+        if row_names is not None:
+            axes[row, 0].set_ylabel(str(row_names[row]))
         for rank in range(k):
             ax = axes[row, rank]
             ax.imshow(images[row])
-            ax.imshow(maps[row, rank], alpha=alpha, cmap=cmap, vmin=0.0, vmax=1.0,
+            ax.imshow(maps[row][rank], alpha=alpha, cmap=cmap, vmin=0.0, vmax=1.0,
                       interpolation="bilinear")
             if boxes is not None:
                 ymin, xmin, ymax, xmax = boxes[row] * [height, width, height, width]

@@ -155,3 +155,22 @@ def test_every_setting_arrives_in_the_run(trained_run, mock_imagenette):
     recorded = json.loads(str(saved["settings"]))
     assert recorded == {**settings.resolve(visualize_cam.__file__, argv), "IMAGES": []}
     assert saved["images"].shape[0] == 2 and recorded["TOP_K"] == 4
+
+
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_own_photos_keep_their_names_shape_and_resolution(trained_run, image_files,
+                                                          saved_figures, full_resolution):
+    output_dir, run_dir = trained_run
+    files = [image_files["rgb"], image_files["jpeg"]]  # both 40 x 30 (portrait)
+    visualize_cam.main([f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", "--DPI=20",
+                        "--TOP_K=2", f"--IMAGES={','.join(map(str, files))}",
+                        f"--FULL_RESOLUTION={full_resolution}"])
+    saved = np.load(run_dir / "cams_images.npz")
+    np.testing.assert_array_equal(saved["files"], ["rgb.png", "photo.jpg"])
+    axes = np.array(saved_figures[-1].axes).reshape(2, 2)
+    assert [axes[row, 0].get_ylabel() for row in range(2)] == ["rgb.png", "photo.jpg"]
+    # Centre-cropped to 30 x 30, then drawn at 32 px, or at the photo's own 30 px.
+    side = 30 if full_resolution else 32
+    for ax in axes.ravel():
+        photo, heatmap = ax.get_images()
+        assert photo.get_array().shape[:2] == heatmap.get_array().shape == (side, side)
