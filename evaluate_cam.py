@@ -67,7 +67,7 @@ def load_models(run_dir: Path, trained: dict[str, Any], seed: int):
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
                  layer: str) -> dict[str, np.ndarray]:
     """Every per-image score of SPLIT (its first MAX_IMAGES images), see metrics.score_batch."""
-    builder = data.get_builder(trained["DATASET"], trained["DATA_DIR"])
+    builder = data.get_run_dataset(trained)
     batches = data.evaluation_batches(
         data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])

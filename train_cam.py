@@ -22,14 +22,15 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, models, runs, training
+from camlab import data, folders, models, runs, training
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
-DATASET = "imagenette/320px"  # a tfds name; "cam_shapes" is the embedded demo dataset
+DATASET = "imagenette/320px"  # a tfds name ("cam_shapes": the demo), or a folder of class folders
 DATA_DIR = ""  # tfds data folder; "" = tfds' default (~/tensorflow_datasets)
 TRAIN_SPLIT = "train"  # tfds split to train on
 VALIDATION_SPLIT = "validation"  # tfds split to validate on after every epoch
+VALIDATION_FRACTION = 0.2  # a folder without split folders: share of images to validate on
 BACKBONE = "vgg19"  # vgg19 (the post), vgg16, resnet50, mobilenet_v2, efficientnet_b0, small_vgg
 WEIGHTS = "imagenet"  # backbone start: "imagenet", "" (random) or a weights file path
 IMAGE_SIZE = 320  # pixels, square; VGG19 gives 10x10 feature maps at 320
@@ -140,6 +141,18 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     return run_dir
 
 
+def folder_record(builder) -> dict[str, Any]:
+    """For a folder dataset, what config.json keeps of its splits: the image count of each,
+    and the validation split's images (relative paths), so the split can be checked."""
+    if not isinstance(builder, folders.FolderData):
+        return {}
+    validation = list(builder.splits)[1]
+    return {"folder_images": {split: len(paths) for split, (paths, _) in
+                              builder.splits.items()},
+            "validation_images": [str(Path(path).relative_to(builder.root))
+                                  for path in builder.splits[validation][0]]}
+
+
 def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
             measured_on: str) -> str:
     """What a finished training leaves: the kept epoch and its accuracy, the files, what next."""
@@ -159,7 +172,7 @@ def run(config: dict[str, Any]) -> Path:
     policy = training.precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     strategy = training.distribution_strategy(config["STRATEGY"])
-    builder = data.get_builder(config["DATASET"], config["DATA_DIR"])
+    builder = data.get_run_dataset(config)
     # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op
     # counter, so a first run on a machine would otherwise train differently.
     data.prepare(builder, config["DATA_DIR"])
@@ -174,7 +187,8 @@ def run(config: dict[str, Any]) -> Path:
         training.compile_model(model, training.learning_rate(config, int(train.cardinality())))
     run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
     run_config = {
-        **config, "class_names": names, **splits, "precision_policy": policy,
+        **config, "class_names": names, **splits, **folder_record(builder),
+        "precision_policy": policy,
         "cached": cached, "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],

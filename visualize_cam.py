@@ -88,7 +88,7 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
         images = np.stack([data.resize_image(photo, size).numpy() for photo in photos])
         return {"image": images, "label": np.full(len(paths), -1), "photo": photos,
                 "file": np.array([path.name for path in paths])}
-    builder = data.get_builder(trained["DATASET"], trained["DATA_DIR"])
+    builder = data.get_run_dataset(trained)
     examples = data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
     return data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
 

@@ -49,9 +49,15 @@ RESIZE_MODES = ("crop", "pad")
 PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
 
 
-def get_builder(name: str, data_dir: str = "") -> tfds.core.DatasetBuilder:
-    """The tfds builder for `name` ("imagenette/320px", "cam_shapes", ...)."""
-    from camlab import shapes  # noqa: F401  (registers the project's own dataset with tfds)
+def get_builder(name: str, data_dir: str = "", split_names: tuple[str, str] = (
+        "train", "validation"), validation_fraction: float = 0.2, seed: int = 0):
+    """The dataset DATASET names: a tfds builder ("imagenette/320px", "cam_shapes", ...), or
+    a folders.FolderData when it is a folder of labelled images (see camlab.folders; the
+    split names, VALIDATION_FRACTION and SEED decide its splits)."""
+    from camlab import folders, shapes  # noqa: F401  (shapes registers cam_shapes with tfds)
+
+    if folders.is_folder(name):
+        return folders.open_folder(name, split_names, validation_fraction, seed)
 
     if not sys.stderr.isatty():  # progress bars would redraw into a log file line by line
         tfds.disable_progress_bar()
@@ -62,8 +68,19 @@ def get_builder(name: str, data_dir: str = "") -> tfds.core.DatasetBuilder:
                        "'imagenette/320px' or the demo's 'cam_shapes'") from None
 
 
-def class_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+def get_run_dataset(run_config: dict):
+    """The dataset a run was trained on, with the same splits (get_builder)."""
+    return get_builder(run_config["DATASET"], run_config["DATA_DIR"],
+                       (run_config["TRAIN_SPLIT"], run_config["VALIDATION_SPLIT"]),
+                       run_config.get("VALIDATION_FRACTION", 0.2), run_config["SEED"])
+
+
+def class_names(builder) -> list[str]:
     """Human-readable label names; imagenette's WordNet ids become the seed's names."""
+    from camlab import folders
+
+    if isinstance(builder, folders.FolderData):
+        return builder.class_names
     names = builder.info.features["label"].names
     return [IMAGENETTE_NAMES.get(name, name) for name in names]
 
@@ -101,7 +118,13 @@ def prepare(builder: tfds.core.DatasetBuilder, data_dir: str = "") -> None:
 
     tfds retries a dead connection for minutes, so the download hosts are probed first,
     unless the archive is already in the manual folder, where tfds looks before fetching.
+    A folder of images is checked for unreadable files instead.
     """
+    from camlab import folders
+
+    if isinstance(builder, folders.FolderData):
+        folders.check_readable(builder)
+        return
     if builder.is_prepared():
         return
     name = builder.info.full_name.rsplit("/", 1)[0]
@@ -143,13 +166,18 @@ def wrong_archive_message(builder: tfds.core.DatasetBuilder, data_dir: str,
     return f"{first_line}: its size or sha256 is not what tfds expects; delete it and run again"
 
 
-def load_split(builder: tfds.core.DatasetBuilder, split: str, data_dir: str = "",
+def load_split(builder, split: str, data_dir: str = "",
                shuffle_seed: int | None = None, setting: str = "SPLIT") -> tf.data.Dataset:
     """The split's examples as dicts; file order shuffled only when a seed is given.
 
-    `split` is a tfds split name, optionally sliced ("train[:10%]"); `setting` is the
-    name the user gave it under, for the message when the dataset has no such split.
+    `split` is a split name, optionally sliced ("train[:10%]"); `setting` is the name the
+    user gave it under, for the message when the dataset has no such split. A folder
+    dataset (camlab.folders) is read in its indexed order, already shuffled by SEED.
     """
+    from camlab import folders
+
+    if isinstance(builder, folders.FolderData):
+        return folders.load(builder, split, setting)
     prepare(builder, data_dir)
     known = list(builder.info.splits.keys())
     if known:
