@@ -31,7 +31,7 @@ DATA_DIR = ""  # tfds data folder; "" = tfds' default (~/tensorflow_datasets)
 TRAIN_SPLIT = "train"  # tfds split to train on
 VALIDATION_SPLIT = "validation"  # tfds split to validate on after every epoch
 VALIDATION_FRACTION = 0.2  # a folder without split folders: share of images to validate on
-BACKBONE = "vgg19"  # vgg19 (the post), vgg16, resnet50, mobilenet_v2, efficientnet_b0, small_vgg
+BACKBONE = "vgg19"  # vgg19 vgg16 resnet50 mobilenet_v2 efficientnet_b0 convnext_tiny small_vgg
 WEIGHTS = "imagenet"  # backbone start: "imagenet", "" (random) or a weights file path
 IMAGE_SIZE = 320  # pixels, square; VGG19 gives 10x10 feature maps at 320
 BATCH_SIZE = 16  # training images per step (global batch, split across devices)

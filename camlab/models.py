@@ -43,9 +43,7 @@ class Backbone:
 
 
 # Files, sizes and hashes as keras.applications 3.15 fetches them (sizes from published
-# download logs; MobileNetV2's file has no hash in Keras). ConvNeXt is missing on purpose:
-# Keras builds its stem and downsampling blocks as nested Sequential models, so it would
-# not be one flat graph.
+# download logs; MobileNetV2's file has no hash in Keras, ConvNeXt's is a sha256).
 BACKBONES = {
     "vgg19": Backbone("VGG19", "caffe", 32, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
                       80_134_624, "253f8cb515780f3b799900260a226db6"),
@@ -59,6 +57,9 @@ BACKBONES = {
                              9_406_464),
     "efficientnet_b0": Backbone("EfficientNetB0", "inside", 32, "efficientnetb0_notop.h5",
                                 16_705_208, "50bc09e76180e00e4465e1a485ddc09d"),
+    "convnext_tiny": Backbone(
+        "ConvNeXtTiny", "inside", 32, "convnext_tiny_notop.h5", 111_650_432,
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
     "small_vgg": Backbone("", "unit", 16),
 }
 
@@ -131,16 +132,38 @@ def weights_source(name: str, weights: str) -> str | None:
     return str(path)
 
 
+def flat_call(model: keras.Model, inputs):
+    """Calls `model` on the symbolic `inputs` layer by layer, opening every nested model
+    (Sequential or functional) on the way, so that its layers join the caller's graph as
+    they are, with their names and weights. Keras' own graph walk (Functional's
+    `_run_through_graph`, a private method) replays each node with the same arguments.
+    """
+    def replay(operation):
+        if isinstance(operation, keras.Sequential):
+            def sequential(x, *args, **kwargs):
+                for layer in operation.layers:
+                    x = replay(layer)(x)
+                return x
+            return sequential
+        if isinstance(operation, keras.Model):
+            return lambda *args, **kwargs: flat_call(operation, args[0] if len(args) == 1
+                                                     else list(args))
+        return operation
+
+    return model._run_through_graph(inputs, operation_fn=replay)
+
+
 def application_layers(name: str, inputs, image_size: int, weights: str):
-    """Keras' application `name` without its top, built on `inputs` (a tensor of the
-    caller's graph), so its layers join that graph instead of nesting as one model.
-    Returns its last feature maps. Every way a weights file can be wrong is one CamError."""
+    """Keras' application `name` without its top, its weights loaded by Keras itself, then
+    replayed on `inputs` (a tensor of the caller's graph) with flat_call, so its layers
+    join that graph instead of nesting (Keras builds ConvNeXt's stem and downsampling
+    blocks as Sequential models). Returns its last feature maps. Every way a weights file
+    can be wrong is one CamError."""
     spec = BACKBONES[name]
     source = weights_source(name, weights)
     try:
         application = getattr(keras.applications, spec.application)(
-            include_top=False, weights=source, input_tensor=inputs,
-            input_shape=(image_size, image_size, 3))
+            include_top=False, weights=source, input_shape=(image_size, image_size, 3))
     except (ValueError, OSError) as error:  # h5py: OSError; wrong layers or shapes: ValueError
         if source is None:
             raise
@@ -157,7 +180,7 @@ def application_layers(name: str, inputs, image_size: int, weights: str):
             f"release on storage.googleapis.com) into {shown_path(keras_cache_dir())}/, or "
             "pass --WEIGHTS=/path/to/that/file, or --WEIGHTS= to start from random weights."
         ) from None
-    return application.output
+    return flat_call(application, inputs)
 
 
 def small_vgg_layers(inputs):
@@ -220,7 +243,14 @@ def build_model(backbone: str, image_size: int, num_classes: int,
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     probs = keras.layers.Dense(num_classes, activation="softmax", use_bias=False,
                                dtype="float32", name="classifier")(pooled)
-    return keras.Model(inputs, probs, name=f"{backbone}_gap")
+    model = keras.Model(inputs, probs, name=f"{backbone}_gap")
+    if not BACKBONES[backbone].application:
+        return model
+    # The replayed layers also keep their call in the application's own graph, where
+    # `layer.output` would point; a clone of the flat graph has one call per layer.
+    fresh = keras.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    return fresh
 
 
 @functools.lru_cache(maxsize=8)

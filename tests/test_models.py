@@ -212,3 +212,21 @@ def test_every_backbone_names_its_weights_file_and_size_offline(name, monkeypatc
         in str(error.value)
     with pytest.raises(CamError, match=f"IMAGE_SIZE=31 is below {name}'s minimum of 32"):
         models.build_model(name, 31, 3)
+
+
+def test_flat_call_opens_nested_models_and_keeps_weights_and_names():
+    """A functional model holding a Sequential inside a functional model: replayed on a
+    new input, every layer joins one flat graph, unchanged."""
+    inner = keras.Sequential([keras.layers.Conv2D(4, 3, name="inner_conv"),
+                              keras.layers.ReLU(name="inner_relu")], name="inner")
+    middle_input = keras.Input((8, 8, 3))
+    middle = keras.Model(middle_input, keras.layers.Conv2D(2, 1, name="mid_conv")(
+        inner(middle_input)), name="middle")
+    outer_input = keras.Input((8, 8, 3))
+    nested = keras.Model(outer_input, keras.layers.Flatten(name="flat")(middle(outer_input)))
+    images = np.random.default_rng(5).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    fresh_input = keras.Input((8, 8, 3))
+    flat = keras.Model(fresh_input, models.flat_call(nested, fresh_input))
+    assert [layer.name for layer in flat.layers[1:]] == ["inner_conv", "inner_relu",
+                                                         "mid_conv", "flat"]
+    np.testing.assert_array_equal(flat(images).numpy(), nested(images).numpy())
