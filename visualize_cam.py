@@ -137,7 +137,7 @@ def run(config: dict[str, Any]) -> Path:
                             **({"files": batch["file"]} if "file" in batch else {}))
     print(f"saved {arrays_path}")
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
-                                      ("RUN_NAME", "OUTPUT_DIR", "METHOD")))
+                                      ("RUN_NAME", "OUTPUT_DIR", "METHOD", "LAYER")))
     return figure_path
 
 
