@@ -139,8 +139,9 @@ def print_table(results: dict[str, Any]) -> None:
           f"sanity rank correlation {results['sanity_rank_correlation']:.3f}, "
           f"{results['seconds']:.0f} s")
     print(f"{'predicted class':<20}{results['method']:>10}{'centre':>10}{'random':>10}")
-    for key in ("pointing_game", "pointing_game_strict", "box_localisation",
-                "top1_localisation", "mask_iou", "deletion_auc", "insertion_auc"):
+    for key in ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
+                "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
+                "insertion_auc"):
         if key in scores:
             values = [scores[f"{key}{source}"] for source in metrics.SOURCES]
             print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import methods, models
+from camlab import localisation, methods, models
 
 CAM_BOX_THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3.2: keep regions above 20% of the max
 # Zhang et al. 2016 count a hit within 15 px of the object on 224 px images: the same share.
@@ -235,11 +235,16 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
     """Per-image pointing game (with the paper's tolerance, and strict: on the object),
     CAM-paper box and top-1 localisation, and mask IoU."""
     box_hit = box_iou(largest_region_box(maps), batch["bbox"]) >= 0.5
+    object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy())
     return {"pointing_game": pointing_game(maps, batch["mask"]).numpy(),
             "pointing_game_strict": pointing_game(maps, batch["mask"], 0).numpy(),
             "box_localisation": box_hit.numpy(),
             "top1_localisation": box_hit.numpy() & correct,
-            "mask_iou": mask_iou(maps, batch["mask"], threshold).numpy()}
+            "mask_iou": mask_iou(maps, batch["mask"], threshold).numpy(),
+            # Choe et al. 2020 choose thresholds over the whole split: per-image hits at
+            # every threshold, and the batch's pixel histograms, summed in summarise.
+            "box_hits": localisation.box_hits(maps, batch["bbox"].numpy()),
+            "pixel_hist_object": object_hist[None], "pixel_hist_background": background_hist[None]}
 
 
 def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
@@ -354,6 +359,13 @@ def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]
         summary[target] = {key.split("/", 1)[1]: float(np.mean(value))
                            for key, value in scores.items()
                            if key.startswith(target) and value.ndim == 1}
+        for source in SOURCES:
+            hits = scores.get(f"{target}/box_hits{source}")
+            if hits is not None:
+                summary[target][f"maxboxacc_v2{source}"] = localisation.max_box_acc_v2(hits)
+                summary[target][f"pxap{source}"] = localisation.pxap(
+                    scores[f"{target}/pixel_hist_object{source}"].sum(axis=0),
+                    scores[f"{target}/pixel_hist_background{source}"].sum(axis=0))
     per_class = {}
     for index, name in enumerate(names):
         rows = labels == index

@@ -22,8 +22,9 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     assert results["config"] == settings.resolve(evaluate_cam.__file__, argv)
     assert results["num_images"] == 40 and results["method"] == method
     for target in ("predicted_class", "true_class"):
-        for key in ("pointing_game", "pointing_game_strict", "box_localisation",
-                    "top1_localisation", "mask_iou", "deletion_auc", "insertion_auc"):
+        for key in ("maxboxacc_v2", "pxap", "pointing_game", "pointing_game_strict",
+                    "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
+                    "insertion_auc"):
             for suffix in metrics.SOURCES:
                 value = results[target][f"{key}{suffix}"]
                 assert 0.0 <= value <= 1.0, (target, key, suffix, value)

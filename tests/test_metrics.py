@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import methods, metrics, models, runs
+from camlab import localisation, methods, metrics, models, runs
 
 
 def square_mask(size, top, left, side):
@@ -139,3 +139,27 @@ def test_randomised_weights_change_the_maps(demo_run):
         randomised = metrics.sanity_correlation(method, trained_maps, random_model,
                                                 images, classes)
         assert randomised.mean() < 0.8, (method, randomised)
+
+
+def test_summarise_pools_box_hits_and_pixel_histograms_over_batches():
+    """MaxBoxAccV2 and PxAP choose thresholds over the whole split: the per-batch pieces
+    score_batch returns are pooled, which differs from averaging per batch."""
+    masks = np.stack([square_mask(8, 1, 1, 4), square_mask(8, 3, 3, 4)])
+    perfect, blank = masks.astype(np.float32), np.zeros((2, 8, 8), np.float32)
+    boxes = metrics.mask_box(masks).numpy()
+    parts = [metrics.localisation_scores(tf.constant(maps), {"mask": tf.constant(masks),
+                                                             "bbox": tf.constant(boxes)},
+                                         np.ones(2, bool), 0.3) for maps in (perfect, blank)]
+    scores = {"label": np.zeros(4, int), "predicted": np.zeros(4, int),
+              "correct": np.ones(4, bool), "sanity_rank_correlation": np.zeros(4)}
+    for key in ("box_hits", "pixel_hist_object", "pixel_hist_background", "pointing_game"):
+        for target in ("predicted_class", "true_class"):
+            scores[f"{target}/{key}"] = np.concatenate([part[key] for part in parts])
+    summary = metrics.summarise(scores, ["a", "b"])["predicted_class"]
+    # Two perfect maps, two blank ones (no box at any threshold): half the images.
+    assert summary["maxboxacc_v2"] == pytest.approx(0.5)
+    expected = localisation.pxap(parts[0]["pixel_hist_object"][0]
+                                 + parts[1]["pixel_hist_object"][0],
+                                 parts[0]["pixel_hist_background"][0]
+                                 + parts[1]["pixel_hist_background"][0])
+    assert summary["pxap"] == pytest.approx(expected) and 0 < expected < 1
