@@ -1,9 +1,12 @@
-"""Map methods for chosen classes: CAM (cam_utils) and Grad-CAM, and the figure's top-k maps.
+"""Map methods for chosen classes, and the figure's top-k maps.
 
-Every method has the same shape: a model, its last feature maps `features` (batch, h, w,
-channels) from `models.feature_model`, and `classes` (batch, k) -> low-resolution maps
-(batch, h, w, k) float32. With a `layer` (LAYER), gradient methods explain that layer's
-activations instead, from the `images`. Nothing loops over images or classes.
+CAM (Zhou et al. 2016), Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al.
+2018) and LayerCAM (Jiang et al. 2021). Every method has the same shape: a model, its last
+feature maps `features` (batch, h, w, channels) from `models.feature_model`, and `classes`
+(batch, k) -> maps (batch, h, w, k) float32. With a `layer` (LAYER) a gradient method
+explains that layer's activations instead, from the `images`. Gradients are of the
+pre-softmax logit, as tf-keras-vis computes them after `ReplaceToLinear`. Nothing loops
+over images or classes.
 """
 
 from __future__ import annotations
@@ -17,30 +20,7 @@ import cam_utils
 from camlab import models
 from camlab.errors import CamError, check_choice
 
-METHODS = ("cam", "gradcam")
-
-
-def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
-                          classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch, k): (batch, h, w, k).
-
-    The pre-softmax score of each (image, class) pair is differentiated with one
-    `tf.GradientTape` with respect to the last feature maps, tiled k times so each pair
-    has its own copy. The head is the model's own GAP and classifier kernel, and the
-    features come from `models.feature_model`, so a backbone nested as one layer
-    works. For a GAP + linear head this equals ReLU(CAM) / (h * w), a check the tests make.
-    """
-    k = classes.shape[1]
-    features = tf.repeat(tf.cast(features, tf.float32), k, axis=0)  # (batch * k, h, w, c)
-    kernel = tf.cast(models.class_weights(model), tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(features)
-        logits = model.get_layer("gap")(features) @ kernel
-        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
-    grads = tape.gradient(scores, features)
-    alphas = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(alphas * features, axis=-1))  # (batch * k, h, w)
-    return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
+METHODS = ("cam", "gradcam", "gradcam++", "layercam")
 
 
 def map_layers(model: keras.Model) -> list[str]:
@@ -84,41 +64,125 @@ def _layer_model(model: keras.Model, layer: str) -> keras.Model:
                                      model.get_layer("gap").output])
 
 
-def grad_cams_at_layer(model: keras.Model, layer: str, images: tf.Tensor,
-                       classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM of `classes` (batch, k) on any `layer`'s activations: (batch, h, w, k).
+def _per_class(maps: tf.Tensor, k: int) -> tf.Tensor:
+    """(batch * k, h, w) maps of (image, class) pairs, image-major -> (batch, h, w, k)."""
+    return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
 
-    The images are repeated k times so that every (image, class) pair has its own copy in
-    one forward pass under one tape; the score is the pre-softmax logit.
+
+def layer_activations(model: keras.Model, features: tf.Tensor, images: tf.Tensor | None,
+                      layer: str) -> tf.Tensor:
+    """The explained activations (batch, h, w, channels) float32: `features` when `layer`
+    is "", else `layer`'s output for the `images`."""
+    if not layer:
+        return tf.cast(features, tf.float32)
+    return tf.cast(_layer_model(model, layer)(images, training=False)[0], tf.float32)
+
+
+def logit_gradients(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                    images: tf.Tensor | None = None, layer: str = ""
+                    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """For every (image, class) pair, image-major: the activations A (batch * k, h, w, c),
+    the gradient of the class logit with respect to them (same shape), and the logit
+    (batch * k,), all float32.
+
+    Each pair gets its own copy of the activations (of the images, for a `layer`) so one
+    tape gives all the gradients at once. On the default layer the head is the model's
+    own GAP and classifier kernel applied to `features`, with no second forward pass.
     """
     k = classes.shape[1]
-    images = tf.repeat(tf.convert_to_tensor(images, tf.float32), k, axis=0)
     kernel = tf.cast(models.class_weights(model), tf.float32)
     with tf.GradientTape() as tape:
-        activations, pooled = _layer_model(model, layer)(images, training=False)
+        if layer:
+            repeated = tf.repeat(tf.convert_to_tensor(images, tf.float32), k, axis=0)
+            maps, pooled = _layer_model(model, layer)(repeated, training=False)
+        else:
+            maps = tf.repeat(tf.cast(features, tf.float32), k, axis=0)
+            tape.watch(maps)
+            pooled = model.get_layer("gap")(maps)
         logits = tf.cast(pooled, tf.float32) @ kernel
         scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
-    activations = tf.cast(activations, tf.float32)
-    grads = tf.cast(tape.gradient(scores, activations), tf.float32)
+    grads = tape.gradient(scores, maps)
+    return tf.cast(maps, tf.float32), tf.cast(grads, tf.float32), scores
+
+
+def grad_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                  images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch, k): (batch, h, w, k).
+
+    ReLU(sum_c mean_ij(g) A_c), g = d logit / d A. For a GAP + linear head this equals
+    ReLU(CAM) / (h * w), a check the tests make.
+    """
+    maps, grads, _ = logit_gradients(model, features, classes, images, layer)
     alphas = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(alphas * activations, axis=-1))  # (batch * k, h, w)
-    return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
+    return _per_class(tf.nn.relu(tf.reduce_sum(alphas * maps, axis=-1)), classes.shape[1])
+
+
+def grad_cam_plus_plus_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                            images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018) of `classes`: (batch, h, w, k).
+
+    The closed form for Y = exp(logit), as tf-keras-vis and the authors' code compute it:
+    alpha = g^2 / (2 g^2 + sum_ab(A) g^3) (0 where g = 0), normalised to sum 1 over the
+    positions of each channel, w_c = sum_ij alpha ReLU(g), map = ReLU(sum_c w_c A_c).
+    tf-keras-vis keeps a factor exp(logit) in w_c; it is left out here on purpose: it
+    overflows float32 above a logit of 88, and it would scale each class's map by its
+    exp(logit), so a figure of k classes normalised by the top one would hide the others.
+    The map is tf-keras-vis' divided by exp(logit), which the tests check.
+    """
+    maps, grads, _ = logit_gradients(model, features, classes, images, layer)
+    squared = tf.square(grads)
+    denominator = 2.0 * squared + squared * grads * tf.reduce_sum(maps, axis=[1, 2],
+                                                                  keepdims=True)
+    alphas = squared / tf.where(squared == 0.0, denominator + 1.0, denominator)
+    total = tf.reduce_sum(alphas, axis=[1, 2], keepdims=True)
+    alphas /= tf.where(total == 0.0, 1.0, total)
+    weights = tf.reduce_sum(alphas * tf.nn.relu(grads), axis=[1, 2], keepdims=True)
+    return _per_class(tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1)), classes.shape[1])
+
+
+def layer_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                   images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
+    """LayerCAM (Jiang et al. 2021) of `classes`: (batch, h, w, k).
+
+    ReLU(sum_c ReLU(g_c) * A_c), weighted per position, one layer (no multi-layer fusion).
+    On the GAP input of a linear head g = W / (h * w), so this is the CAM of the kernel
+    with its negative weights clipped to 0, over h * w: a check the tests make.
+    """
+    maps, grads, _ = logit_gradients(model, features, classes, images, layer)
+    return _per_class(tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * maps, axis=-1)),
+                      classes.shape[1])
+
+
+def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
+                          classes: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM of the feature maps that feed GAP: grad_cam_maps on the default layer."""
+    return grad_cam_maps(model, features, classes)
+
+
+def grad_cams_at_layer(model: keras.Model, layer: str, images: tf.Tensor,
+                       classes: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM of `classes` (batch, k) on any `layer`'s activations: (batch, h, w, k)."""
+    return grad_cam_maps(model, None, classes, images, layer)
+
+
+_MAP_FUNCTIONS = {"gradcam": grad_cam_maps, "gradcam++": grad_cam_plus_plus_maps,
+                  "layercam": layer_cam_maps}
 
 
 def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
                      classes: tf.Tensor, images: tf.Tensor | None = None,
                      layer: str = "") -> tf.Tensor:
-    """Low-resolution maps (batch, h, w, k) of `classes` (batch, k) by METHOD.
+    """Low-resolution maps (batch, h, w, k) float32 of `classes` (batch, k) by METHOD.
 
-    `layer` (checked by check_layer) other than "" needs the `images`: the maps are then
-    of that layer's activations, at its resolution.
+    `layer` goes through check_layer; other than "" it needs the `images`.
     """
-    check_choice("METHOD", method, METHODS)
-    if layer:
-        return grad_cams_at_layer(model, layer, images, classes)
+    layer = check_layer(method, model, layer)
+    if images is None and layer:
+        raise ValueError(f"METHOD={method!r} on layer {layer!r} needs the images, not only "
+                         "the features: pass images=")
     if method == "cam":
         return cam_utils.cams_for_classes(features, models.class_weights(model), classes)
-    return grad_cams_for_classes(model, features, classes)
+    return _MAP_FUNCTIONS[method](model, features, classes, images, layer)
 
 
 def top_k_maps(method: str, model: keras.Model, features: tf.Tensor, probs: tf.Tensor,
