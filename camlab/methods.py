@@ -1,12 +1,14 @@
 """Map methods for chosen classes, and the figure's top-k maps.
 
 CAM (Zhou et al. 2016), Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al.
-2018) and LayerCAM (Jiang et al. 2021). Every method has the same shape: a model, its last
-feature maps `features` (batch, h, w, channels) from `models.feature_model`, and `classes`
-(batch, k) -> maps (batch, h, w, k) float32. With a `layer` (LAYER) a gradient method
-explains that layer's activations instead, from the `images`. Gradients are of the
-pre-softmax logit, as tf-keras-vis computes them after `ReplaceToLinear`. Nothing loops
-over images or classes.
+2018), Score-CAM (Wang et al. 2020), LayerCAM (Jiang et al. 2021) and gradient saliency
+(Simonyan et al. 2014). Every method has the same shape: a model, its last feature maps
+`features` (batch, h, w, channels) from `models.feature_model`, and `classes` (batch, k)
+-> maps (batch, h, w, k) float32; saliency's are at input resolution (batch, H, W, k).
+With a `layer` (LAYER) a method explains that layer's activations instead, from the
+`images`. Gradients are of the pre-softmax logit, and Score-CAM scores with the softmax
+of the logits, as tf-keras-vis does after `ReplaceToLinear`. Nothing loops over images or
+classes; Score-CAM loops over chunks of its masked images only to cap their memory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import cam_utils
 from camlab import models
 from camlab.errors import CamError, check_choice
 
-METHODS = ("cam", "gradcam", "gradcam++", "layercam")
+METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "layercam", "saliency")
+SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory cap
+# The min-max epsilon of tf-keras-vis' Score-CAM masks (keras.backend.epsilon()).
+MASK_EPSILON = 1e-7
 
 
 def map_layers(model: keras.Model) -> list[str]:
@@ -32,8 +37,9 @@ def map_layers(model: keras.Model) -> list[str]:
 def check_layer(method: str, model: keras.Model, layer: str) -> str:
     """The layer whose activations METHOD explains: LAYER, or "" for the map feeding GAP.
 
-    CAM is exact only on GAP's input, so any other layer is refused for it; a name the
-    model lacks gets the list of valid ones.
+    CAM is exact only on GAP's input, so any other layer is refused for it; saliency is a
+    map of the input pixels and takes no layer; a name the model lacks gets the list of
+    valid ones.
     """
     check_choice("METHOD", method, METHODS)
     if not layer:
@@ -47,6 +53,9 @@ def check_layer(method: str, model: keras.Model, layer: str) -> str:
         raise CamError(f"METHOD=\"cam\" works only on the feature maps that feed GAP (CAM "
                        f"= F @ W is the class score only there), not on LAYER={layer!r}; use "
                        "METHOD=\"gradcam\" for other layers, or LAYER=\"\"")
+    if method == "saliency":
+        raise CamError(f"METHOD=\"saliency\" is a map of the input pixels and has no layer, "
+                       f"not LAYER={layer!r}; use LAYER=\"\" with it")
     return layer
 
 
@@ -153,6 +162,78 @@ def layer_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
                       classes.shape[1])
 
 
+def corner_aligned_matrix(source: int, target: int) -> tf.Tensor:
+    """(target, source) float32 matrix R with R @ x = 1-D linear resize of x, corners aligned:
+    output i samples the input at i * (source - 1) / (target - 1), as scipy.ndimage.zoom
+    (order=1, grid_mode=False) and tf-keras-vis do, computed in float64 like scipy."""
+    position = tf.range(target, dtype=tf.float64) * ((source - 1) / max(target - 1, 1))
+    lower = tf.minimum(tf.floor(position), source - 1.0)
+    frac = position - lower
+    upper = tf.minimum(lower + 1.0, source - 1.0)
+    columns = tf.range(source, dtype=tf.float64)[None]
+    matrix = (tf.cast(columns == lower[:, None], tf.float64) * (1.0 - frac[:, None])
+              + tf.cast(columns == upper[:, None], tf.float64) * frac[:, None])
+    return tf.cast(matrix, tf.float32)
+
+
+def _probabilities(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """The model's softmax output (n, classes) float32 = softmax of the logits."""
+    return tf.cast(model(images, training=False), tf.float32)
+
+
+def score_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                   images: tf.Tensor, layer: str = "",
+                   scorecam_batch: int = SCORECAM_BATCH) -> tf.Tensor:
+    """Score-CAM (Wang et al. 2020) of `classes`: (batch, h, w, k), from the `images`.
+
+    Each channel A_c of each image, upsampled to the image (corner-aligned linear) and
+    min-max normalised to [0, 1] (+1e-7), masks that image; w_c is the softmax probability
+    of the class for the masked image, i.e. softmax of the logits, as tf-keras-vis scores
+    it after ReplaceToLinear (no baseline subtracted, no softmax over channels, constant
+    channels kept as all-zero masks). map = ReLU(sum_c w_c A_c) on the low-resolution A.
+    Costs batch * channels forward passes (512 per image on VGG19), run `scorecam_batch`
+    masked images at a time; every class of an image comes from the same passes.
+    """
+    if scorecam_batch < 1:
+        raise ValueError(f"scorecam_batch must be a positive number of images, not "
+                         f"{scorecam_batch!r}")
+    images = tf.convert_to_tensor(images, tf.float32)
+    maps = layer_activations(model, features, images, layer)  # (batch, h, w, c)
+    channels = maps.shape[-1]
+    rows = corner_aligned_matrix(maps.shape[1], images.shape[1])
+    cols = corner_aligned_matrix(maps.shape[2], images.shape[2])
+    flat = tf.reshape(tf.transpose(maps, [0, 3, 1, 2]), [-1, *maps.shape[1:3]])
+    weights = []
+    for start in range(0, flat.shape[0], scorecam_batch):
+        upsampled = rows @ flat[start:start + scorecam_batch] @ tf.transpose(cols)
+        low = tf.reduce_min(upsampled, axis=[1, 2], keepdims=True)
+        high = tf.reduce_max(upsampled, axis=[1, 2], keepdims=True)
+        masks = (upsampled - low) / (high - low + MASK_EPSILON)  # (n, H, W)
+        owners = tf.range(start, start + masks.shape[0]) // channels
+        probs = _probabilities(model, tf.gather(images, owners) * masks[..., None])
+        weights.append(tf.gather(probs, tf.gather(classes, owners), batch_dims=1))
+    weights = tf.reshape(tf.concat(weights, axis=0), [-1, channels, classes.shape[1]])
+    return tf.nn.relu(tf.einsum("bhwc,bck->bhwk", maps, weights))
+
+
+def saliency_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                  images: tf.Tensor) -> tf.Tensor:
+    """Gradient saliency (Simonyan et al. 2014, Sec. 3) of `classes`: (batch, H, W, k) at
+    the images' resolution: max over colour channels of |d logit / d image|, the gradient
+    with respect to the model's input (RGB in [0, 255], before its preprocessing).
+    """
+    k = classes.shape[1]
+    repeated = tf.repeat(tf.convert_to_tensor(images, tf.float32), k, axis=0)
+    kernel = tf.cast(models.class_weights(model), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(repeated)
+        _, pooled = _layer_model(model, layer_name(model, ""))(repeated, training=False)
+        logits = tf.cast(pooled, tf.float32) @ kernel
+        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
+    grads = tf.cast(tape.gradient(scores, repeated), tf.float32)
+    return _per_class(tf.reduce_max(tf.abs(grads), axis=-1), k)
+
+
 def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
                           classes: tf.Tensor) -> tf.Tensor:
     """Grad-CAM of the feature maps that feed GAP: grad_cam_maps on the default layer."""
@@ -171,31 +252,41 @@ _MAP_FUNCTIONS = {"gradcam": grad_cam_maps, "gradcam++": grad_cam_plus_plus_maps
 
 def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
                      classes: tf.Tensor, images: tf.Tensor | None = None,
-                     layer: str = "") -> tf.Tensor:
-    """Low-resolution maps (batch, h, w, k) float32 of `classes` (batch, k) by METHOD.
+                     layer: str = "", scorecam_batch: int = SCORECAM_BATCH) -> tf.Tensor:
+    """Maps (batch, h, w, k) float32 of `classes` (batch, k) by METHOD; saliency's are at
+    the images' resolution (batch, H, W, k).
 
-    `layer` goes through check_layer; other than "" it needs the `images`.
+    `layer` goes through check_layer; other than "" it needs the `images`, and so do
+    Score-CAM and saliency on any layer. `scorecam_batch` caps Score-CAM's masked images
+    per forward pass.
     """
     layer = check_layer(method, model, layer)
-    if images is None and layer:
-        raise ValueError(f"METHOD={method!r} on layer {layer!r} needs the images, not only "
-                         "the features: pass images=")
+    if images is None and (layer or method in ("scorecam", "saliency")):
+        raise ValueError(f"METHOD={method!r}" + (f" on layer {layer!r}" if layer else "")
+                         + " needs the images, not only the features: pass images=")
     if method == "cam":
         return cam_utils.cams_for_classes(features, models.class_weights(model), classes)
+    if method == "scorecam":
+        return score_cam_maps(model, features, classes, images, layer, scorecam_batch)
+    if method == "saliency":
+        return saliency_maps(model, features, classes, images)
     return _MAP_FUNCTIONS[method](model, features, classes, images, layer)
 
 
 def top_k_maps(method: str, model: keras.Model, features: tf.Tensor, probs: tf.Tensor,
                k: int, threshold: float, size: tuple[int, int],
-               images: tf.Tensor | None = None, layer: str = "") -> dict[str, tf.Tensor]:
+               images: tf.Tensor | None = None, layer: str = "",
+               scorecam_batch: int = SCORECAM_BATCH) -> dict[str, tf.Tensor]:
     """The seed's figure data: each image's k most probable classes and their display maps.
 
     `features` (batch, h, w, channels) and `probs` (batch, classes) come from one forward
-    pass of `models.feature_model(model)`; `images` and `layer` as in maps_for_classes.
-    Returns {"maps": (batch, k, H, W) float32 as `cam_utils.display_maps` draws them,
-    "low_res": (batch, h, w, k) before that, "probs": (batch, k), "classes": (batch, k)}.
+    pass of `models.feature_model(model)`; `images`, `layer` and `scorecam_batch` as in
+    maps_for_classes. Returns {"maps": (batch, k, H, W) float32 as
+    `cam_utils.display_maps` draws them, "low_res": (batch, h, w, k) before that,
+    "probs": (batch, k), "classes": (batch, k)}.
     """
     top_probs, top_classes = cam_utils.top_k_classes(probs, k)
-    maps = maps_for_classes(method, model, features, top_classes, images, layer)
+    maps = maps_for_classes(method, model, features, top_classes, images, layer,
+                            scorecam_batch)
     return {"maps": cam_utils.display_maps(maps, threshold, size), "low_res": maps,
             "probs": top_probs, "classes": top_classes}

@@ -4,9 +4,12 @@ post's loop (camlab.reference)."""
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import pytest
+import scipy.ndimage
 import tensorflow as tf
 
 from camlab import methods, metrics, models, reference
@@ -120,7 +123,7 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
     assert tuple(earlier.shape) == (3, 16, 16, 2)
 
 
-@pytest.mark.parametrize("method", ["gradcam++", "layercam"])
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "layercam"])
 def test_the_layer_feeding_gap_by_name_is_the_default_path(method, random_vgg):
     model, images, features, classes, _ = random_vgg
     default = methods.maps_for_classes(method, model, features, classes, images).numpy()
@@ -155,15 +158,16 @@ def tf_keras_vis_maps(method, model, images, classes, layer):
 
 @pytest.mark.parametrize("method, layer", [
     ("gradcam", ""), ("gradcam", "relu2_2"), ("gradcam++", ""), ("gradcam++", "relu2_2"),
-    ("layercam", ""), ("layercam", "conv2_1")])
+    ("layercam", ""), ("layercam", "conv2_1"), ("scorecam", ""), ("scorecam", "relu2_2"),
+    ("saliency", "")])
 def test_maps_agree_with_tf_keras_vis(method, layer, random_vgg):
     """Both libraries on the same layer at its own resolution (tf-keras-vis' expand_cam=False)
     for each of the top-2 classes of 3 images. Deliberate difference: tf-keras-vis'
     Grad-CAM++ weights carry a factor exp(logit) that ours leave out, so ours times
     exp(logit) must equal theirs."""
     model, images, features, classes, logits = random_vgg
-    ours = methods.maps_for_classes(method, model, features, classes, images,
-                                    layer).numpy()
+    ours = methods.maps_for_classes(method, model, features, classes, images, layer,
+                                    scorecam_batch=50).numpy()
     for column in range(classes.shape[1]):
         theirs = tf_keras_vis_maps(method, model, images, classes[:, column],
                                    methods.layer_name(model, layer))
@@ -176,6 +180,75 @@ def test_maps_agree_with_tf_keras_vis(method, layer, random_vgg):
         assert correlation >= 0.999 and difference <= 1e-4, (column, correlation, difference)
 
 
+def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, monkeypatch):
+    """Score-CAM masks each image once per channel (3 images x 64 channels = 192 masked
+    images); `scorecam_batch` caps how many go through one forward pass."""
+    model, images, features, classes, _ = random_vgg
+    sizes = []
+    probabilities = methods._probabilities
+
+    def counted(model, masked):
+        sizes.append(masked.shape[0])
+        return probabilities(model, masked)
+
+    monkeypatch.setattr(methods, "_probabilities", counted)
+    maps = {}
+    for cap in (5, 64, 1000):
+        sizes.clear()
+        maps[cap] = methods.score_cam_maps(model, features, classes, images,
+                                           scorecam_batch=cap).numpy()
+        assert sum(sizes) == 3 * 64 and max(sizes) <= cap
+        assert len(sizes) == math.ceil(3 * 64 / cap)
+    np.testing.assert_allclose(maps[5], maps[1000], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(maps[64], maps[1000], rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="scorecam_batch"):
+        methods.score_cam_maps(model, features, classes, images, scorecam_batch=0)
+
+
+@pytest.mark.parametrize("source, target", [(8, 32), (3, 12), (5, 20), (7, 32), (1, 4)])
+def test_score_cam_masks_upsample_as_scipy_zoom_does(source, target):
+    """tf-keras-vis upsamples the masks with scipy.ndimage.zoom(order=1): corner-aligned."""
+    low = np.random.default_rng(8).normal(size=(2, source, source + 2)).astype(np.float32)
+    rows = methods.corner_aligned_matrix(source, target)
+    cols = methods.corner_aligned_matrix(source + 2, target + 3)
+    ours = (rows @ low @ tf.transpose(cols)).numpy()
+    theirs = scipy.ndimage.zoom(low, (1, target / source, (target + 3) / (source + 2)),
+                                order=1, mode="nearest")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def linear_model(height: int, width: int, kernel: np.ndarray, head: np.ndarray) -> keras.Model:
+    """image -> one valid conv whose kernel covers the image (linear, no bias) -> 1x1 maps
+    -> "gap" -> "classifier": each logit is a linear function of the pixels."""
+    inputs = keras.Input((height, width, 3), name="image")
+    conv = keras.layers.Conv2D(kernel.shape[-1], (height, width), use_bias=False,
+                               name="linear")
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(conv(inputs))
+    dense = keras.layers.Dense(head.shape[1], activation="softmax", use_bias=False,
+                               name="classifier")
+    model = keras.Model(inputs, dense(pooled))
+    conv.kernel.assign(kernel)
+    dense.kernel.assign(head)
+    return model
+
+
+@pytest.mark.parametrize("batch, height, width", [(1, 8, 8), (3, 6, 10)])
+def test_saliency_of_a_model_linear_in_its_input_is_its_weight_pattern(batch, height, width):
+    """logit_c = sum_ijl x_ijl (K @ W)[i, j, l, c], so the saliency of class c is
+    max_l |(K @ W)[i, j, l, c]| at every pixel, whatever the image."""
+    rng = np.random.default_rng(10)
+    kernel = rng.normal(size=(height, width, 3, 4)).astype(np.float32)
+    head = rng.normal(size=(4, 3)).astype(np.float32)
+    model = linear_model(height, width, kernel, head)
+    images = rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+    classes = tf.constant([[2, 0]] * batch)
+    features, _ = models.feature_model(model)(images)
+    maps = methods.maps_for_classes("saliency", model, features, classes, images).numpy()
+    pattern = np.abs(np.einsum("ijlk,kc->ijlc", kernel, head)).max(axis=2)  # (h, w, classes)
+    np.testing.assert_allclose(maps, np.broadcast_to(pattern[..., [2, 0]], maps.shape),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
     keras.utils.set_random_seed(3)
     model = models.build_model("vgg19", 32, 3)
@@ -183,24 +256,30 @@ def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
     features, _ = models.feature_model(model)(images)
     classes = tf.constant([[0, 1], [2, 0]])
     for method in methods.METHODS:
-        maps = methods.maps_for_classes(method, model, features, classes, images)
-        assert tuple(maps.shape) == (2, 1, 1, 2) and np.isfinite(maps).all(), method
-        if method != "cam":
+        if method != "scorecam":  # by default: 2 x 512 forward passes, too slow for a test
+            shape = (2, 32, 32, 2) if method == "saliency" else (2, 1, 1, 2)
+            maps = methods.maps_for_classes(method, model, features, classes, images)
+            assert tuple(maps.shape) == shape and np.isfinite(maps).all(), method
+        if method not in ("cam", "saliency"):
             maps = methods.maps_for_classes(method, model, features, classes, images,
-                                            "block1_pool")
+                                            "block1_pool", scorecam_batch=32)
             assert tuple(maps.shape) == (2, 16, 16, 2) and np.isfinite(maps).all(), method
             assert maps.numpy().max() > 0, method
 
 
-@pytest.mark.parametrize("method, layer", [("gradcam", "relu2_2"), ("layercam", "relu2_2")])
+@pytest.mark.parametrize("method, layer", [("scorecam", ""), ("saliency", ""),
+                                           ("gradcam", "relu2_2"), ("layercam", "relu2_2")])
 def test_methods_that_need_the_images_say_so(method, layer, random_vgg):
     model, _, features, classes, _ = random_vgg
     with pytest.raises(ValueError, match="needs the images"):
         methods.maps_for_classes(method, model, features, classes, None, layer)
 
 
-def test_cam_refuses_other_layers(random_vgg):
+def test_cam_and_saliency_refuse_other_layers(random_vgg):
     model = random_vgg[0]
     with pytest.raises(CamError, match='METHOD="cam" works only on the feature maps'):
         methods.check_layer("cam", model, "relu2_2")
-    assert methods.check_layer("layercam", model, "relu2_2") == "relu2_2"
+    with pytest.raises(CamError, match='METHOD="saliency" is a map of the input pixels'):
+        methods.check_layer("saliency", model, "relu2_2")
+    assert methods.check_layer("saliency", model, "relu3_2") == ""
+    assert methods.check_layer("scorecam", model, "relu2_2") == "relu2_2"
