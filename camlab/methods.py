@@ -1,14 +1,15 @@
 """Map methods for chosen classes, and the figure's top-k maps.
 
 CAM (Zhou et al. 2016), Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al.
-2018), Score-CAM (Wang et al. 2020), LayerCAM (Jiang et al. 2021) and gradient saliency
-(Simonyan et al. 2014). Every method has the same shape: a model, its last feature maps
-`features` (batch, h, w, channels) from `models.feature_model`, and `classes` (batch, k)
--> maps (batch, h, w, k) float32; saliency's are at input resolution (batch, H, W, k).
-With a `layer` (LAYER) a method explains that layer's activations instead, from the
-`images`. Gradients are of the pre-softmax logit, and Score-CAM scores with the softmax
-of the logits, as tf-keras-vis does after `ReplaceToLinear`. Nothing loops over images or
-classes; Score-CAM loops over chunks of its masked images only to cap their memory.
+2018), Score-CAM (Wang et al. 2020), LayerCAM (Jiang et al. 2021), Eigen-CAM (Muhammad and
+Yeasin 2020) and gradient saliency (Simonyan et al. 2014). Every method has the same
+shape: a model, its last feature maps `features` (batch, h, w, channels) from
+`models.feature_model`, and `classes` (batch, k) -> maps (batch, h, w, k) float32;
+saliency's are at input resolution (batch, H, W, k). With a `layer` (LAYER) a method
+explains that layer's activations instead, from the `images`. Gradients are of the
+pre-softmax logit, and Score-CAM scores with the softmax of the logits, as tf-keras-vis
+does after `ReplaceToLinear`. Nothing loops over images or classes; Score-CAM loops over
+chunks of its masked images only to cap their memory.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import cam_utils
 from camlab import models
 from camlab.errors import CamError, check_choice
 
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "layercam", "saliency")
+METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency")
 SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory cap
 # The min-max epsilon of tf-keras-vis' Score-CAM masks (keras.backend.epsilon()).
 MASK_EPSILON = 1e-7
@@ -216,6 +217,29 @@ def score_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
     return tf.nn.relu(tf.einsum("bhwc,bck->bhwk", maps, weights))
 
 
+def eigen_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+                   images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
+    """Eigen-CAM (Muhammad and Yeasin 2020): (batch, h, w, k), the same map for every class.
+
+    The activations, centred per channel over the positions as pytorch-grad-cam centres
+    them, projected on their first principal component, then ReLU as pytorch-grad-cam's
+    BaseCAM does. It ignores the class: the k maps of an image are equal. An SVD's sign
+    is arbitrary (pytorch-grad-cam leaves it to LAPACK); here the component is turned so
+    its channel loadings sum to >= 0, i.e. the map correlates positively with the summed
+    activations, so a map of post-ReLU features points at where they are strong.
+    """
+    maps = layer_activations(model, features, images, layer)
+    batch, height, width, channels = maps.shape
+    centred = tf.reshape(maps, [-1, height * width, channels])
+    centred -= tf.reduce_mean(centred, axis=1, keepdims=True)
+    _, _, right = tf.linalg.svd(centred)  # right: (batch, c, min(h * w, c))
+    component = right[..., 0]
+    component *= tf.where(tf.reduce_sum(component, axis=-1, keepdims=True) < 0, -1.0, 1.0)
+    projection = tf.nn.relu(tf.einsum("bpc,bc->bp", centred, component))
+    projection = tf.reshape(projection, [-1, height, width, 1])
+    return tf.repeat(projection, classes.shape[1], axis=-1)
+
+
 def saliency_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
                   images: tf.Tensor) -> tf.Tensor:
     """Gradient saliency (Simonyan et al. 2014, Sec. 3) of `classes`: (batch, H, W, k) at
@@ -247,7 +271,7 @@ def grad_cams_at_layer(model: keras.Model, layer: str, images: tf.Tensor,
 
 
 _MAP_FUNCTIONS = {"gradcam": grad_cam_maps, "gradcam++": grad_cam_plus_plus_maps,
-                  "layercam": layer_cam_maps}
+                  "layercam": layer_cam_maps, "eigencam": eigen_cam_maps}
 
 
 def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,

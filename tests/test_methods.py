@@ -1,6 +1,6 @@
-"""camlab.methods: each method against tf-keras-vis (the same layer, the same resolution),
-the exact identities of a GAP + linear head, and the figure's top-k maps against the seed
-post's loop (camlab.reference)."""
+"""camlab.methods: each method against tf-keras-vis (the same layer, the same resolution)
+or pytorch-grad-cam's definition, the exact identities of a GAP + linear head, and the
+figure's top-k maps against the seed post's loop (camlab.reference)."""
 
 from __future__ import annotations
 
@@ -95,14 +95,17 @@ def test_gradient_maps_of_a_gap_linear_head_are_cams(backbone, size):
         np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-7, err_msg=method)
 
 
-def test_maps_of_different_classes_differ():
+def test_maps_of_different_classes_differ_except_eigen_cam():
     keras.utils.set_random_seed(1)
     model = models.build_model("small_vgg", 32, 4)
     image = np.random.default_rng(6).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     features, _ = models.feature_model(model)(image)
     for method in methods.METHODS:
         maps = methods.maps_for_classes(method, model, features, tf.constant([[0, 1]]), image)
-        assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05), method
+        if method == "eigencam":  # class-independent by definition
+            np.testing.assert_array_equal(maps[..., 0], maps[..., 1])
+        else:
+            assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05), method
 
 
 def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
@@ -123,7 +126,7 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
     assert tuple(earlier.shape) == (3, 16, 16, 2)
 
 
-@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "layercam"])
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "layercam", "eigencam"])
 def test_the_layer_feeding_gap_by_name_is_the_default_path(method, random_vgg):
     model, images, features, classes, _ = random_vgg
     default = methods.maps_for_classes(method, model, features, classes, images).numpy()
@@ -217,6 +220,56 @@ def test_score_cam_masks_upsample_as_scipy_zoom_does(source, target):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def pytorch_grad_cam_projection(activations: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's utils/svd_on_activations.get_2d_projection (@084273b) for
+    channels-last activations (batch, h, w, c): centred, then projected on VT[0]."""
+    projections = []
+    for image in activations:
+        flat = image.reshape(-1, image.shape[-1]).astype(np.float64)
+        flat = flat - flat.mean(axis=0)
+        _, _, vt = np.linalg.svd(flat, full_matrices=True)
+        projections.append((flat @ vt[0]).reshape(image.shape[:2]))
+    return np.float32(projections)
+
+
+@pytest.mark.parametrize("batch, h, w", [(1, 4, 4), (3, 3, 5)])
+@pytest.mark.parametrize("signs", ["positive", "mixed"])
+def test_eigen_cam_of_a_rank_one_activation_is_its_centred_pattern(batch, h, w, signs):
+    """A = p (x) v: centred, p - mean(p) times v; its first component is +-v/|v|, so the
+    map is ReLU(s (p - mean(p))) |v| with s = sign(sum v), the sign rule of Eigen-CAM here
+    (pytorch-grad-cam leaves s to LAPACK). Post-ReLU features have v >= 0: s = 1."""
+    rng = np.random.default_rng(9)
+    pattern = rng.uniform(size=(batch, h, w)).astype(np.float32)
+    loadings = rng.uniform(0.1, 1, size=(batch, 64)).astype(np.float32)
+    if signs == "mixed":
+        loadings *= rng.choice([-1, 1], size=(batch, 64))
+    features = pattern[..., None] * loadings[:, None, None, :]
+    model = model_with_head(np.zeros((64, 3), np.float32))
+    maps = methods.maps_for_classes("eigencam", model, features, tf.zeros((batch, 2), tf.int32))
+    sign = np.sign(loadings.sum(axis=1))[:, None, None]
+    centred = pattern - pattern.mean(axis=(1, 2), keepdims=True)
+    expected = np.maximum(sign * centred, 0) * np.linalg.norm(loadings, axis=1)[:, None, None]
+    for column in range(2):
+        np.testing.assert_allclose(maps[..., column], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_eigen_cam_is_pytorch_grad_cams_projection_with_a_fixed_sign(random_vgg):
+    """On real activations, ours is ReLU of pytorch-grad-cam's projection or of its negative:
+    the one that correlates positively with the activations summed over channels."""
+    model, images, features, classes, _ = random_vgg
+    for layer in ("", "relu2_2"):
+        activations = methods.layer_activations(model, features, images, layer).numpy()
+        ours = methods.maps_for_classes("eigencam", model, features, classes, images,
+                                        layer).numpy()[..., 0]
+        theirs = pytorch_grad_cam_projection(activations)
+        summed = activations.sum(axis=-1)
+        summed -= summed.mean(axis=(1, 2), keepdims=True)
+        sign = np.sign((theirs * summed).sum(axis=(1, 2)))[:, None, None]
+        assert (sign != 0).all() and ours.max() > 0
+        correlation, difference = agreement(ours, np.maximum(sign * theirs, 0))
+        assert correlation >= 0.999 and difference <= 1e-4, (layer, correlation, difference)
+
+
 def linear_model(height: int, width: int, kernel: np.ndarray, head: np.ndarray) -> keras.Model:
     """image -> one valid conv whose kernel covers the image (linear, no bias) -> 1x1 maps
     -> "gap" -> "classifier": each logit is a linear function of the pixels."""
@@ -268,7 +321,7 @@ def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
 
 
 @pytest.mark.parametrize("method, layer", [("scorecam", ""), ("saliency", ""),
-                                           ("gradcam", "relu2_2"), ("layercam", "relu2_2")])
+                                           ("gradcam", "relu2_2"), ("eigencam", "relu2_2")])
 def test_methods_that_need_the_images_say_so(method, layer, random_vgg):
     model, _, features, classes, _ = random_vgg
     with pytest.raises(ValueError, match="needs the images"):
