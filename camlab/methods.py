@@ -29,6 +29,23 @@ SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory c
 MASK_EPSILON = 1e-7
 
 
+def parse_methods(text: str) -> tuple[str, ...]:
+    """METHOD as the scripts take it: one name, names separated by commas, or "all".
+
+    Returns the names in the order given, each once; any name not in METHODS is one
+    CamError naming all of them.
+    """
+    if text.strip() == "all":
+        return METHODS
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",")))
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise CamError(f"METHOD={text!r}: {', '.join(repr(name) for name in unknown)} "
+                       f"{'is' if len(unknown) == 1 else 'are'} not a method; choose one or "
+                       f"more of {', '.join(METHODS)} separated by commas, or \"all\"")
+    return names
+
+
 def map_layers(model: keras.Model) -> list[str]:
     """Names of the layers whose output is a 4-D map (batch, h, w, channels): LAYER's choices."""
     return [layer.name for layer in model.layers[1:]

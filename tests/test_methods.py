@@ -336,3 +336,21 @@ def test_cam_and_saliency_refuse_other_layers(random_vgg):
         methods.check_layer("saliency", model, "relu2_2")
     assert methods.check_layer("saliency", model, "relu3_2") == ""
     assert methods.check_layer("scorecam", model, "relu2_2") == "relu2_2"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("all", methods.METHODS), ("cam", ("cam",)), ("gradcam, scorecam", ("gradcam", "scorecam")),
+    ("eigencam,cam,eigencam", ("eigencam", "cam")), (" all ", methods.METHODS)])
+def test_parse_methods(text, expected):
+    assert methods.parse_methods(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lime", "METHOD='lime': 'lime' is not a method; choose one or more of cam, gradcam,"),
+    ("lime,gradcam,grad-cam", "'lime', 'grad-cam' are not a method"),
+    ("", "'' is not a method"), ("cam,,gradcam", "'' is not a method"),
+    ("cam,all", "'all' is not a method")])
+def test_parse_methods_names_every_unknown_name_once(text, message):
+    with pytest.raises(CamError) as error:
+        methods.parse_methods(text)
+    assert message in str(error.value) and "separated by commas, or \"all\"" in str(error.value)
