@@ -22,7 +22,7 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, folders, models, runs, training
+from camlab import data, folders, models, precision, runs, training
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
@@ -169,7 +169,7 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
-    policy = training.precision_policy(config["MIXED_PRECISION"])
+    policy = precision.precision_policy(config["MIXED_PRECISION"])
     keras.mixed_precision.set_global_policy(policy)
     strategy = training.distribution_strategy(config["STRATEGY"])
     builder = data.get_run_dataset(config)

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from camlab import data, methods, models, reference, runs, training  # noqa: E402
+from camlab import data, methods, models, precision, reference, runs, training  # noqa: E402
 
 WARMUP = 2  # untimed runs before measuring
 REPEATS = 7  # timed runs; the median is reported
@@ -193,13 +193,13 @@ def machine() -> dict:
                 break
     devices = [device.name for device in tf.config.list_logical_devices()]
     return {"cpu": model_name or platform.processor(), "cores": os.cpu_count(),
-            "devices": devices, "bfloat16_units": training.cpu_has_bfloat16(),
+            "devices": devices, "bfloat16_units": precision.cpu_has_bfloat16(),
             "versions": runs.library_versions()}
 
 
 def main() -> None:
     tfds.disable_progress_bar()
-    policy = training.precision_policy("auto")
+    policy = precision.precision_policy("auto")
     started = time.perf_counter()
     results = {}
     vgg19 = models.build_model("vgg19", CAM_SIZE, NUM_CLASSES)
