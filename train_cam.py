@@ -68,6 +68,11 @@ def check_config(config: dict[str, Any]) -> None:
             raise CamError(f"IMAGE_SIZE={config['IMAGE_SIZE']} is below "
                            f"{config['BACKBONE']}'s minimum of {minimum} pixels")
     check_choice("MIXED_PRECISION", config["MIXED_PRECISION"], precision.PRECISIONS)
+    if config["MIXED_PRECISION"] == "auto" and config["STRATEGY"] == "multiworker":
+        # Each worker would time its own steps, and two could pick different policies.
+        raise CamError("MIXED_PRECISION=\"auto\" times the machine it runs on, so workers "
+                       "could disagree; with STRATEGY=\"multiworker\" set it explicitly "
+                       "(float32, mixed_bfloat16 or mixed_float16)")
     check_choice("KEEP", config["KEEP"], training.KEEP_CHOICES)
     if config["KEEP"] == "best" and not 0 < config["HOLDOUT"] < 1:
         raise CamError(f"HOLDOUT={config['HOLDOUT']} must be between 0 and 1 (a share of "

@@ -158,6 +158,7 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     (["--BACKBONE=vgg"], "BACKBONE='vgg'; choose one of vgg19, vgg16, resnet50, mobilenet_v2, "
                          "efficientnet_b0, convnext_tiny, small_vgg"),
     (["--MIXED_PRECISION=fp8"], "MIXED_PRECISION='fp8'"),
+    (["--MIXED_PRECISION=auto", "--STRATEGY=multiworker"], "workers could disagree"),
     (["--CACHE=maybe"], "CACHE='maybe'"),
     (["--KEEP=first"], "KEEP='first'; choose one of last, best"),
     (["--KEEP=best", "--HOLDOUT=1.5"], "HOLDOUT=1.5 must be between 0 and 1"),
