@@ -22,7 +22,7 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, folders, models, runs, training
+from camlab import data, folders, models, precision, runs, training
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
@@ -42,7 +42,7 @@ LR_SCHEDULE = "constant"  # "constant" (the seed) or "cosine" (decays to 0 over 
 SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
 DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the same bits
-MIXED_PRECISION = "auto"  # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
+MIXED_PRECISION = "auto"  # "auto" (timed here), "float32", "mixed_bfloat16" or "mixed_float16"
 STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default", "mirrored" or "multiworker"
 CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
@@ -67,6 +67,12 @@ def check_config(config: dict[str, Any]) -> None:
         if config["IMAGE_SIZE"] < minimum:
             raise CamError(f"IMAGE_SIZE={config['IMAGE_SIZE']} is below "
                            f"{config['BACKBONE']}'s minimum of {minimum} pixels")
+    check_choice("MIXED_PRECISION", config["MIXED_PRECISION"], precision.PRECISIONS)
+    if config["MIXED_PRECISION"] == "auto" and config["STRATEGY"] == "multiworker":
+        # Each worker would time its own steps, and two could pick different policies.
+        raise CamError("MIXED_PRECISION=\"auto\" times the machine it runs on, so workers "
+                       "could disagree; with STRATEGY=\"multiworker\" set it explicitly "
+                       "(float32, mixed_bfloat16 or mixed_float16)")
     check_choice("KEEP", config["KEEP"], training.KEEP_CHOICES)
     if config["KEEP"] == "best" and not 0 < config["HOLDOUT"] < 1:
         raise CamError(f"HOLDOUT={config['HOLDOUT']} must be between 0 and 1 (a share of "
@@ -114,6 +120,19 @@ def input_pipelines(config: dict[str, Any], builder, num_classes: int):
                         setting="VALIDATION_SPLIT"),
         config["IMAGE_SIZE"], num_classes, config["VALIDATION_BATCH_SIZE"], cache=cached)
     return train, measured, cached, {"trained_on": train_split, "measured_on": measured_split}
+
+
+def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """MIXED_PRECISION resolved for this run (precision.precision_choice). A resumed run
+    keeps the policy it started in: "auto" could time differently now, or elsewhere."""
+    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
+    if config["RESUME"] and (run_dir / "config.json").is_file():
+        saved = runs.read_run_config(run_dir)
+        if "precision_policy" in saved:
+            started = saved.get("precision_choice") or {"policy": saved["precision_policy"]}
+            return {**started, "kept_on_resume": True}
+    return precision.precision_choice(config["MIXED_PRECISION"], config["BACKBONE"],
+                                      config["IMAGE_SIZE"], num_classes, config["BATCH_SIZE"])
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:
@@ -169,17 +188,18 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
-    policy = training.precision_policy(config["MIXED_PRECISION"])
-    keras.mixed_precision.set_global_policy(policy)
     strategy = training.distribution_strategy(config["STRATEGY"])
     builder = data.get_run_dataset(config)
     # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op
-    # counter, so a first run on a machine would otherwise train differently.
+    # counter, so a first run on a machine would otherwise train differently. The same
+    # goes for timing the precision policies, which happens on a first run only (cached).
     data.prepare(builder, config["DATA_DIR"])
+    names = data.class_names(builder)
+    choice = precision_choice(config, len(names))
+    keras.mixed_precision.set_global_policy(choice["policy"])
     keras.utils.set_random_seed(config["SEED"])
     if config["DETERMINISTIC"]:
         tf.config.experimental.enable_op_determinism()
-    names = data.class_names(builder)
     train, measured, cached, splits = input_pipelines(config, builder, len(names))
     with strategy.scope():
         model = models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
@@ -188,7 +208,7 @@ def run(config: dict[str, Any]) -> Path:
     run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
     run_config = {
         **config, "class_names": names, **splits, **folder_record(builder),
-        "precision_policy": policy,
+        "precision_policy": choice["policy"], "precision_choice": choice,
         "cached": cached, "replicas": strategy.num_replicas_in_sync,
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],

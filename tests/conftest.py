@@ -17,7 +17,7 @@ import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from camlab import data, plots, shapes  # noqa: E402
+from camlab import data, plots, precision, shapes  # noqa: E402
 from helpers import (  # noqa: E402
     QUICK_TRAINING,
     make_imagenette_archive,
@@ -44,6 +44,47 @@ def mock_imagenette():
     builds the demo's real data)."""
     with mocked_imagenette():
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_user_cache(tmp_path_factory):
+    """Every test's cache folder ($XDG_CACHE_HOME) is a temporary one, never ~/.cache:
+    a MIXED_PRECISION="auto" run would otherwise leave timings in the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture
+def bfloat16_cpu(tmp_path, monkeypatch):
+    """A CPU named "Test CPU 9000" with bfloat16 units and no GPU, an empty cache folder;
+    returns the cache file camlab.precision will use."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    devices = precision.tf.config.list_physical_devices
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices",
+                        lambda kind=None: [] if kind == "GPU" else devices(kind))
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_model", lambda: "Test CPU 9000")
+    return tmp_path / "cache" / "cam_lab" / "precision.json"
+
+
+@pytest.fixture
+def fake_timing(monkeypatch):
+    """Replaces the timed training steps: `fake_timing(float32=..., mixed_bfloat16=...)`
+    sets the images/s each policy "trains" at; returns the list of calls, each
+    (policy, backbone, image_size, num_classes, batch_size)."""
+    calls, speeds = [], {}
+
+    def timed(policy, backbone, image_size, num_classes, batch_size):
+        calls.append((policy, backbone, image_size, num_classes, batch_size))
+        return speeds[policy]
+
+    def set_speeds(**images_per_s):
+        speeds.update(images_per_s)
+        return calls
+
+    monkeypatch.setattr(precision, "training_throughput", timed)
+    return set_speeds
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from tensorflow_datasets.core.download import checksums
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import data, models, settings, shapes
+from camlab import data, models, precision, settings, shapes
 from helpers import QUICK_TRAINING, register_for_imagenette, register_for_vgg19, run_fails
 
 
@@ -87,6 +87,52 @@ def test_the_first_run_on_a_machine_gives_the_same_bits_as_later_ones(tmp_path):
         assert array.tobytes() == again_weights[name].tobytes(), name
 
 
+def test_auto_precision_records_its_timing_and_trains_the_same_bits_cached_or_not(
+        mock_imagenette, bfloat16_cpu, tmp_path):
+    """The first run times both policies (real steps, no cache yet), the second reads the
+    cache: config.json says which, and the seeded training is the same to the bit."""
+    args = [*QUICK_TRAINING, "--BACKBONE=small_vgg", "--BATCH_SIZE=12",  # 12 examples: 1 step
+            "--MIXED_PRECISION=auto", f"--OUTPUT_DIR={tmp_path}"]
+    run_dirs = [train_cam.main([*args, f"--RUN_NAME={name}"]) for name in ("timed", "cached")]
+    timed, cached = (json.loads((run / "config.json").read_text()) for run in run_dirs)
+    choice = timed["precision_choice"]
+    speeds = {policy: choice[f"{policy}_images_per_s"]
+              for policy in ("float32", "mixed_bfloat16")}
+    assert all(speed > 0 for speed in speeds.values())
+    assert choice["policy"] == precision.faster_policy(speeds) == timed["precision_policy"]
+    assert (choice["decided_by"], choice["from_cache"]) == ("measurement", False)
+    assert choice["cache_file"] == str(bfloat16_cpu)
+    assert choice["cache_key"].startswith("Test CPU 9000 | ")
+    assert " | small_vgg | 32 px | batch 12 | " in choice["cache_key"]
+    assert cached["precision_choice"] == {**choice, "from_cache": True}
+    histories = [(run / "history.csv").read_bytes() for run in run_dirs]
+    assert histories[0] == histories[1]
+    timed_weights, cached_weights = (weight_arrays(run / "weights.weights.h5")
+                                     for run in run_dirs)
+    assert len(timed_weights) > 20 and timed_weights.keys() == cached_weights.keys()
+    for name, array in timed_weights.items():
+        assert array.tobytes() == cached_weights[name].tobytes(), name
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_in(tmp_path, bfloat16_cpu, fake_timing):
+    calls = fake_timing(float32=10.0, mixed_bfloat16=5.0)  # a timing now would pick float32
+    started = {"policy": "mixed_bfloat16", "decided_by": "measurement",
+               "float32_images_per_s": 4.7, "mixed_bfloat16_images_per_s": 9.4}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {"precision_policy": "mixed_bfloat16", "precision_choice": started}))
+    config = {"MIXED_PRECISION": "auto", "BACKBONE": "vgg19", "IMAGE_SIZE": 320,
+              "BATCH_SIZE": 16, "OUTPUT_DIR": str(tmp_path), "RUN_NAME": "run", "RESUME": True}
+    kept = train_cam.precision_choice(config, 10)
+    assert kept == {**started, "kept_on_resume": True} and calls == []
+    assert train_cam.precision_choice({**config, "RESUME": False}, 10)["policy"] == "float32"
+    assert len(calls) == 2
+    # A run from before precision_choice existed recorded only its policy.
+    (tmp_path / "run" / "config.json").write_text('{"precision_policy": "mixed_bfloat16"}')
+    assert train_cam.precision_choice(config, 10) == {"policy": "mixed_bfloat16",
+                                                      "kept_on_resume": True}
+
+
 def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, capsys):
     root, _ = demo_run
     run_dir = demo_training(root / "data", tmp_path, "--KEEP=best", "--HOLDOUT=0.1",
@@ -112,6 +158,7 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     (["--BACKBONE=vgg"], "BACKBONE='vgg'; choose one of vgg19, vgg16, resnet50, mobilenet_v2, "
                          "efficientnet_b0, convnext_tiny, small_vgg"),
     (["--MIXED_PRECISION=fp8"], "MIXED_PRECISION='fp8'"),
+    (["--MIXED_PRECISION=auto", "--STRATEGY=multiworker"], "workers could disagree"),
     (["--CACHE=maybe"], "CACHE='maybe'"),
     (["--KEEP=first"], "KEEP='first'; choose one of last, best"),
     (["--KEEP=best", "--HOLDOUT=1.5"], "HOLDOUT=1.5 must be between 0 and 1"),

@@ -1,4 +1,4 @@
-"""camlab.training: the loss, the precision policy, and tf.distribute on two devices."""
+"""camlab.training: the loss, tf.distribute on two devices, the kept weights, history."""
 
 from __future__ import annotations
 
@@ -32,18 +32,6 @@ def test_training_loss_is_cross_entropy_of_true_labels():
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
     assert abs(result["loss"] - swapped) > 0.5
     assert result["accuracy"] == pytest.approx(np.mean(probs.argmax(1) == labels.argmax(1)))
-
-
-@pytest.mark.parametrize("gpus, bf16, expected", [
-    (["GPU:0"], True, "mixed_float16"), ([], True, "mixed_bfloat16"), ([], False, "float32")])
-def test_auto_precision_follows_the_hardware(monkeypatch, gpus, bf16, expected):
-    monkeypatch.setattr(training.tf.config, "list_physical_devices",
-                        lambda kind=None: gpus if kind == "GPU" else [])
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: bf16)
-    assert training.precision_policy("auto") == expected
-    assert training.precision_policy("float32") == "float32"
-    with pytest.raises(CamError, match="MIXED_PRECISION='half'"):
-        training.precision_policy("half")
 
 
 def one_step(tmp_path, devices, strategy):
