@@ -3,8 +3,8 @@
 Run `python benchmarks/bench_cam.py` (about 5 minutes on 2 cores). Prints a table and
 writes outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
 Keys: cam_speedup_vs_seed_loop, cam_floor_ratio, cam_overhead_fraction,
-pipeline_efficiency, mixed_precision_speedup, auto_precision_vs_best; each records what it
-ran on.
+pipeline_efficiency, mixed_precision_speedup, auto_precision_vs_best, and backbones (a row
+per backbone: training images/s and CAM overhead); each records what it ran on.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ CACHE_MEMORY_FRACTION = 0.25  # as train_cam.py's default
 PRECISION_SIZE = 128  # pixels for the float32 vs mixed-precision VGG19 training comparison
 PRECISION_BATCH = 16  # images per training step there
 PRECISION_STEPS = 6  # training steps per timed run there
+BACKBONE_SIZE = 128  # pixels for the per-backbone rows (4x4 final maps; small_vgg 32x32)
+BACKBONE_BATCH = 8  # images per step there
+BACKBONE_STEPS = 3  # timed training steps per backbone
 OUTPUT = "outputs/bench/bench.json"  # where the results go
 
 
@@ -225,6 +228,44 @@ def bench_auto_precision(speeds: dict[str, float]) -> dict:
         "backbone": "vgg19", "image_size": PRECISION_SIZE, "batch": PRECISION_BATCH}}
 
 
+def backbone_row(name: str) -> dict:
+    """Training images/s (float32, Adam, after one compiled warm-up step) and the CAM
+    overhead of the figure's top-3 maps as a fraction of the forward pass, for a backbone."""
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    model = models.build_model(name, BACKBONE_SIZE, NUM_CLASSES)
+    training.compile_model(model, 1e-4)
+    rng = np.random.default_rng(3)
+    images = rng.uniform(0, 255, (BACKBONE_BATCH, BACKBONE_SIZE, BACKBONE_SIZE, 3))
+    images = tf.constant(images, tf.float32)
+    labels = tf.constant(np.eye(NUM_CLASSES)[rng.integers(0, NUM_CLASSES, BACKBONE_BATCH)],
+                         tf.float32)
+    data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+    train_s = median_seconds(lambda: model.fit(data, epochs=1, steps_per_epoch=BACKBONE_STEPS,
+                                               verbose=0), warmup=0, repeats=3)
+    features_model = models.feature_model(model)
+    forward = tf.function(lambda x: features_model(x, training=False))
+
+    def with_cams():
+        features, probs = forward(images)
+        return methods.top_k_maps("cam", model, features, probs, 3, THRESHOLD,
+                                  (BACKBONE_SIZE, BACKBONE_SIZE))["maps"].numpy()
+
+    alone = median_seconds(lambda: [t.numpy() for t in forward(images)], repeats=3)
+    both = median_seconds(with_cams, repeats=3)
+    return {"training_images_per_s": BACKBONE_STEPS * BACKBONE_BATCH / train_s,
+            "cam_overhead_fraction": both / alone - 1, "forward_s": alone,
+            "feature_shape": list(features_model.outputs[0].shape[1:])}
+
+
+def bench_backbones() -> dict:
+    """One row per backbone; measured, no bar set (issue #11)."""
+    rows = {name: backbone_row(name) for name in models.BACKBONES}
+    return {"backbones": {"image_size": BACKBONE_SIZE, "batch": BACKBONE_BATCH,
+                          "precision": "float32", "rows": rows}}
+
+
 def machine() -> dict:
     """What the numbers were measured on, and how busy it was (1-minute load average)."""
     devices = [device.name for device in tf.config.list_logical_devices()]
@@ -248,6 +289,7 @@ def main() -> None:
     speeds = precision_speeds()
     results.update(bench_precision(speeds))
     results.update(bench_auto_precision(speeds))
+    results.update(bench_backbones())
     results["machine"] = machine()
     results["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\n{'key':<28}{'value':>10}  details")
@@ -256,6 +298,10 @@ def main() -> None:
             details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in entry.items() if k != "value")
             print(f"{key:<28}{entry['value']:>10.3f}  {details}")
+    print(f"\n{'backbone':<18}{'train img/s':>12}{'CAM overhead':>14}  feature map")
+    for name, row in results["backbones"]["rows"].items():
+        print(f"{name:<18}{row['training_images_per_s']:>12.1f}"
+              f"{row['cam_overhead_fraction']:>14.3f}  {row['feature_shape']}")
     print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
           f"{results['seconds']:.0f} s")
     runs.write_json(OUTPUT, results)
