@@ -10,6 +10,7 @@ confusion_matrix.png and deletion_insertion.png.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,15 @@ import keras
 import numpy as np
 
 from camlab import data, methods, metrics, plots, runs
-from camlab.errors import CamError, check_choice
+from camlab.errors import CamError
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = "imagenette"  # the training run to score, a folder in OUTPUT_DIR
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 SPLIT = "validation"  # tfds split to score, in its stored order
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
-METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
+METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
+SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
 BATCH_SIZE = 50  # images per batch; deletion/insertion feeds (STEPS + 1) x 2 x this
 PREDICT_BATCH_SIZE = 256  # images per forward pass inside deletion / insertion
 SEED = 0  # seeds the random baseline maps and the randomised model
@@ -45,8 +47,8 @@ TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they ar
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
-    check_choice("METHOD", config["METHOD"], methods.METHODS)
-    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS"):
+    methods.parse_methods(config["METHOD"])
+    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS", "SCORECAM_BATCH"):
         if config[name] < 1:
             raise CamError(f"{name}={config[name]} must be at least 1")
     if config["MAX_IMAGES"] < 0:
@@ -77,6 +79,7 @@ def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_
                                                               config["PREDICT_BATCH_SIZE"]),
         method=config["METHOD"], threshold=config["THRESHOLD"], steps=config["STEPS"],
         blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"], layer=layer,
+        scorecam_batch=config["SCORECAM_BATCH"],
         num_batches=count if count > 0 else None)
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
@@ -118,18 +121,61 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
     return path
 
 
+LEADERBOARD_KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
+                    "box_localisation", "deletion_auc", "insertion_auc")
+
+
+def write_leaderboard(config: dict[str, Any], run_dir: Path,
+                      results: dict[str, dict[str, Any]]) -> Path:
+    """leaderboard.json and .md: every method's headline scores for the predicted class, the
+    two baselines, and each method's map time, measured in this run on the same batches."""
+    first = next(iter(results.values()))
+    scores = {method: {**{key: entry["predicted_class"][key] for key in LEADERBOARD_KEYS
+                          if key in entry["predicted_class"]},
+                       "ms_per_image": entry["ms_per_image"]}
+              for method, entry in results.items()}
+    baselines = {name: {key: first["predicted_class"][f"{key}{source}"]
+                        for key in LEADERBOARD_KEYS if key in first["predicted_class"]}
+                 for name, source in (("centre", "_center_baseline"),
+                                      ("random", "_random_baseline"))}
+    board = {"methods": scores, "baselines": baselines, "num_images": first["num_images"],
+             "run": config["RUN_NAME"], "split": config["SPLIT"], "layer": first["layer"],
+             "class": "predicted"}
+    subset = file_suffixes(config, "")[1]
+    path = run_dir / f"leaderboard{subset}.json"
+    runs.write_json(path, board)
+    order = "maxboxacc_v2" if "maxboxacc_v2" in scores[next(iter(scores))] else "deletion_auc"
+    ranked = sorted(scores, key=lambda m: scores[m][order], reverse=order != "deletion_auc")
+    columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in columns) + " |"
+              for name, row in [*((m, scores[m]) for m in ranked), *baselines.items()]
+              if all(key in row for key in columns[:-1])]
+    with runs.atomic_path(path.with_suffix(".md")) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"saved {path.with_suffix('.md')}")
+    return path
+
+
 def run(config: dict[str, Any]) -> Path:
-    """Scores a run's maps with a resolved configuration; returns the metrics path."""
+    """Scores a run's maps with a resolved configuration, method by method; returns the
+    metrics path (the leaderboard's when METHOD names several)."""
     check_config(config)
-    started = time.perf_counter()
+    chosen = methods.parse_methods(config["METHOD"])
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     trained = runs.read_run_config(run_dir)
     model, random_model = load_models(run_dir, trained, config["SEED"])
-    layer = methods.check_layer(config["METHOD"], model, config["LAYER"])
-    print(f"maps of layer {methods.layer_name(model, layer)}")
-    scores = scored_split(config, trained, model, random_model, layer)
-    return write_results(config, trained, run_dir, scores, time.perf_counter() - started,
-                         layer)
+    layers = {method: methods.check_layer(method, model, config["LAYER"]) for method in chosen}
+    results, path = {}, None
+    for method in chosen:
+        started = time.perf_counter()
+        one = {**config, "METHOD": method}
+        print(f"{method}: maps of layer {methods.layer_name(model, layers[method])}")
+        scores = scored_split(one, trained, model, random_model, layers[method])
+        path = write_results(one, trained, run_dir, scores, time.perf_counter() - started,
+                             layers[method])
+        results[method] = json.loads(path.read_text(encoding="utf-8"))
+    return write_leaderboard(config, run_dir, results) if len(chosen) > 1 else path
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -34,7 +34,8 @@ ALPHA = 0.3  # opacity of the heatmap over the image, 0 to 1
 CMAP = "magma_r"  # matplotlib colormap of the heatmap
 DPI = 300  # resolution of heatmaps.png, dots per inch
 SEED = 0  # chooses which images are drawn
-METHOD = "cam"  # "cam" (Zhou et al. 2016) or "gradcam" (Selvaraju et al. 2017)
+METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
+SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 RESIZE = "crop"  # IMAGES: "crop" (the centred square) or "pad" (whole photo on black); no squash
@@ -51,13 +52,16 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     for name in ("THRESHOLD", "ALPHA"):
         if not 0.0 <= config[name] <= 1.0:
             raise CamError(f"{name}={config[name]} must be between 0 and 1")
-    check_choice("METHOD", config["METHOD"], methods.METHODS)
+    check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
+    if config["SCORECAM_BATCH"] < 1:
+        raise CamError(f"SCORECAM_BATCH={config['SCORECAM_BATCH']} must be at least 1")
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
 
 
 def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: float,
-                 layer: str = "") -> dict[str, np.ndarray]:
+                 layer: str = "", scorecam_batch: int = methods.SCORECAM_BATCH
+                 ) -> dict[str, np.ndarray]:
     """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
     "cams": (n, h, w, classes) raw CAMs of every class; "probs": (n, classes); and for
@@ -66,7 +70,7 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: 
     """
     features, probs = models.feature_model(model)(images, training=False)
     shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
-                               images.shape[1:3], images, layer)
+                               images.shape[1:3], images, layer, scorecam_batch)
     weights = models.class_weights(model)
     return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
             "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
@@ -103,19 +107,13 @@ def full_resolution(photos: list[np.ndarray], low_res, threshold: float):
     return squares, maps
 
 
-def run(config: dict[str, Any]) -> Path:
-    """Draws the grid for a resolved configuration; returns the figure's path."""
-    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
-    trained = runs.read_run_config(run_dir)
-    names = trained["class_names"]
-    check_config(config, len(names))
-    check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
-    model = runs.load_trained_model(run_dir, trained)
-    layer = methods.check_layer(config["METHOD"], model, config["LAYER"])
-    print(f"maps of layer {methods.layer_name(model, layer)}")
-    batch = chosen_images(config, trained)
-    result = compute_maps(model, batch["image"], config["METHOD"], config["TOP_K"],
-                          config["THRESHOLD"], layer)
+def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[str],
+         method: str) -> Path:
+    """One method's grid and arrays for the chosen images; returns the figure's path."""
+    layer = methods.check_layer(method, model, config["LAYER"])
+    print(f"{method}: maps of layer {methods.layer_name(model, layer)}")
+    result = compute_maps(model, batch["image"], method, config["TOP_K"], config["THRESHOLD"],
+                          layer, config["SCORECAM_BATCH"])
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
     shown, maps = images, result["maps"]
     if config["FULL_RESOLUTION"] and "photo" in batch:
@@ -124,8 +122,7 @@ def run(config: dict[str, Any]) -> Path:
                          config["ALPHA"], config["CMAP"], batch.get("bbox"), batch.get("file"))
     # Own images, other methods and layers get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
-        "" if config["METHOD"] == "cam" else f"_{config['METHOD']}") + (
-        f"_{layer}" if layer else "")
+        "" if method == "cam" else f"_{method}") + (f"_{layer}" if layer else "")
     figure_path = run_dir / f"heatmaps{suffix}.png"
     plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"
@@ -136,9 +133,24 @@ def run(config: dict[str, Any]) -> Path:
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}),
                             **({"files": batch["file"]} if "file" in batch else {}))
     print(f"saved {arrays_path}")
+    return figure_path
+
+
+def run(config: dict[str, Any]) -> Path:
+    """Draws a grid per METHOD for a resolved configuration; returns the last figure's path."""
+    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
+    trained = runs.read_run_config(run_dir)
+    names = trained["class_names"]
+    check_config(config, len(names))
+    chosen = methods.parse_methods(config["METHOD"])
+    model = runs.load_trained_model(run_dir, trained)
+    for method in chosen:  # every name checked before any image is read or drawn
+        methods.check_layer(method, model, config["LAYER"])
+    batch = chosen_images(config, trained)
+    paths = [draw(config, run_dir, model, batch, names, method) for method in chosen]
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
                                       ("RUN_NAME", "OUTPUT_DIR", "METHOD", "LAYER")))
-    return figure_path
+    return paths[-1]
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -10,6 +10,7 @@ metrics.json's numbers.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -268,7 +269,8 @@ def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
 
 
 def sanity_correlation(method: str, trained_maps, random_model, images,
-                       classes, layer: str = "") -> np.ndarray:
+                       classes, layer: str = "",
+                       scorecam_batch: int = methods.SCORECAM_BATCH) -> np.ndarray:
     """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
     the same method's maps from `random_model`, per image.
 
@@ -277,13 +279,13 @@ def sanity_correlation(method: str, trained_maps, random_model, images,
     """
     features, _ = models.feature_model(random_model)(images, training=False)
     random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1],
-                                           images, layer)
+                                           images, layer, scorecam_batch)
     return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
 
 
 def score_batch(model, random_model, predict, batch: dict, *, method: str, threshold: float,
-                steps: int, blur_sigma: float, seed: int, layer: str = ""
-                ) -> dict[str, np.ndarray]:
+                steps: int, blur_sigma: float, seed: int, layer: str = "",
+                scorecam_batch: int = methods.SCORECAM_BATCH) -> dict[str, np.ndarray]:
     """Every per-image score of one batch, keyed "<target>/<metric><source>".
 
     Maps are scored for the predicted and the true class, each beside the two baseline
@@ -297,16 +299,21 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
     predicted = np.argmax(probs.numpy(), axis=1)
     correct = predicted == labels
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
-    low_res = methods.maps_for_classes(method, model, features, classes, images, layer)
+    started = time.perf_counter()
+    low_res = methods.maps_for_classes(method, model, features, classes, images, layer,
+                                       scorecam_batch)
+    tf.reduce_sum(low_res).numpy()  # reading a value waits until the maps exist
+    map_seconds = time.perf_counter() - started
     method_maps = cam_utils.upsample(low_res, size)
     n = len(labels)
     sources = {"_center_baseline": centre_gaussian_maps(n, *size),
                "_random_baseline": random_maps(n, *size, seed=seed)}
     baselines = blurred(images, blur_sigma * size[0])
     out = {"label": labels, "predicted": predicted, "correct": correct,
+           "map_seconds": np.full(n, map_seconds / n),
            "sanity_rank_correlation": sanity_correlation(method, low_res[..., 0],
                                                          random_model, images, classes,
-                                                         layer)}
+                                                         layer, scorecam_batch)}
     predicted_faith = {}
     for column, target in enumerate(("predicted_class", "true_class")):
         for suffix in SOURCES:
@@ -328,6 +335,7 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
 
 def score_batches(batches: Iterable[dict], model, random_model, predict, *, method: str,
                   threshold: float, steps: int, blur_sigma: float, seed: int, layer: str = "",
+                  scorecam_batch: int = methods.SCORECAM_BATCH,
                   num_batches: int | None = None) -> dict[str, np.ndarray]:
     """`score_batch` over all batches, with a progress bar: {key: (images, ...)}; {} if none.
 
@@ -340,7 +348,8 @@ def score_batches(batches: Iterable[dict], model, random_model, predict, *, meth
     for index, batch in enumerate(batches):
         scores = score_batch(model, random_model, predict, batch, method=method,
                              threshold=threshold, steps=steps, blur_sigma=blur_sigma,
-                             seed=seed * 100_003 + index, layer=layer)
+                             seed=seed * 100_003 + index, layer=layer,
+                             scorecam_batch=scorecam_batch)
         for key, value in scores.items():
             collected.setdefault(key, []).append(np.asarray(value))
         progress.add(1)
@@ -354,6 +363,8 @@ def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]
         "num_images": int(len(labels)),
         "accuracy": float(np.mean(scores["correct"])),
         "sanity_rank_correlation": float(np.mean(scores["sanity_rank_correlation"])),
+        # The maps of the predicted and the true class, forward pass excluded.
+        "ms_per_image": 1000 * float(np.mean(scores.get("map_seconds", np.zeros(1)))),
     }
     for target in ("predicted_class", "true_class"):
         summary[target] = {key.split("/", 1)[1]: float(np.mean(value))

@@ -65,3 +65,23 @@ def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, 
     output_dir, run_dir = trained_run
     run_fails(evaluate_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
               run_dir, message)
+
+
+def test_several_methods_make_a_leaderboard(demo_run):
+    root, run_dir = demo_run
+    path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
+                              "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=cam,gradcam,layercam"])
+    assert path == run_dir / "leaderboard_first16.json"
+    board = json.loads(path.read_text())
+    assert list(board["methods"]) == ["cam", "gradcam", "layercam"]
+    assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random"}
+    for method, row in board["methods"].items():
+        assert set(evaluate_cam.LEADERBOARD_KEYS) <= set(row) and row["ms_per_image"] > 0
+        single = json.loads((run_dir / ("metrics_first16.json" if method == "cam" else
+                                        f"metrics_{method}_first16.json")).read_text())
+        assert row["maxboxacc_v2"] == single["predicted_class"]["maxboxacc_v2"]
+    table = (run_dir / "leaderboard_first16.md").read_text().splitlines()
+    ranked = [line.split("|")[1].strip() for line in table[2:5]]
+    assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m][
+        "maxboxacc_v2"])
+    assert table[-2].startswith("| centre |") and table[-1].startswith("| random |")

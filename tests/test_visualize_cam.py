@@ -86,7 +86,8 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--THRESHOLD=1.5"], "THRESHOLD=1.5 must be between 0 and 1"),
     (["--NUM_IMAGES=0"], "NUM_IMAGES=0 must be between 1"),
     (["--NUM_IMAGES=13"], "NUM_IMAGES=13 must be between 1 and the split's size, 12"),
-    (["--METHOD=lime"], "METHOD='lime'; choose one of cam, gradcam"),
+    (["--METHOD=lime"], "METHOD='lime': 'lime' is not a method; choose one or more of cam, "
+                        "gradcam, gradcam++, scorecam, layercam, eigencam, saliency"),
     (["--TOP_K=three"], "--TOP_K='three': expected int"),
     (["--TOPK=3"], "unknown constant 'TOPK'"),
     (["--RUN_NAME=nothere"], "config.json not found"),
@@ -174,3 +175,14 @@ def test_own_photos_keep_their_names_shape_and_resolution(trained_run, image_fil
     for ax in axes.ravel():
         photo, heatmap = ax.get_images()
         assert photo.get_array().shape[:2] == heatmap.get_array().shape == (side, side)
+
+
+def test_several_methods_draw_one_grid_each(demo_run):
+    root, run_dir = demo_run
+    path = visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=10",
+                               "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16"])
+    assert path == run_dir / "heatmaps_saliency.png"
+    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency"):
+        saved = np.load(run_dir / f"cams_{method}.npz")
+        assert json.loads(str(saved["settings"]))["METHOD"] == "all"
+        assert (run_dir / f"heatmaps_{method}.png").is_file()
