@@ -148,9 +148,9 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
     ranked = sorted(scores, key=lambda m: scores[m][order], reverse=order != "deletion_auc")
     columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{row[key]:.3f}" for key in columns) + " |"
-              for name, row in [*((m, scores[m]) for m in ranked), *baselines.items()]
-              if all(key in row for key in columns[:-1])]
+    lines += [f"| {name} | " + " | ".join(f"{row[key]:.3f}" if key in row else "-"
+                                          for key in columns) + " |"
+              for name, row in [*((m, scores[m]) for m in ranked), *baselines.items()]]
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"saved {path.with_suffix('.md')}")
