@@ -23,8 +23,10 @@ if __name__ == "__main__":
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from camlab import data, methods, metrics, plots, runs
+import cam_utils
+from camlab import data, methods, metrics, models, plots, runs
 from camlab.errors import CamError
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -157,6 +159,30 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
     return path
 
 
+COMPARISON_IMAGES = 4  # rows of the methods' comparison figure: the split's first images
+
+
+def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Path, model,
+                    layers: dict[str, str]) -> None:
+    """comparison.png: the split's first images, one column per method, the predicted
+    class's map over each, ground-truth boxes where the data have them."""
+    builder = data.get_run_dataset(trained)
+    batch = next(iter(data.evaluation_batches(
+        data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
+        trained["IMAGE_SIZE"], COMPARISON_IMAGES, COMPARISON_IMAGES)))
+    images = batch["image"]
+    features, probs = models.feature_model(model)(images, training=False)
+    classes = tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
+    maps = {method: cam_utils.upsample(methods.maps_for_classes(
+        method, model, features, classes, images, layer, config["SCORECAM_BATCH"]),
+        images.shape[1:3])[..., 0].numpy() for method, layer in layers.items()}
+    names = [trained["class_names"][c] for c in classes[:, 0].numpy()]
+    figure = plots.method_comparison(np.round(images.numpy()).clip(0, 255).astype(np.uint8),
+                                     maps, batch["bbox"].numpy() if "bbox" in batch else None,
+                                     names)
+    plots.save_figure(figure, run_dir / f"comparison{file_suffixes(config, '')[1]}.png", 150)
+
+
 def run(config: dict[str, Any]) -> Path:
     """Scores a run's maps with a resolved configuration, method by method; returns the
     metrics path (the leaderboard's when METHOD names several)."""
@@ -175,7 +201,10 @@ def run(config: dict[str, Any]) -> Path:
         path = write_results(one, trained, run_dir, scores, time.perf_counter() - started,
                              layers[method])
         results[method] = json.loads(path.read_text(encoding="utf-8"))
-    return write_leaderboard(config, run_dir, results) if len(chosen) > 1 else path
+    if len(chosen) == 1:
+        return path
+    draw_comparison(config, trained, run_dir, model, layers)
+    return write_leaderboard(config, run_dir, results)
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -92,3 +92,38 @@ def save_figure(fig: Figure, path, dpi: int) -> None:
         fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[-1])
     plt.close(fig)
     print(f"saved {path}")
+
+
+def method_comparison(images: np.ndarray, maps: dict[str, np.ndarray],
+                      boxes: np.ndarray | None = None,
+                      titles: list[str] | None = None) -> Figure:
+    """Rows of images, one column per method: each method's map over the image.
+
+    `images`: (n, H, W, 3) uint8; `maps`: {method: (n, H, W)}, each map drawn scaled to its
+    own maximum; `boxes`: optional (n, 4) normalised ground-truth boxes, outlined in green;
+    `titles`: optional (n,) row labels (e.g. the class explained).
+    """
+    n, columns = len(images), len(maps)
+    fig, axes = plt.subplots(n, columns + 1, figsize=(1.6 * (columns + 1), 1.7 * n),
+                             squeeze=False)
+    height, width = images.shape[1:3]
+    for row in range(n):
+        panels = [("image", None), *maps.items()]
+        for column, (name, method_maps) in enumerate(panels):
+            ax = axes[row, column]
+            ax.imshow(images[row])
+            if method_maps is not None:
+                peak = max(float(method_maps[row].max()), 1e-12)
+                ax.imshow(method_maps[row] / peak, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if boxes is not None:
+                ymin, xmin, ymax, xmax = boxes[row] * [height, width, height, width]
+                ax.add_patch(plt.Rectangle((xmin - 0.5, ymin - 0.5), xmax - xmin, ymax - ymin,
+                                           fill=False, edgecolor="lime", linewidth=1.0))
+            if row == 0:
+                ax.set_title(name, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if titles is not None:
+            axes[row, 0].set_ylabel(titles[row], fontsize=7)
+    fig.tight_layout()
+    return fig

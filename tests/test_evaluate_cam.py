@@ -67,7 +67,7 @@ def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, 
               run_dir, message)
 
 
-def test_several_methods_make_a_leaderboard(demo_run):
+def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     root, run_dir = demo_run
     path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
                               "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=cam,gradcam,layercam"])
@@ -85,3 +85,10 @@ def test_several_methods_make_a_leaderboard(demo_run):
     assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m][
         "maxboxacc_v2"])
     assert table[-2].startswith("| centre |") and table[-1].startswith("| random |")
+    assert (run_dir / "comparison_first16.png").is_file()
+    comparison = saved_figures[-1]
+    axes = np.array(comparison.axes).reshape(evaluate_cam.COMPARISON_IMAGES, 4)
+    assert [ax.get_title() for ax in axes[0]] == ["image", "cam", "gradcam", "layercam"]
+    assert all(len(ax.patches) == 1 for ax in axes.ravel())  # the true box in every panel
+    names = json.loads((run_dir / "config.json").read_text())["class_names"]
+    assert all(ax.get_ylabel() in names for ax in axes[:, 0])
