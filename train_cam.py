@@ -74,6 +74,9 @@ def check_config(config: dict[str, Any]) -> None:
                        "could disagree; with STRATEGY=\"multiworker\" set it explicitly "
                        "(float32, mixed_bfloat16 or mixed_float16)")
     check_choice("KEEP", config["KEEP"], training.KEEP_CHOICES)
+    check_choice("CACHE", config["CACHE"], training.CACHE_CHOICES)
+    check_choice("LR_SCHEDULE", config["LR_SCHEDULE"], training.LR_SCHEDULES)
+    check_choice("STRATEGY", config["STRATEGY"], training.STRATEGIES)
     if config["KEEP"] == "best" and not 0 < config["HOLDOUT"] < 1:
         raise CamError(f"HOLDOUT={config['HOLDOUT']} must be between 0 and 1 (a share of "
                        "TRAIN_SPLIT) when KEEP=\"best\"")
@@ -135,24 +138,34 @@ def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]
                                       config["IMAGE_SIZE"], num_classes, config["BATCH_SIZE"])
 
 
+# What visualize_cam.py and evaluate_cam.py write into a run folder, by name pattern.
+DERIVED_FILES = ("heatmaps*", "cams*.npz", "metrics*.json", "leaderboard*", "comparison*",
+                 "confusion_matrix*", "deletion_insertion*")
+RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR")  # cannot change the training
+
+
 def prepare_run_dir(config: dict[str, Any]) -> Path:
     """The run folder, checked for RESUME; a fresh run drops the previous run's state.
 
     Resuming needs the backup BackupAndRestore leaves behind and the same configuration
-    (apart from RESUME itself); anything else would mix two different trainings.
+    (apart from settings that cannot change the training); anything else would mix two
+    trainings. A fresh run also removes the earlier model's figures and scores, which would
+    otherwise sit beside the new weights and describe the old ones.
     """
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     backup = run_dir / "backup"
     if not config["RESUME"]:
         shutil.rmtree(backup, ignore_errors=True)
-        for stale in ("weights.weights.h5", "model.keras", "history.csv"):
-            (run_dir / stale).unlink(missing_ok=True)
+        for stale in ("weights.weights.h5", "model.keras", "history.csv", *DERIVED_FILES):
+            for path in run_dir.glob(stale):
+                path.unlink()
         return run_dir
     if not backup.is_dir():
         raise CamError(f"nothing to resume in {run_dir}: no interrupted training there "
                        "(a finished run deletes its backup); run without --RESUME=True")
     saved = runs.read_run_config(run_dir)
-    changed = [name for name in config if name != "RESUME" and saved.get(name) != config[name]]
+    changed = [name for name in config if name not in RESUME_MAY_CHANGE
+               and saved.get(name) != config[name]]
     if changed:
         raise CamError(f"cannot resume {run_dir} with a different configuration ("
                        + ", ".join(f"{n}: {saved.get(n)!r} -> {config[n]!r}" for n in changed)
@@ -176,10 +189,14 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
             measured_on: str) -> str:
     """What a finished training leaves: the kept epoch and its accuracy, the files, what next."""
     which = "the last" if config["KEEP"] == "last" else f"best on {measured_on}"
-    accuracy = kept.get("val_accuracy", float("nan"))
+    if kept:
+        headline = (f"kept epoch {kept['epoch']:.0f} of {config['EPOCHS']} ({which}): "
+                    f"accuracy {100 * kept.get('val_accuracy', float('nan')):.1f}% on "
+                    f"{measured_on}")
+    else:  # a resumed run whose epochs were all done before it was interrupted
+        headline = "no epoch was left to train: the weights are those saved before"
     return "\n".join([
-        f"kept epoch {kept['epoch']:.0f} of {config['EPOCHS']} ({which}): accuracy "
-        f"{100 * accuracy:.1f}% on {measured_on}",
+        headline,
         f"run folder {run_dir}/: model.keras, weights.weights.h5, config.json, history.csv",
         "next: " + settings.command(Path(__file__).with_name("visualize_cam.py"), config,
                                     ("RUN_NAME", "OUTPUT_DIR"))])

@@ -297,9 +297,9 @@ def read_photo(path: Path) -> np.ndarray:
                                f"{MAX_IMAGE_PIXELS:,}: downscale it first")
             try:
                 image.load()
+                return _rgb(PIL.ImageOps.exif_transpose(image))
             except (OSError, SyntaxError, ValueError) as error:
                 raise CamError(f"{path} is corrupt or truncated ({error})") from None
-            return _rgb(PIL.ImageOps.exif_transpose(image))
     except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError) as error:
         raise CamError(f"{path} is not an image file this script can read ({error})") from None
 

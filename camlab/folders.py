@@ -17,7 +17,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import PIL.Image
 import tensorflow as tf
 
 from camlab.errors import CamError, check_choice
@@ -92,9 +91,17 @@ def open_folder(name: str, split_names: tuple[str, str], validation_fraction: fl
     if not root.is_dir():
         raise CamError(f"DATASET folder {name!r} does not exist")
     if all((root / split).is_dir() for split in split_names):
+        counts = {split: count_images(root / split) for split in split_names}
         for split in split_names:
-            check_classes(root / split, count_images(root / split))
-        indexed = {split: _indexed(root / split, shuffle=False)[0] for split in split_names}
+            check_classes(root / split, counts[split])
+        if set(counts[split_names[0]]) != set(counts[split_names[1]]):
+            differ = sorted(set(counts[split_names[0]]) ^ set(counts[split_names[1]]))
+            raise CamError(f"{root / split_names[0]} and {root / split_names[1]} must hold "
+                           f"the same class folders; {', '.join(differ)} is in only one")
+        # Training images in a seeded random order, so that a slice of them (KEEP="best")
+        # is a random sample, not the first classes; validation in file order.
+        indexed = {split: _indexed(root / split, shuffle=index == 0, seed=seed)[0]
+                   for index, split in enumerate(split_names)}
         class_names = list(indexed[split_names[0]].class_names)
         splits = {split: _labelled(found, class_names) for split, found in indexed.items()}
     else:
@@ -113,16 +120,18 @@ def open_folder(name: str, split_names: tuple[str, str], validation_fraction: fl
 
 
 def check_readable(folder: FolderData) -> None:
-    """Opens every image's header and checks its structure (PIL's verify), and reports all
+    """Decodes every image once, as training will (data.read_photo), and reports all
     unreadable files at once, before any training, rather than failing mid-epoch."""
+    from camlab import data  # data imports this module to dispatch DATASET
+
     unreadable = []
     for paths, _ in folder.splits.values():
         for path in paths:
             try:
-                with PIL.Image.open(path) as image:
-                    image.verify()
-            except Exception as error:  # PIL raises many kinds for damaged files
-                unreadable.append(f"{path} ({type(error).__name__})")
+                data.read_photo(Path(path))
+            except CamError as error:
+                reason = str(error).removeprefix(str(path)).strip()
+                unreadable.append(f"{path} ({reason})")
     if unreadable:
         more = len(unreadable) - SHOWN_UNREADABLE
         raise CamError(f"{len(unreadable)} unreadable image file(s) in {folder.root}: "

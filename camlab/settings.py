@@ -216,7 +216,12 @@ def load_preset(name: str, defaults: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
         raise CamError(f"unknown preset {name!r}; available: {', '.join(known) or 'none'}")
-    values = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CamError(f"presets/{name}.json is not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise CamError(f"presets/{name}.json must hold one JSON object of settings")
     return {k: check_value(k, v, defaults[k], f"presets/{name}.json")
             for k, v in values.items() if k in defaults}
 
@@ -251,13 +256,13 @@ def import_tensorflow_quietly() -> None:
     the descriptor can hold them back. If the import fails, the lines are written out.
     """
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+        saved = os.dup(2)
         try:
+            os.dup2(captured.fileno(), 2)
             import tensorflow  # noqa: F401
         except BaseException:
-            os.dup2(saved, 2)
+            os.dup2(saved, 2)  # the real stderr again, for the lines and the traceback
             captured.seek(0)
             sys.stderr.write(captured.read().decode(errors="replace"))
             raise

@@ -116,7 +116,11 @@ def remove_images(root, kind):
                    for kind in ("square", "stripes")],
      "has 1 class folder(s) (circle); a classifier needs at least two"),
     (lambda root: (root / "circle" / "circle0.png").write_text("not a picture"),
-     "1 unreadable image file(s) in {root}: {root}/circle/circle0.png (UnidentifiedImageError)"),
+     "1 unreadable image file(s) in {root}: {root}/circle/circle0.png (is not an image file"),
+    (lambda root: (root / "square" / "square1.jpg").write_bytes(
+        (root / "square" / "square1.jpg").read_bytes()[:300]),
+     "1 unreadable image file(s) in {root}: {root}/square/square1.jpg (is not an image file "
+     "this script can read (Truncated File Read))"),
 ])
 def test_bad_folders_get_one_line_and_no_run(tmp_path, damage, message):
     root = make_folder(tmp_path / "pics", per_class=3)
@@ -130,3 +134,20 @@ def test_bad_folders_get_one_line_and_no_run(tmp_path, damage, message):
 def test_a_missing_folder_is_named(tmp_path):
     with pytest.raises(CamError, match="DATASET folder './nowhere' does not exist"):
         data.get_builder("./nowhere")
+
+
+def test_split_folders_must_hold_the_same_classes(tmp_path):
+    root = make_folder(tmp_path / "pics", per_class=2, splits=("train", "validation"))
+    (root / "validation" / "stripes").rename(root / "validation" / "stripe")
+    with pytest.raises(CamError, match="must hold the same class folders; stripe, stripes is "
+                                       "in only one"):
+        data.get_builder(str(root))
+
+
+def test_a_held_out_slice_of_a_folder_is_a_random_sample_of_its_classes(tmp_path):
+    root = make_folder(tmp_path / "pics", per_class=6, splits=("train", "validation"))
+    folder = data.get_builder(str(root), seed=1)
+    first = [int(example["label"]) for example in folders.load(folder, "train[:6]")]
+    assert len(set(first)) > 1  # not the first class's six images
+    again = data.get_builder(str(root), seed=1)
+    assert again.splits["train"] == folder.splits["train"]  # the seed fixes the order

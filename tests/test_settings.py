@@ -180,6 +180,16 @@ def test_preset_values_are_type_checked(tmp_path, monkeypatch):
         settings.resolve(train_cam.__file__, ["--PRESET=bad"])
 
 
+@pytest.mark.parametrize("text, message", [
+    ("{\"EPOCHS\": 3,", "presets/broken.json is not valid JSON"),
+    ("[1, 2]", "presets/broken.json must hold one JSON object of settings")])
+def test_a_broken_preset_file_is_one_line(tmp_path, monkeypatch, text, message):
+    (tmp_path / "broken.json").write_text(text)
+    monkeypatch.setattr(settings, "PRESETS_DIR", tmp_path)
+    with pytest.raises(CamError, match=message):
+        settings.resolve(train_cam.__file__, ["--PRESET=broken"])
+
+
 def test_every_preset_key_is_a_setting_of_some_script():
     known = set().union(*(settings.declared_settings(s.__file__) for s in SCRIPTS))
     for path in settings.PRESETS_DIR.glob("*.json"):

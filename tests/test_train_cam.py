@@ -74,6 +74,19 @@ def weight_arrays(path) -> dict:
     return arrays
 
 
+def test_a_fresh_run_removes_the_earlier_models_figures_and_scores(tmp_path, demo_run):
+    root, _ = demo_run
+    run_dir = tmp_path / "demo"
+    run_dir.mkdir()
+    for name in ("heatmaps.png", "cams_gradcam.npz", "metrics_first50.json", "leaderboard.md",
+                 "comparison.png", "confusion_matrix.png", "deletion_insertion.png"):
+        (run_dir / name).write_text("from the earlier model")
+    (run_dir / "notes.txt").write_text("the user's own")
+    demo_training(root / "data", tmp_path)
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "config.json", "history.csv", "model.keras", "notes.txt", "weights.weights.h5"]
+
+
 def test_the_first_run_on_a_machine_gives_the_same_bits_as_later_ones(tmp_path):
     """Preparing the dataset used to advance the seeded random state, so the run that
     generated the data trained differently from every run after it."""
