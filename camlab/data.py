@@ -331,9 +331,3 @@ def square(image: np.ndarray, resize: str) -> np.ndarray:
     top, left = (side - height) // 2, (side - width) // 2
     out[top:top + height, left:left + width] = image
     return out
-
-
-def read_image_file(path: Path, image_size: int, resize: str = "crop") -> tf.Tensor:
-    """A user's image file as the model takes it: (size, size, 3) float32 RGB in [0, 255],
-    made square by `resize` (see square), then resized bilinearly as in training."""
-    return resize_image(square(read_photo(path), resize), image_size)

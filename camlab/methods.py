@@ -275,18 +275,6 @@ def saliency_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
     return _per_class(tf.reduce_max(tf.abs(grads), axis=-1), k)
 
 
-def grad_cams_for_classes(model: keras.Model, features: tf.Tensor,
-                          classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM of the feature maps that feed GAP: grad_cam_maps on the default layer."""
-    return grad_cam_maps(model, features, classes)
-
-
-def grad_cams_at_layer(model: keras.Model, layer: str, images: tf.Tensor,
-                       classes: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM of `classes` (batch, k) on any `layer`'s activations: (batch, h, w, k)."""
-    return grad_cam_maps(model, None, classes, images, layer)
-
-
 _MAP_FUNCTIONS = {"gradcam": grad_cam_maps, "gradcam++": grad_cam_plus_plus_maps,
                   "layercam": layer_cam_maps, "eigencam": eigen_cam_maps}
 

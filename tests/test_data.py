@@ -11,11 +11,16 @@ from camlab import data
 from camlab.errors import CamError
 
 
+def read_square(path, size):
+    """A user's file as visualize_cam.py feeds it to a model of `size` px (RESIZE="crop")."""
+    return data.resize_image(data.square(data.read_photo(path), "crop"), size)
+
+
 @pytest.mark.parametrize("name, expected", [
     ("rgb", (200, 0, 0)), ("jpeg", (200, 0, 0)), ("gray", (128, 128, 128)),
     ("rgba", (255, 255, 255)), ("deep", (255, 255, 255))])
 def test_image_files_are_converted_to_rgb_0_255(image_files, name, expected):
-    image = data.read_image_file(image_files[name], 16).numpy()
+    image = read_square(image_files[name], 16).numpy()
     assert image.shape == (16, 16, 3) and image.dtype == np.float32
     np.testing.assert_allclose(image[8, 8], expected, atol=3)
 
@@ -24,14 +29,14 @@ def test_image_files_are_converted_to_rgb_0_255(image_files, name, expected):
     ("text", "is not an image file"), ("truncated", "is corrupt or truncated")])
 def test_unreadable_image_files_are_named(image_files, name, message):
     with pytest.raises(CamError, match=message) as error:
-        data.read_image_file(image_files[name], 16)
+        read_square(image_files[name], 16)
     assert str(image_files[name]) in str(error.value)
 
 
 def test_very_large_images_are_refused_before_decoding(image_files, monkeypatch):
     monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(CamError, match="is 30x40 pixels, more than 1,000"):
-        data.read_image_file(image_files["rgb"], 16)
+        read_square(image_files["rgb"], 16)
 
 
 def test_paths_and_globs(image_files, tmp_path):

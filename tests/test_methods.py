@@ -109,7 +109,8 @@ def test_maps_of_different_classes_differ_except_eigen_cam():
 
 
 def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
-    """grad_cams_at_layer (a forward pass per class under a tape) on GAP's own input gives
+    """grad_cam_maps of a named layer (a forward pass per class under a tape) on GAP's own
+    input gives
     the cheap default (the head re-applied to the features), exactly as it should."""
     keras.utils.set_random_seed(2)
     model = models.build_model("small_vgg", 32, 4)
@@ -117,7 +118,7 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
     classes = tf.constant([[0, 2], [3, 3], [1, 0]])
     features, _ = models.feature_model(model)(images)
     default = methods.maps_for_classes("gradcam", model, features, classes).numpy()
-    at_layer = methods.grad_cams_at_layer(model, "relu3_2", images, classes).numpy()
+    at_layer = methods.grad_cam_maps(model, None, classes, images, "relu3_2").numpy()
     assert np.abs(default).max() > 0
     np.testing.assert_allclose(at_layer, default, rtol=1e-4, atol=1e-7)
     assert methods.check_layer("gradcam", model, "relu3_2") == ""  # named, still the default
