@@ -28,6 +28,13 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
             for suffix in metrics.SOURCES:
                 value = results[target][f"{key}{suffix}"]
                 assert 0.0 <= value <= 1.0, (target, key, suffix, value)
+    for target in ("predicted_class", "true_class"):
+        for suffix in metrics.SOURCES:  # a hit on the object is a hit within the tolerance
+            assert (results[target][f"pointing_game_strict{suffix}"]
+                    <= results[target][f"pointing_game{suffix}"])
+    # The centre baseline ignores the model: the same on both targets.
+    assert (results["predicted_class"]["maxboxacc_v2_center_baseline"]
+            == results["true_class"]["maxboxacc_v2_center_baseline"])
     assert -1.0 <= results["sanity_rank_correlation"] <= 1.0
     matrix = np.array(results["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 40
