@@ -152,15 +152,22 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     trainings. A fresh run also removes the earlier model's figures and scores, which would
     otherwise sit beside the new weights and describe the old ones.
     """
-    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
-    backup = run_dir / "backup"
+    run_dir = check_resume(config)
     if not config["RESUME"]:
-        shutil.rmtree(backup, ignore_errors=True)
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
         for stale in ("weights.weights.h5", "model.keras", "history.csv", *DERIVED_FILES):
             for path in run_dir.glob(stale):
                 path.unlink()
+    return run_dir
+
+
+def check_resume(config: dict[str, Any]) -> Path:
+    """The run folder; with RESUME, refuses at once (before any data or model work) a run
+    that was not interrupted or whose configuration changed."""
+    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
+    if not config["RESUME"]:
         return run_dir
-    if not backup.is_dir():
+    if not (run_dir / "backup").is_dir():
         raise CamError(f"nothing to resume in {run_dir}: no interrupted training there "
                        "(a finished run deletes its backup); run without --RESUME=True")
     saved = runs.read_run_config(run_dir)
@@ -205,6 +212,7 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
 def run(config: dict[str, Any]) -> Path:
     """Trains with a resolved configuration; returns the run folder."""
     check_config(config)
+    check_resume(config)
     strategy = training.distribution_strategy(config["STRATEGY"])
     builder = data.get_run_dataset(config)
     # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op

@@ -340,3 +340,11 @@ def test_a_piped_log_has_one_line_per_epoch_and_a_closing_summary(tmp_path):
     assert lines[-2] == (f"run folder {tmp_path / 'piped'}/: model.keras, weights.weights.h5, "
                          "config.json, history.csv")
     assert lines[-1] == f"next: python visualize_cam.py --RUN_NAME=piped --OUTPUT_DIR={tmp_path}"
+
+
+def test_resume_is_refused_before_any_data_is_looked_at(tmp_path, probes):
+    """No download host is probed and no model built: the refusal comes first."""
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        train_cam.main([*QUICK_TRAINING, f"--DATA_DIR={tmp_path}", f"--OUTPUT_DIR={tmp_path}",
+                        "--RESUME"])
+    assert probes == []
