@@ -309,11 +309,23 @@ def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
     images = np.random.default_rng(11).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     features, _ = models.feature_model(model)(images)
     classes = tf.constant([[0, 1], [2, 0]])
+    # On the 1 x 1 map feeding GAP the values are known: the CAM is F . W[:, c], Grad-CAM
+    # its ReLU, LayerCAM and Grad-CAM++ F . ReLU(W[:, c]) (F >= 0 after the pool), and
+    # Eigen-CAM 0 (a single position has nothing left once centred).
+    weights = np.take(models.class_weights(model).numpy(), classes.numpy(), axis=1)
+    vectors = features.numpy()[:, 0, 0]  # (2, 512)
+    cam = np.einsum("bk,kbn->bn", vectors, weights)
+    expected = {"cam": cam, "gradcam": np.maximum(cam, 0), "eigencam": np.zeros_like(cam),
+                "layercam": np.einsum("bk,kbn->bn", vectors, np.maximum(weights, 0))}
+    expected["gradcam++"] = expected["layercam"]
     for method in methods.METHODS:
         if method != "scorecam":  # by default: 2 x 512 forward passes, too slow for a test
             shape = (2, 32, 32, 2) if method == "saliency" else (2, 1, 1, 2)
             maps = methods.maps_for_classes(method, model, features, classes, images)
             assert tuple(maps.shape) == shape and np.isfinite(maps).all(), method
+            if method in expected:
+                np.testing.assert_allclose(maps.numpy()[:, 0, 0], expected[method],
+                                           rtol=1e-4, atol=1e-6, err_msg=method)
         if method not in ("cam", "saliency"):
             maps = methods.maps_for_classes(method, model, features, classes, images,
                                             "block1_pool", scorecam_batch=32)
