@@ -1,6 +1,7 @@
 """Scores a trained run's maps: classification, localisation, faithfulness, sanity.
 
-Run `python evaluate_cam.py` after train_cam.py, with the same RUN_NAME. Every map score
+Run `python evaluate_cam.py` after train_cam.py, with the same RUN_NAME, or on a Keras
+classifier of your own with --MODEL=path/to/model.keras --DATASET=... Every map score
 is given for the model's predicted class and for the true class, and beside it the same
 score of two baselines on the same images: a centred Gaussian map and a random map.
 Localisation needs masks / boxes (the demo data has them; imagenette does not).
@@ -21,17 +22,24 @@ from camlab import settings
 if __name__ == "__main__":
     settings.before_tensorflow(__file__)
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import data, methods, metrics, models, plots, runs
+from camlab import data, methods, metrics, plots, runs, subject
 from camlab.errors import CamError
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
-RUN_NAME = "imagenette"  # the training run to score, a folder in OUTPUT_DIR
+RUN_NAME = ""  # the training run to score, a folder in OUTPUT_DIR; "" = "imagenette"
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
+MODEL = ""  # your own saved classifier (.keras or full-model .h5) instead of a run
+DATASET = ""  # MODEL: tfds name or image folder whose SPLIT is scored
+DATA_DIR = ""  # MODEL: tfds data folder; "" = tfds' default (~/tensorflow_datasets)
+IMAGE_SIZE = 224  # MODEL: pixels, used only when the model's input size is not fixed
+CLASS_NAMES = ""  # MODEL: file with one name per line, or "a,b,c"; "" = DATASET's
+PREPROCESS = "none"  # MODEL: what it expects of RGB [0, 255]: none (inside), caffe, tf, torch, unit
+OUTPUT = ""  # MODEL: which output to explain, by name or number, for a model with several
+CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split to score, in its stored order
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
@@ -59,13 +67,6 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError(f"THRESHOLD={config['THRESHOLD']} must be between 0 and 1")
     if not config["BLUR_SIGMA"] > 0:
         raise CamError(f"BLUR_SIGMA={config['BLUR_SIGMA']} must be positive")
-
-
-def load_models(run_dir: Path, trained: dict[str, Any], seed: int):
-    """The run's trained model, and the same network with seeded random weights."""
-    model = runs.load_trained_model(run_dir, trained)
-    keras.utils.set_random_seed(seed)
-    return model, keras.models.clone_model(model)  # new layers, freshly initialised
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
@@ -98,7 +99,8 @@ def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
 
 
 def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path,
-                  scores: dict[str, np.ndarray], seconds: float, layer: str) -> Path:
+                  scores: dict[str, np.ndarray], seconds: float, layer: str,
+                  model) -> Path:
     """metrics<suffix>.json and the two figures (see file_suffixes); returns the json path."""
     names = trained["class_names"]
     summary = metrics.summarise(scores, names)
@@ -111,8 +113,10 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                                        strict=True)}
     plots.save_figure(plots.deletion_insertion_curves(curves),
                       run_dir / f"deletion_insertion{suffix}.png", 150)
-    results = {"run": config["RUN_NAME"], "split": config["SPLIT"], "method": config["METHOD"],
-               "layer": layer or "(the input of GAP)",
+    results = {"run": run_dir.name, **({"model": trained["MODEL"]} if "MODEL" in trained
+                                       else {}),
+               "split": config["SPLIT"], "method": config["METHOD"],
+               "layer": methods.layer_name(model, layer), "score": model.score,
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
                "pointing_tolerance_px": metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
@@ -141,7 +145,7 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
                  for name, source in (("centre", "_center_baseline"),
                                       ("random", "_random_baseline"))}
     board = {"methods": scores, "baselines": baselines, "num_images": first["num_images"],
-             "run": config["RUN_NAME"], "split": config["SPLIT"], "layer": first["layer"],
+             "run": run_dir.name, "split": config["SPLIT"], "layer": first["layer"],
              "class": "predicted"}
     subset = file_suffixes(config, "")[1]
     path = run_dir / f"leaderboard{subset}.json"
@@ -171,7 +175,7 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
         data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], COMPARISON_IMAGES, COMPARISON_IMAGES)))
     images = batch["image"]
-    features, probs = models.feature_model(model)(images, training=False)
+    features, probs = model.features(images)
     classes = tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
     maps = {method: cam_utils.upsample(methods.maps_for_classes(
         method, model, features, classes, images, layer, config["SCORECAM_BATCH"]),
@@ -188,10 +192,12 @@ def run(config: dict[str, Any]) -> Path:
     metrics path (the leaderboard's when METHOD names several)."""
     check_config(config)
     chosen = methods.parse_methods(config["METHOD"])
-    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
-    trained = runs.read_run_config(run_dir)
-    model, random_model = load_models(run_dir, trained, config["SEED"])
+    model, trained, run_dir = subject.open_subject(config)
+    if not trained["DATASET"]:
+        raise CamError("MODEL needs a DATASET to score it on: a tfds name or an image folder")
     layers = {method: methods.check_layer(method, model, config["LAYER"]) for method in chosen}
+    random_model = model.randomised(config["SEED"])  # the same network, random weights
+    run_dir.mkdir(parents=True, exist_ok=True)
     results, path = {}, None
     for method in chosen:
         started = time.perf_counter()
@@ -199,7 +205,7 @@ def run(config: dict[str, Any]) -> Path:
         print(f"{method}: maps of layer {methods.layer_name(model, layers[method])}")
         scores = scored_split(one, trained, model, random_model, layers[method])
         path = write_results(one, trained, run_dir, scores, time.perf_counter() - started,
-                             layers[method])
+                             layers[method], model)
         results[method] = json.loads(path.read_text(encoding="utf-8"))
     if len(chosen) == 1:
         return path

@@ -2,6 +2,7 @@
 
 Run `python visualize_cam.py` after train_cam.py, with the same RUN_NAME. Everything about
 the model (dataset, backbone, image size, class names) is read from the run's config.json.
+Or explain a Keras classifier of your own: --MODEL=path/to/model.keras (see MODEL below).
 Writes outputs/<RUN_NAME>/heatmaps.png and cams.npz.
 """
 
@@ -20,12 +21,20 @@ if __name__ == "__main__":
 import numpy as np
 
 import cam_utils
-from camlab import data, methods, models, plots, runs
+from camlab import data, methods, plots, runs, subject
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
-RUN_NAME = "imagenette"  # the training run to draw, a folder in OUTPUT_DIR
+RUN_NAME = ""  # the training run to draw, a folder in OUTPUT_DIR; "" = "imagenette"
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
+MODEL = ""  # your own saved classifier (.keras or full-model .h5) instead of a run
+DATASET = ""  # MODEL: tfds name or image folder to draw SPLIT from ("" with IMAGES)
+DATA_DIR = ""  # MODEL: tfds data folder; "" = tfds' default (~/tensorflow_datasets)
+IMAGE_SIZE = 224  # MODEL: pixels, used only when the model's input size is not fixed
+CLASS_NAMES = ""  # MODEL: file with one name per line, or "a,b,c"; "" = DATASET's or "class 0"..
+PREPROCESS = "none"  # MODEL: what it expects of RGB [0, 255]: none (inside), caffe, tf, torch, unit
+OUTPUT = ""  # MODEL: which output to explain, by name or number, for a model with several
+CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split the images are drawn from
 NUM_IMAGES = 5  # rows of the grid: images drawn at random (with SEED) from SPLIT
 TOP_K = 3  # columns: the most probable classes of each image
@@ -64,16 +73,17 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: 
                  ) -> dict[str, np.ndarray]:
     """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
-    "cams": (n, h, w, classes) raw CAMs of every class; "probs": (n, classes); and for
+    "cams": (n, h, w, classes) raw CAMs of every class (when CAM applies to the model);
+    "probs": (n, classes); and for
     each image's top_k classes by METHOD, "maps" (n, top_k, S, S) as the seed displays
     them, "top_probs" and "top_classes" (n, top_k).
     """
-    features, probs = models.feature_model(model)(images, training=False)
+    features, probs = model.features(images)
     shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
                                images.shape[1:3], images, layer, scorecam_batch)
-    weights = models.class_weights(model)
-    return {"cams": cam_utils.class_activation_maps(features, weights).numpy(),
-            "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
+    cams = ({} if model.cam_kernel is None else  # CAM needs a GAP -> Dense head
+            {"cams": cam_utils.class_activation_maps(features, model.cam_kernel).numpy()})
+    return {**cams, "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
             "low_res": shown["low_res"], "top_probs": shown["probs"].numpy(),
             "top_classes": shown["classes"].numpy()}
 
@@ -86,6 +96,9 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
     "photo": each photo's square (see data.square) at its own resolution.
     """
     size = trained["IMAGE_SIZE"]
+    if not config["IMAGES"] and not trained["DATASET"]:
+        raise CamError("MODEL needs images to explain: set IMAGES (your files) or DATASET "
+                       "(a tfds name or an image folder)")
     if config["IMAGES"]:
         paths = data.expand_image_paths(config["IMAGES"])
         photos = [data.square(data.read_photo(path), config["RESIZE"]) for path in paths]
@@ -127,7 +140,8 @@ def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[
     plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"
     with runs.atomic_path(arrays_path) as tmp:
-        np.savez_compressed(tmp, images=images, cams=result["cams"], probs=result["probs"],
+        np.savez_compressed(tmp, images=images, probs=result["probs"],
+                            **({"cams": result["cams"]} if "cams" in result else {}),
                             labels=batch["label"], class_names=np.array(names),
                             settings=json.dumps(config),  # what drew the figure
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}),
@@ -138,18 +152,18 @@ def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[
 
 def run(config: dict[str, Any]) -> Path:
     """Draws a grid per METHOD for a resolved configuration; returns the last figure's path."""
-    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
-    trained = runs.read_run_config(run_dir)
+    chosen = methods.parse_methods(config["METHOD"])
+    model, trained, run_dir = subject.open_subject(config)
     names = trained["class_names"]
     check_config(config, len(names))
-    chosen = methods.parse_methods(config["METHOD"])
-    model = runs.load_trained_model(run_dir, trained)
     for method in chosen:  # every name checked before any image is read or drawn
         methods.check_layer(method, model, config["LAYER"])
     batch = chosen_images(config, trained)
+    run_dir.mkdir(parents=True, exist_ok=True)
     paths = [draw(config, run_dir, model, batch, names, method) for method in chosen]
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
-                                      ("RUN_NAME", "OUTPUT_DIR", "METHOD", "LAYER")))
+                                      ("RUN_NAME", "OUTPUT_DIR", "METHOD", "LAYER",
+                                       *subject.MODEL_SETTINGS)))
     return paths[-1]
 
 

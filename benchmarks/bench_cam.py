@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from camlab import data, methods, models, precision, reference, runs, training  # noqa: E402
+from camlab import classifier, data, methods, models, precision, reference, runs, training  # noqa: E402
 
 WARMUP = 2  # untimed runs before measuring
 REPEATS = 7  # timed runs; the median is reported
@@ -78,7 +78,7 @@ def bench_cam_grid(model) -> dict:
     rng = np.random.default_rng(0)
     features = rng.uniform(0, 4, (CAM_BATCH, 10, 10, 512)).astype(np.float32)
     weights = rng.normal(0, 0.05, (512, NUM_CLASSES)).astype(np.float32)
-    models.class_weights(model).assign(weights)
+    model.cam_kernel.assign(weights)
     probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
     ours = vectorized(model, features, probs).numpy()
     reference = seed_loop(features, weights, probs)
@@ -103,10 +103,9 @@ def bench_cam_grid(model) -> dict:
 
 def bench_overhead(model) -> dict:
     """b. Forward pass + top-3 CAM figure maps, against the forward pass alone."""
-    features_model = models.feature_model(model)
     images = np.random.default_rng(1).uniform(0, 255, (FORWARD_BATCH, CAM_SIZE, CAM_SIZE, 3))
     images = tf.constant(images, tf.float32)
-    forward = tf.function(lambda x: features_model(x, training=False))
+    forward = tf.function(model.features)
 
     def with_cams():
         features, probs = forward(images)
@@ -244,19 +243,19 @@ def backbone_row(name: str) -> dict:
     model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
     train_s = median_seconds(lambda: model.fit(data, epochs=1, steps_per_epoch=BACKBONE_STEPS,
                                                verbose=0), warmup=0, repeats=3)
-    features_model = models.feature_model(model)
-    forward = tf.function(lambda x: features_model(x, training=False))
+    explained = classifier.explain(model, BACKBONE_SIZE)
+    forward = tf.function(explained.features)
 
     def with_cams():
         features, probs = forward(images)
-        return methods.top_k_maps("cam", model, features, probs, 3, THRESHOLD,
+        return methods.top_k_maps("cam", explained, features, probs, 3, THRESHOLD,
                                   (BACKBONE_SIZE, BACKBONE_SIZE))["maps"].numpy()
 
     alone = median_seconds(lambda: [t.numpy() for t in forward(images)], repeats=3)
     both = median_seconds(with_cams, repeats=3)
     return {"training_images_per_s": BACKBONE_STEPS * BACKBONE_BATCH / train_s,
             "cam_overhead_fraction": both / alone - 1, "forward_s": alone,
-            "feature_shape": list(features_model.outputs[0].shape[1:])}
+            "feature_shape": list(explained.layers[explained.default_layer].shape[1:])}
 
 
 def bench_backbones() -> dict:
@@ -282,7 +281,7 @@ def main() -> None:
                                         PIPELINE_BATCH)["policy"]
     started = time.perf_counter()
     results = {}
-    vgg19 = models.build_model("vgg19", CAM_SIZE, NUM_CLASSES)
+    vgg19 = classifier.explain(models.build_model("vgg19", CAM_SIZE, NUM_CLASSES), CAM_SIZE)
     for step in (lambda: bench_cam_grid(vgg19), lambda: bench_overhead(vgg19),
                  lambda: bench_pipeline(policy)):
         results.update(step())

@@ -3,24 +3,22 @@
 CAM (Zhou et al. 2016), Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al.
 2018), Score-CAM (Wang et al. 2020), LayerCAM (Jiang et al. 2021), Eigen-CAM (Muhammad and
 Yeasin 2020) and gradient saliency (Simonyan et al. 2014). Every method has the same
-shape: a model, its last feature maps `features` (batch, h, w, channels) from
-`models.feature_model`, and `classes` (batch, k) -> maps (batch, h, w, k) float32;
-saliency's are at input resolution (batch, H, W, k). With a `layer` (LAYER) a method
-explains that layer's activations instead, from the `images`. Gradients are of the
-pre-softmax logit, and Score-CAM scores with the softmax of the logits, as tf-keras-vis
-does after `ReplaceToLinear`. Nothing loops over images or classes; Score-CAM loops over
-chunks of its masked images only to cap their memory.
+shape: a `classifier.Classifier`, its default layer's maps `features` (batch, h, w,
+channels) from `Classifier.features`, and `classes` (batch, k) -> maps (batch, h, w, k)
+float32; saliency's are at input resolution (batch, H, W, k). With a `layer` (LAYER) a
+method explains that layer's activations instead, from the `images`. Gradients are of
+the class score (the pre-softmax logit where the model exposes it, see camlab.classifier),
+and Score-CAM scores with the probabilities, as tf-keras-vis does after `ReplaceToLinear`.
+Nothing loops over images or classes; Score-CAM loops over chunks of its masked images
+only to cap their memory.
 """
 
 from __future__ import annotations
 
-import functools
-
-import keras
 import tensorflow as tf
 
 import cam_utils
-from camlab import models
+from camlab.classifier import Classifier
 from camlab.errors import CamError, check_choice
 
 METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency")
@@ -46,27 +44,19 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return names
 
 
-def map_layers(model: keras.Model) -> list[str]:
-    """Names of the layers whose output is a 4-D map (batch, h, w, channels): LAYER's choices."""
-    return [layer.name for layer in model.layers[1:]
-            if len(getattr(layer, "output", ()).shape or ()) == 4]
+def check_layer(method: str, model: Classifier, layer: str) -> str:
+    """The layer whose activations METHOD explains: LAYER's full name, or "" for the
+    model's default layer (the last 4-D output before its scores).
 
-
-def check_layer(method: str, model: keras.Model, layer: str) -> str:
-    """The layer whose activations METHOD explains: LAYER, or "" for the map feeding GAP.
-
-    CAM is exact only on GAP's input, so any other layer is refused for it; saliency is a
-    map of the input pixels and takes no layer; a name the model lacks gets the list of
-    valid ones.
+    CAM needs a GAP -> Dense head and is exact only on GAP's input, so any other model or
+    layer is refused for it; saliency is a map of the input pixels and takes no layer; a
+    name the model lacks gets the list of valid ones.
     """
     check_choice("METHOD", method, METHODS)
-    if not layer:
+    if method == "cam" and model.cam_kernel is None:
+        raise CamError(f"METHOD=\"cam\" does not apply to this model: {model.cam_refusal}")
+    if not layer or model.layer(layer) == model.default_layer:
         return ""
-    if layer not in map_layers(model):
-        raise CamError(f"LAYER={layer!r} is not a layer of this model with a 4-D output; "
-                       f"choose one of {', '.join(map_layers(model))}")
-    if model.get_layer(layer).output is model.get_layer("gap").input:
-        return ""  # GAP's own input, named: the default path
     if method == "cam":
         raise CamError(f"METHOD=\"cam\" works only on the feature maps that feed GAP (CAM "
                        f"= F @ W is the class score only there), not on LAYER={layer!r}; use "
@@ -74,21 +64,12 @@ def check_layer(method: str, model: keras.Model, layer: str) -> str:
     if method == "saliency":
         raise CamError(f"METHOD=\"saliency\" is a map of the input pixels and has no layer, "
                        f"not LAYER={layer!r}; use LAYER=\"\" with it")
-    return layer
+    return model.layer(layer)
 
 
-def layer_name(model: keras.Model, layer: str) -> str:
-    """The name of the layer explained: `layer`, or the one whose output feeds GAP."""
-    gap_input = model.get_layer("gap").input
-    return layer or next(candidate.name for candidate in model.layers[1:]
-                         if getattr(candidate, "output", None) is gap_input)
-
-
-@functools.lru_cache(maxsize=8)
-def _layer_model(model: keras.Model, layer: str) -> keras.Model:
-    """The model with two outputs: `layer`'s activations and the pooled features."""
-    return keras.Model(model.input, [model.get_layer(layer).output,
-                                     model.get_layer("gap").output])
+def layer_name(model: Classifier, layer: str) -> str:
+    """The name of the layer explained: `layer`, or the model's default one."""
+    return layer or model.default_layer
 
 
 def _per_class(maps: tf.Tensor, k: int) -> tf.Tensor:
@@ -96,43 +77,45 @@ def _per_class(maps: tf.Tensor, k: int) -> tf.Tensor:
     return tf.transpose(tf.reshape(maps, [-1, k, *maps.shape[1:]]), [0, 2, 3, 1])
 
 
-def layer_activations(model: keras.Model, features: tf.Tensor, images: tf.Tensor | None,
+def layer_activations(model: Classifier, features: tf.Tensor, images: tf.Tensor | None,
                       layer: str) -> tf.Tensor:
     """The explained activations (batch, h, w, channels) float32: `features` when `layer`
     is "", else `layer`'s output for the `images`."""
     if not layer:
         return tf.cast(features, tf.float32)
-    return tf.cast(_layer_model(model, layer)(images, training=False)[0], tf.float32)
+    return tf.cast(model.trunk(layer)(images, training=False), tf.float32)
 
 
-def logit_gradients(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def logit_gradients(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                     images: tf.Tensor | None = None, layer: str = ""
                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """For every (image, class) pair, image-major: the activations A (batch * k, h, w, c),
-    the gradient of the class logit with respect to them (same shape), and the logit
+    the gradient of the class score with respect to them (same shape), and the score
     (batch * k,), all float32.
 
-    Each pair gets its own copy of the activations (of the images, for a `layer`) so one
-    tape gives all the gradients at once. On the default layer the head is the model's
-    own GAP and classifier kernel applied to `features`, with no second forward pass.
+    Each pair gets its own copy of the activations, so one tape gives all the gradients
+    at once: the model's head (the layers after A) runs on the copies, after one pass of
+    the images up to A. When a skip connection bypasses the layer, there is no such head
+    and the copies are of the images, through the whole model.
     """
     k = classes.shape[1]
-    kernel = tf.cast(models.class_weights(model), tf.float32)
+    head = model.head(layer_name(model, layer))
     with tf.GradientTape() as tape:
-        if layer:
+        if head is None:
             repeated = tf.repeat(tf.convert_to_tensor(images, tf.float32), k, axis=0)
-            maps, pooled = _layer_model(model, layer)(repeated, training=False)
+            maps, scores = model.layer_model(layer_name(model, layer))(repeated,
+                                                                       training=False)
         else:
-            maps = tf.repeat(tf.cast(features, tf.float32), k, axis=0)
+            maps = tf.repeat(layer_activations(model, features, images, layer), k, axis=0)
             tape.watch(maps)
-            pooled = model.get_layer("gap")(maps)
-        logits = tf.cast(pooled, tf.float32) @ kernel
-        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
+            scores = head(maps, training=False)
+        scores = tf.gather(tf.cast(scores, tf.float32), tf.reshape(classes, [-1]),
+                           batch_dims=1)
     grads = tape.gradient(scores, maps)
     return tf.cast(maps, tf.float32), tf.cast(grads, tf.float32), scores
 
 
-def grad_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def grad_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                   images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
     """Grad-CAM (Selvaraju et al. 2017, eq. 1-2) of `classes` (batch, k): (batch, h, w, k).
 
@@ -144,7 +127,7 @@ def grad_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
     return _per_class(tf.nn.relu(tf.reduce_sum(alphas * maps, axis=-1)), classes.shape[1])
 
 
-def grad_cam_plus_plus_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def grad_cam_plus_plus_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                             images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
     """Grad-CAM++ (Chattopadhay et al. 2018) of `classes`: (batch, h, w, k).
 
@@ -167,7 +150,7 @@ def grad_cam_plus_plus_maps(model: keras.Model, features: tf.Tensor, classes: tf
     return _per_class(tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1)), classes.shape[1])
 
 
-def layer_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def layer_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                    images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
     """LayerCAM (Jiang et al. 2021) of `classes`: (batch, h, w, k).
 
@@ -194,20 +177,15 @@ def corner_aligned_matrix(source: int, target: int) -> tf.Tensor:
     return tf.cast(matrix, tf.float32)
 
 
-def _probabilities(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
-    """The model's softmax output (n, classes) float32 = softmax of the logits."""
-    return tf.cast(model(images, training=False), tf.float32)
-
-
-def score_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def score_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                    images: tf.Tensor, layer: str = "",
                    scorecam_batch: int = SCORECAM_BATCH) -> tf.Tensor:
     """Score-CAM (Wang et al. 2020) of `classes`: (batch, h, w, k), from the `images`.
 
     Each channel A_c of each image, upsampled to the image (corner-aligned linear) and
     min-max normalised to [0, 1] (+1e-7), masks that image; w_c is the softmax probability
-    of the class for the masked image, i.e. softmax of the logits, as tf-keras-vis scores
-    it after ReplaceToLinear (no baseline subtracted, no softmax over channels, constant
+    of the class for the masked image (softmax of the logits), as tf-keras-vis scores it
+    after ReplaceToLinear (no baseline subtracted, no softmax over channels, constant
     channels kept as all-zero masks). map = ReLU(sum_c w_c A_c) on the low-resolution A.
     Costs batch * channels forward passes (512 per image on VGG19), run `scorecam_batch`
     masked images at a time; every class of an image comes from the same passes.
@@ -228,13 +206,13 @@ def score_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
         high = tf.reduce_max(upsampled, axis=[1, 2], keepdims=True)
         masks = (upsampled - low) / (high - low + MASK_EPSILON)  # (n, H, W)
         owners = tf.range(start, start + masks.shape[0]) // channels
-        probs = _probabilities(model, tf.gather(images, owners) * masks[..., None])
+        probs = model(tf.gather(images, owners) * masks[..., None])
         weights.append(tf.gather(probs, tf.gather(classes, owners), batch_dims=1))
     weights = tf.reshape(tf.concat(weights, axis=0), [-1, channels, classes.shape[1]])
     return tf.nn.relu(tf.einsum("bhwc,bck->bhwk", maps, weights))
 
 
-def eigen_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def eigen_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                    images: tf.Tensor | None = None, layer: str = "") -> tf.Tensor:
     """Eigen-CAM (Muhammad and Yeasin 2020): (batch, h, w, k), the same map for every class.
 
@@ -257,20 +235,18 @@ def eigen_cam_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
     return tf.repeat(projection, classes.shape[1], axis=-1)
 
 
-def saliency_maps(model: keras.Model, features: tf.Tensor, classes: tf.Tensor,
+def saliency_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                   images: tf.Tensor) -> tf.Tensor:
     """Gradient saliency (Simonyan et al. 2014, Sec. 3) of `classes`: (batch, H, W, k) at
-    the images' resolution: max over colour channels of |d logit / d image|, the gradient
+    the images' resolution: max over colour channels of |d score / d image|, the gradient
     with respect to the model's input (RGB in [0, 255], before its preprocessing).
     """
     k = classes.shape[1]
     repeated = tf.repeat(tf.convert_to_tensor(images, tf.float32), k, axis=0)
-    kernel = tf.cast(models.class_weights(model), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(repeated)
-        _, pooled = _layer_model(model, layer_name(model, ""))(repeated, training=False)
-        logits = tf.cast(pooled, tf.float32) @ kernel
-        scores = tf.gather(logits, tf.reshape(classes, [-1]), batch_dims=1)
+        scores = tf.gather(tf.cast(model.model(repeated, training=False), tf.float32),
+                           tf.reshape(classes, [-1]), batch_dims=1)
     grads = tf.cast(tape.gradient(scores, repeated), tf.float32)
     return _per_class(tf.reduce_max(tf.abs(grads), axis=-1), k)
 
@@ -279,7 +255,7 @@ _MAP_FUNCTIONS = {"gradcam": grad_cam_maps, "gradcam++": grad_cam_plus_plus_maps
                   "layercam": layer_cam_maps, "eigencam": eigen_cam_maps}
 
 
-def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
+def maps_for_classes(method: str, model: Classifier, features: tf.Tensor,
                      classes: tf.Tensor, images: tf.Tensor | None = None,
                      layer: str = "", scorecam_batch: int = SCORECAM_BATCH) -> tf.Tensor:
     """Maps (batch, h, w, k) float32 of `classes` (batch, k) by METHOD; saliency's are at
@@ -294,7 +270,7 @@ def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
         raise ValueError(f"METHOD={method!r}" + (f" on layer {layer!r}" if layer else "")
                          + " needs the images, not only the features: pass images=")
     if method == "cam":
-        return cam_utils.cams_for_classes(features, models.class_weights(model), classes)
+        return cam_utils.cams_for_classes(features, model.cam_kernel, classes)
     if method == "scorecam":
         return score_cam_maps(model, features, classes, images, layer, scorecam_batch)
     if method == "saliency":
@@ -302,14 +278,14 @@ def maps_for_classes(method: str, model: keras.Model, features: tf.Tensor,
     return _MAP_FUNCTIONS[method](model, features, classes, images, layer)
 
 
-def top_k_maps(method: str, model: keras.Model, features: tf.Tensor, probs: tf.Tensor,
+def top_k_maps(method: str, model: Classifier, features: tf.Tensor, probs: tf.Tensor,
                k: int, threshold: float, size: tuple[int, int],
                images: tf.Tensor | None = None, layer: str = "",
                scorecam_batch: int = SCORECAM_BATCH) -> dict[str, tf.Tensor]:
     """The seed's figure data: each image's k most probable classes and their display maps.
 
     `features` (batch, h, w, channels) and `probs` (batch, classes) come from one forward
-    pass of `models.feature_model(model)`; `images`, `layer` and `scorecam_batch` as in
+    pass of `model.features`; `images`, `layer` and `scorecam_batch` as in
     maps_for_classes. Returns {"maps": (batch, k, H, W) float32 as
     `cam_utils.display_maps` draws them, "low_res": (batch, h, w, k) before that,
     "probs": (batch, k), "classes": (batch, k)}.

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import localisation, methods, models
+from camlab import localisation, methods
+from camlab.classifier import Classifier
 
 CAM_BOX_THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3.2: keep regions above 20% of the max
 # Zhang et al. 2016 count a hit within 15 px of the object on 224 px images: the same share.
@@ -216,7 +217,7 @@ def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
 SOURCES = ("", "_center_baseline", "_random_baseline")
 
 
-def chunked_predict(model: keras.Model, chunk: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def chunked_predict(model: Classifier, chunk: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """`model`'s probabilities for any number of images, `chunk` images per forward pass.
 
     Deletion / insertion feeds (steps + 1) x 2 x batch images at once; chunks bound the
@@ -277,15 +278,16 @@ def sanity_correlation(method: str, trained_maps, random_model, images,
     The model-randomisation test of Adebayo et al. (2018): a map that explains the model
     must change when the weights it explains are replaced by random ones (low value).
     """
-    features, _ = models.feature_model(random_model)(images, training=False)
+    features, _ = random_model.features(images)
     random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1],
                                            images, layer, scorecam_batch)
     return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
 
 
-def score_batch(model, random_model, predict, batch: dict, *, method: str, threshold: float,
-                steps: int, blur_sigma: float, seed: int, layer: str = "",
-                scorecam_batch: int = methods.SCORECAM_BATCH) -> dict[str, np.ndarray]:
+def score_batch(model: Classifier, random_model: Classifier, predict, batch: dict, *,
+                method: str, threshold: float, steps: int, blur_sigma: float, seed: int,
+                layer: str = "", scorecam_batch: int = methods.SCORECAM_BATCH
+                ) -> dict[str, np.ndarray]:
     """Every per-image score of one batch, keyed "<target>/<metric><source>".
 
     Maps are scored for the predicted and the true class, each beside the two baseline
@@ -295,7 +297,7 @@ def score_batch(model, random_model, predict, batch: dict, *, method: str, thres
     """
     images, labels = batch["image"], batch["label"].numpy()
     size = images.shape[1:3]
-    features, probs = models.feature_model(model)(images, training=False)
+    features, probs = model.features(images)
     predicted = np.argmax(probs.numpy(), axis=1)
     correct = predicted == labels
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)

@@ -11,7 +11,6 @@ this project. Models take RGB images with values in [0, 255].
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -132,25 +131,40 @@ def weights_source(name: str, weights: str) -> str | None:
     return str(path)
 
 
-def flat_call(model: keras.Model, inputs):
+def flat_call(model: keras.Model, inputs, record=None, prefix: str = ""):
     """Calls `model` on the symbolic `inputs` layer by layer, opening every nested model
     (Sequential or functional) on the way, so that its layers join the caller's graph as
     they are, with their names and weights. Keras' own graph walk (Functional's
     `_run_through_graph`, a private method) replays each node with the same arguments.
+
+    `record(name, layer, args, outputs)`, when given, sees every layer call; a layer of a
+    nested model is named by its path, "vgg16/block5_conv3".
     """
-    def replay(operation):
+    def replay(operation, path):
         if isinstance(operation, keras.Sequential):
             def sequential(x, *args, **kwargs):
                 for layer in operation.layers:
-                    x = replay(layer)(x)
+                    x = replay(layer, f"{path}{operation.name}/")(x)
                 return x
             return sequential
         if isinstance(operation, keras.Model):
-            return lambda *args, **kwargs: flat_call(operation, args[0] if len(args) == 1
-                                                     else list(args))
-        return operation
+            return lambda *args, **kwargs: flat_call(
+                operation, args[0] if len(args) == 1 else list(args), record,
+                f"{path}{operation.name}/")
+        if record is None:
+            return operation
 
-    return model._run_through_graph(inputs, operation_fn=replay)
+        def recorded(*args, **kwargs):
+            outputs = operation(*args, **kwargs)
+            record(path + operation.name, operation, args, outputs)
+            return outputs
+        return recorded
+
+    if isinstance(model, keras.Sequential):  # only ever the outermost model: replay opens others
+        for layer in model.layers:
+            inputs = replay(layer, prefix)(inputs)
+        return inputs
+    return model._run_through_graph(inputs, operation_fn=lambda op: replay(op, prefix))
 
 
 def application_layers(name: str, inputs, image_size: int, weights: str):
@@ -251,18 +265,3 @@ def build_model(backbone: str, image_size: int, num_classes: int,
     fresh = keras.models.clone_model(model)
     fresh.set_weights(model.get_weights())
     return fresh
-
-
-@functools.lru_cache(maxsize=8)
-def feature_model(model: keras.Model) -> keras.Model:
-    """The same network with two outputs: last feature maps (b, h, w, k) and softmax (b, c).
-
-    The feature maps are the tensor that feeds GAP, the only layer where CAM is exact.
-    Cached, so calling it per batch costs nothing.
-    """
-    return keras.Model(model.input, [model.get_layer("gap").input, model.output])
-
-
-def class_weights(model: keras.Model):
-    """The bias-free head's kernel W, (channels, classes) float32: CAM_c = F @ W[:, c]."""
-    return model.get_layer("classifier").kernel

@@ -12,14 +12,19 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from camlab import methods, metrics, models, reference
+from camlab import classifier, methods, metrics, models, reference
 from camlab.errors import CamError
 
 
-def model_with_head(weights: np.ndarray) -> keras.Model:
+def built(backbone: str, size: int, num_classes: int) -> classifier.Classifier:
+    """A GAP model of models.build_model, as the methods take it."""
+    return classifier.explain(models.build_model(backbone, size, num_classes))
+
+
+def model_with_head(weights: np.ndarray) -> classifier.Classifier:
     """A small_vgg GAP model whose classifier kernel is `weights` (64, classes)."""
-    model = models.build_model("small_vgg", 16, weights.shape[1])
-    models.class_weights(model).assign(weights)
+    model = built("small_vgg", 16, weights.shape[1])
+    model.cam_kernel.assign(weights)
     return model
 
 
@@ -29,13 +34,13 @@ def random_vgg():
     top-2 classes. The head is N(0, 30^2): the untrained features are ~0.02, and a
     Glorot head would give a flat softmax, where Score-CAM's weights barely differ."""
     keras.utils.set_random_seed(0)
-    model = models.build_model("small_vgg", 32, 5)
-    kernel = models.class_weights(model)
+    model = built("small_vgg", 32, 5)
+    kernel = model.cam_kernel
     kernel.assign(30 * np.random.default_rng(0).normal(size=kernel.shape).astype(np.float32))
     images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
-    features, probs = models.feature_model(model)(images)
+    features, probs = model.features(images)
     classes = np.argsort(-probs.numpy(), axis=1)[:, :2].astype(np.int32)
-    logits = (model.get_layer("gap")(features) @ kernel).numpy()
+    logits = features.numpy().mean(axis=(1, 2)) @ kernel.numpy()
     return model, images, features, classes, logits
 
 
@@ -77,11 +82,11 @@ def test_gradient_maps_of_a_gap_linear_head_are_cams(backbone, size):
     positions, so normalised they are 1 / (h w) and w_k = ReLU(W[k, c]) / (h w): the same
     map as LayerCAM."""
     keras.utils.set_random_seed(0)
-    model = models.build_model(backbone, size, 4)
+    model = built(backbone, size, 4)
     images = np.random.default_rng(5).uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     classes = tf.constant([[0, 2], [3, 3], [1, 0]])
-    features, _ = models.feature_model(model)(images)
-    kernel = models.class_weights(model).numpy()
+    features, _ = model.features(images)
+    kernel = model.cam_kernel.numpy()
     cam = methods.maps_for_classes("cam", model, features, classes).numpy()
     positive_cam = methods.cam_utils.cams_for_classes(features, np.maximum(kernel, 0),
                                                       classes).numpy()
@@ -97,9 +102,9 @@ def test_gradient_maps_of_a_gap_linear_head_are_cams(backbone, size):
 
 def test_maps_of_different_classes_differ_except_eigen_cam():
     keras.utils.set_random_seed(1)
-    model = models.build_model("small_vgg", 32, 4)
+    model = built("small_vgg", 32, 4)
     image = np.random.default_rng(6).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
-    features, _ = models.feature_model(model)(image)
+    features, _ = model.features(image)
     for method in methods.METHODS:
         maps = methods.maps_for_classes(method, model, features, tf.constant([[0, 1]]), image)
         if method == "eigencam":  # class-independent by definition
@@ -113,10 +118,10 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
     input gives
     the cheap default (the head re-applied to the features), exactly as it should."""
     keras.utils.set_random_seed(2)
-    model = models.build_model("small_vgg", 32, 4)
+    model = built("small_vgg", 32, 4)
     images = np.random.default_rng(7).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     classes = tf.constant([[0, 2], [3, 3], [1, 0]])
-    features, _ = models.feature_model(model)(images)
+    features, _ = model.features(images)
     default = methods.maps_for_classes("gradcam", model, features, classes).numpy()
     at_layer = methods.grad_cam_maps(model, None, classes, images, "relu3_2").numpy()
     assert np.abs(default).max() > 0
@@ -151,7 +156,7 @@ def tf_keras_vis_maps(method, model, images, classes, layer):
 
     tools = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam,
              "scorecam": Scorecam, "saliency": Saliency}
-    tool = tools[method](model, model_modifier=ReplaceToLinear(), clone=True)
+    tool = tools[method](model.source, model_modifier=ReplaceToLinear(), clone=True)
     score = CategoricalScore(list(classes))
     if method == "saliency":
         return np.asarray(tool(score, images, normalize_map=False))
@@ -189,13 +194,13 @@ def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, mo
     images); `scorecam_batch` caps how many go through one forward pass."""
     model, images, features, classes, _ = random_vgg
     sizes = []
-    probabilities = methods._probabilities
+    probabilities = classifier.Classifier.__call__
 
     def counted(model, masked):
         sizes.append(masked.shape[0])
         return probabilities(model, masked)
 
-    monkeypatch.setattr(methods, "_probabilities", counted)
+    monkeypatch.setattr(classifier.Classifier, "__call__", counted)
     maps = {}
     for cap in (5, 64, 1000):
         sizes.clear()
@@ -271,7 +276,8 @@ def test_eigen_cam_is_pytorch_grad_cams_projection_with_a_fixed_sign(random_vgg)
         assert correlation >= 0.999 and difference <= 1e-4, (layer, correlation, difference)
 
 
-def linear_model(height: int, width: int, kernel: np.ndarray, head: np.ndarray) -> keras.Model:
+def linear_model(height: int, width: int, kernel: np.ndarray,
+                 head: np.ndarray) -> classifier.Classifier:
     """image -> one valid conv whose kernel covers the image (linear, no bias) -> 1x1 maps
     -> "gap" -> "classifier": each logit is a linear function of the pixels."""
     inputs = keras.Input((height, width, 3), name="image")
@@ -283,7 +289,7 @@ def linear_model(height: int, width: int, kernel: np.ndarray, head: np.ndarray) 
     model = keras.Model(inputs, dense(pooled))
     conv.kernel.assign(kernel)
     dense.kernel.assign(head)
-    return model
+    return classifier.explain(model)
 
 
 @pytest.mark.parametrize("batch, height, width", [(1, 8, 8), (3, 6, 10)])
@@ -296,7 +302,7 @@ def test_saliency_of_a_model_linear_in_its_input_is_its_weight_pattern(batch, he
     model = linear_model(height, width, kernel, head)
     images = rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
     classes = tf.constant([[2, 0]] * batch)
-    features, _ = models.feature_model(model)(images)
+    features, _ = model.features(images)
     maps = methods.maps_for_classes("saliency", model, features, classes, images).numpy()
     pattern = np.abs(np.einsum("ijlk,kc->ijlc", kernel, head)).max(axis=2)  # (h, w, classes)
     np.testing.assert_allclose(maps, np.broadcast_to(pattern[..., [2, 0]], maps.shape),
@@ -305,14 +311,14 @@ def test_saliency_of_a_model_linear_in_its_input_is_its_weight_pattern(batch, he
 
 def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
     keras.utils.set_random_seed(3)
-    model = models.build_model("vgg19", 32, 3)
+    model = built("vgg19", 32, 3)
     images = np.random.default_rng(11).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    features, _ = models.feature_model(model)(images)
+    features, _ = model.features(images)
     classes = tf.constant([[0, 1], [2, 0]])
     # On the 1 x 1 map feeding GAP the values are known: the CAM is F . W[:, c], Grad-CAM
     # its ReLU, LayerCAM and Grad-CAM++ F . ReLU(W[:, c]) (F >= 0 after the pool), and
     # Eigen-CAM 0 (a single position has nothing left once centred).
-    weights = np.take(models.class_weights(model).numpy(), classes.numpy(), axis=1)
+    weights = np.take(model.cam_kernel.numpy(), classes.numpy(), axis=1)
     vectors = features.numpy()[:, 0, 0]  # (2, 512)
     cam = np.einsum("bk,kbn->bn", vectors, weights)
     expected = {"cam": cam, "gradcam": np.maximum(cam, 0), "eigencam": np.zeros_like(cam),

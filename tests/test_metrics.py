@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import localisation, methods, metrics, models, runs
+from camlab import classifier, localisation, methods, metrics, models, runs
 
 
 def square_mask(size, top, left, side):
@@ -126,12 +126,12 @@ def test_rank_correlation_of_same_reversed_and_monotone_maps():
 def test_randomised_weights_change_the_maps(demo_run):
     """Adebayo et al. (2018): maps that explain a model must depend on its weights."""
     _, run_dir = demo_run
-    model = runs.load_trained_model(run_dir, runs.read_run_config(run_dir))
+    model = classifier.explain(runs.load_trained_model(run_dir, runs.read_run_config(run_dir)))
     keras.utils.set_random_seed(3)
-    random_model = models.build_model("small_vgg", 64, 10)
+    random_model = classifier.explain(models.build_model("small_vgg", 64, 10))
     images = np.random.default_rng(8).uniform(0, 255, (6, 64, 64, 3)).astype(np.float32)
     classes = np.tile(np.arange(6)[:, None], (1, 2)).astype(np.int32)
-    features, _ = models.feature_model(model)(images)
+    features, _ = model.features(images)
     for method in ("cam", "gradcam"):
         trained_maps = methods.maps_for_classes(method, model, features, classes)[..., 0]
         same = metrics.sanity_correlation(method, trained_maps, model, images, classes)

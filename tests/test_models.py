@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import cam_utils
-from camlab import models
+from camlab import classifier, models
 from camlab.errors import CamError
 from helpers import KERAS_VGG19_MD5, register_for_vgg19
 
@@ -22,13 +22,14 @@ def test_vgg19_gap_structure_at_320():
     head = model.get_layer("classifier")
     assert head.use_bias is False and head.activation is keras.activations.softmax
     assert tuple(head.kernel.shape) == (512, 10)
-    features, probs = models.feature_model(model).outputs
-    assert tuple(features.shape[1:]) == (10, 10, 512) and tuple(probs.shape[1:]) == (10,)
+    explained = classifier.explain(model)
+    assert explained.default_layer == "block5_pool" and explained.num_classes == 10
+    assert tuple(explained.layers["block5_pool"].shape[1:]) == (10, 10, 512)
 
 
 def test_small_vgg_keeps_a_16x16_map_at_64_px():
     model = models.build_model("small_vgg", 64, 10)
-    features, _ = models.feature_model(model).outputs
+    features = model.get_layer("gap").input
     assert tuple(features.shape[1:]) == (16, 16, models.SMALL_VGG_WIDTHS[-1])
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
@@ -47,11 +48,14 @@ def test_vgg19_preprocessing_is_inside_the_model():
                                rtol=1e-5, atol=1e-4)
 
 
-def test_feature_model_reproduces_probabilities_from_cams():
+def test_features_reproduce_the_models_probabilities_from_cams():
     model = models.build_model("small_vgg", 32, 4)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    features, probs = models.feature_model(model)(images)
-    logits = np.mean(features.numpy(), axis=(1, 2)) @ models.class_weights(model).numpy()
+    expected_probs = model(images).numpy()
+    explained = classifier.explain(model)
+    features, probs = explained.features(images)
+    np.testing.assert_allclose(probs.numpy(), expected_probs, rtol=1e-5, atol=1e-7)
+    logits = np.mean(features.numpy(), axis=(1, 2)) @ explained.cam_kernel.numpy()
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs.numpy(), expected, rtol=1e-4, atol=1e-6)
 
@@ -61,8 +65,9 @@ def test_mixed_precision_keeps_softmax_and_cams_in_float32():
     try:
         model = models.build_model("small_vgg", 32, 4)
         images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-        features, probs = models.feature_model(model)(images)
-        cams = cam_utils.class_activation_maps(features, models.class_weights(model))
+        explained = classifier.explain(model)
+        features, probs = explained.features(images)
+        cams = cam_utils.class_activation_maps(features, explained.cam_kernel)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert features.dtype == "bfloat16"
@@ -163,9 +168,12 @@ def test_every_backbone_is_flat_and_its_cam_averages_to_the_logit(backbone_model
     model = backbone_models[name]
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
     images = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
-    features, probs = models.feature_model(model)(images)
+    probs = model(images)
+    explained = classifier.explain(keras.models.clone_model(model))  # explain() edits a model
+    explained.model.set_weights(model.get_weights())
+    features, _ = explained.features(images)
     assert tuple(features.shape[1:3]) == (2, 2)
-    cams = cam_utils.class_activation_maps(features, models.class_weights(model)).numpy()
+    cams = cam_utils.class_activation_maps(features, explained.cam_kernel).numpy()
     logits = cams.mean(axis=(1, 2))
     softmax = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), probs.numpy(),

@@ -15,7 +15,7 @@ import pytest
 import cam_utils
 import evaluate_cam
 import visualize_cam
-from camlab import methods, metrics, models, runs
+from camlab import classifier, methods, metrics, models, runs
 from helpers import copy_run, edit_config, run_fails
 
 
@@ -104,8 +104,10 @@ def test_tf_keras_vis_grad_cam_runs_on_a_trained_flat_model(demo_run):
     theirs = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(
         CategoricalScore(classes), images, penultimate_layer="relu3_2",
         seek_penultimate_conv_layer=False, normalize_cam=False)
-    features, _ = models.feature_model(model)(images)
-    ours = methods.maps_for_classes("gradcam", model, features,
+    explained = classifier.explain(keras.models.clone_model(model))  # explain() edits a model
+    explained.model.set_weights(model.get_weights())
+    features, _ = explained.features(images)
+    ours = methods.maps_for_classes("gradcam", explained, features,
                                     np.array(classes)[:, None].astype(np.int32))[..., 0]
     assert theirs.shape == (3, 64, 64) and np.isfinite(theirs).all()
     # Both are Grad-CAM of the same layer; tf-keras-vis upsamples (corner-aligned) inside.

@@ -70,10 +70,10 @@ def test_kept_weights_are_the_last_or_the_best_epoch(tmp_path, keep, kept_after)
     kept = training.KeptWeights(tmp_path, IDENTITY, keep)
     kept.set_model(model)
     for epoch, accuracy in enumerate([0.5, 0.4, 0.7]):
-        models.class_weights(model).assign(np.full((64, 3), epoch, np.float32))
+        model.get_layer("classifier").kernel.assign(np.full((64, 3), epoch, np.float32))
         kept.on_epoch_end(epoch, {"val_accuracy": accuracy, "loss": 1.0})
         in_file = runs.load_trained_model(tmp_path, IDENTITY)
-        assert models.class_weights(in_file).numpy()[0, 0] == kept_after[epoch]
+        assert in_file.get_layer("classifier").kernel.numpy()[0, 0] == kept_after[epoch]
         assert kept.kept["epoch"] == kept_after[epoch] + 1
 
 
