@@ -318,6 +318,13 @@ def test_evaluate_writes_titled_figures_as_svg(demo_run, saved_figures):
     assert "predicted class" in curves.get_suptitle()
 
 
+def test_train_draws_its_curves(trained_run):
+    _, run_dir = trained_run
+    path = run_dir / "curves.png"
+    assert path.read_bytes().startswith(MAGIC["png"])
+    assert image_size(path) == (9 * 150, round(3.6 * 150))  # figure inches x 150 dpi
+
+
 @pytest.mark.parametrize("script", [visualize_cam, evaluate_cam])
 def test_a_bad_format_is_one_line(trained_run, script):
     output_dir, run_dir = trained_run
