@@ -6,7 +6,7 @@ is given for the model's predicted class and for the true class, and beside it t
 score of two baselines on the same images: a centred Gaussian map and a random map.
 Localisation needs masks / boxes (the demo data has them; imagenette does not).
 Writes outputs/<RUN_NAME>/metrics.json (or metrics_<METHOD>.json for METHOD != "cam"),
-confusion_matrix.png and deletion_insertion.png.
+confusion_matrix.png and deletion_insertion.png (or .pdf, .svg: FORMAT).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 import cam_utils
 from camlab import data, methods, metrics, plots, runs, subject
-from camlab.errors import CamError
+from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the training run to score, a folder in OUTPUT_DIR; "" = "imagenette"
@@ -51,8 +51,13 @@ THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
+CONFUSION = "counts"  # confusion matrix cells: "counts", or "rows" (share of the true class)
+FORMAT = "png"  # file format of the figures: png, pdf or svg
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
+
+
+CONFUSION_CHOICES = ("counts", "rows")
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -67,6 +72,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError(f"THRESHOLD={config['THRESHOLD']} must be between 0 and 1")
     if not config["BLUR_SIGMA"] > 0:
         raise CamError(f"BLUR_SIGMA={config['BLUR_SIGMA']} must be positive")
+    check_choice("CONFUSION", config["CONFUSION"], CONFUSION_CHOICES)
+    check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
@@ -105,14 +112,17 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
     names = trained["class_names"]
     summary = metrics.summarise(scores, names)
     suffix, subset = file_suffixes(config, layer)
-    plots.save_figure(plots.confusion_matrix(np.array(summary["confusion_matrix"]), names),
-                      run_dir / f"confusion_matrix{subset}.png", 150)
-    curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"].mean(axis=0)
+    where, ext = f"run {run_dir.name}, {config['SPLIT']} split", config["FORMAT"]
+    plots.save_figure(plots.confusion_matrix(np.array(summary["confusion_matrix"]), names,
+                                             where, config["CONFUSION"] == "rows"),
+                      run_dir / f"confusion_matrix{subset}.{ext}", 150)
+    curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"]
                       for kind in ("deletion", "insertion")}
               for label, source in zip((config["METHOD"], "centre", "random"), metrics.SOURCES,
                                        strict=True)}
-    plots.save_figure(plots.deletion_insertion_curves(curves),
-                      run_dir / f"deletion_insertion{suffix}.png", 150)
+    plots.save_figure(plots.deletion_insertion_curves(
+        curves, f"{plots.METHOD_TITLES[config['METHOD']]}, {where}", "predicted"),
+        run_dir / f"deletion_insertion{suffix}.{ext}", 150)
     results = {"run": run_dir.name, **({"model": trained["MODEL"]} if "MODEL" in trained
                                        else {}),
                "split": config["SPLIT"], "method": config["METHOD"],
@@ -184,7 +194,8 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
     figure = plots.method_comparison(np.round(images.numpy()).clip(0, 255).astype(np.uint8),
                                      maps, batch["bbox"].numpy() if "bbox" in batch else None,
                                      names)
-    plots.save_figure(figure, run_dir / f"comparison{file_suffixes(config, '')[1]}.png", 150)
+    plots.save_figure(figure, run_dir / f"comparison{file_suffixes(config, '')[1]}."
+                              f"{config['FORMAT']}", 150)
 
 
 def run(config: dict[str, Any]) -> Path:

@@ -22,7 +22,7 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, folders, models, precision, runs, training
+from camlab import data, folders, models, plots, precision, runs, training
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
@@ -155,7 +155,8 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     run_dir = check_resume(config)
     if not config["RESUME"]:
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
-        for stale in ("weights.weights.h5", "model.keras", "history.csv", *DERIVED_FILES):
+        for stale in ("weights.weights.h5", "model.keras", "history.csv", "curves.png",
+                      *DERIVED_FILES):
             for path in run_dir.glob(stale):
                 path.unlink()
     return run_dir
@@ -250,6 +251,10 @@ def run(config: dict[str, Any]) -> Path:
     # One line per epoch when the output is a file: a progress bar would redraw into it.
     model.fit(train, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
               callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    plots.save_figure(plots.training_curves(
+        plots.read_history(history), config["KEEP"], training.MONITOR, splits["measured_on"],
+        f"run {config['RUN_NAME']}: {config['BACKBONE']} on {config['DATASET']}"),
+        run_dir / "curves.png", 150)
     print(summary(config, run_dir, kept.kept, splits["measured_on"]))
     return run_dir
 

@@ -3,7 +3,7 @@
 Run `python visualize_cam.py` after train_cam.py, with the same RUN_NAME. Everything about
 the model (dataset, backbone, image size, class names) is read from the run's config.json.
 Or explain a Keras classifier of your own: --MODEL=path/to/model.keras (see MODEL below).
-Writes outputs/<RUN_NAME>/heatmaps.png and cams.npz.
+Writes outputs/<RUN_NAME>/heatmaps.png (or .pdf, .svg: FORMAT) and cams.npz.
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ SPLIT = "validation"  # tfds split the images are drawn from
 NUM_IMAGES = 5  # rows of the grid: images drawn at random (with SEED) from SPLIT
 TOP_K = 3  # columns: the most probable classes of each image
 THRESHOLD = 0.3  # map values below this fraction of the top-1 map's maximum are hidden
-ALPHA = 0.3  # opacity of the heatmap over the image, 0 to 1
-CMAP = "magma_r"  # matplotlib colormap of the heatmap
-DPI = 300  # resolution of heatmaps.png, dots per inch
+STYLE = "post"  # "post" (the seed's look) or "contrast" (grey photo, turbo, soft-edged cut)
+ALPHA = -1.0  # heatmap opacity over the image, 0 to 1; -1 = STYLE's (post 0.3, contrast 0.6)
+CMAP = ""  # matplotlib colormap of the heatmap; "" = STYLE's (post magma_r, contrast turbo)
+SHOW_IMAGE = False  # True adds a first column with the plain image
+DPI = 300  # resolution of the figure, dots per inch
+FORMAT = "png"  # file format of the figure: png, pdf or svg
 SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
 SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
@@ -58,9 +61,10 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     if not 1 <= config["TOP_K"] <= num_classes:
         raise CamError(f"TOP_K={config['TOP_K']} must be between 1 and the number of "
                        f"classes, {num_classes}")
-    for name in ("THRESHOLD", "ALPHA"):
-        if not 0.0 <= config[name] <= 1.0:
-            raise CamError(f"{name}={config[name]} must be between 0 and 1")
+    if not 0.0 <= config["THRESHOLD"] <= 1.0:
+        raise CamError(f"THRESHOLD={config['THRESHOLD']} must be between 0 and 1")
+    plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
+    check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
     check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
     if config["SCORECAM_BATCH"] < 1:
         raise CamError(f"SCORECAM_BATCH={config['SCORECAM_BATCH']} must be at least 1")
@@ -131,12 +135,18 @@ def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[
     shown, maps = images, result["maps"]
     if config["FULL_RESOLUTION"] and "photo" in batch:
         shown, maps = full_resolution(batch["photo"], result["low_res"], config["THRESHOLD"])
-    fig = plots.cam_grid(shown, maps, result["top_probs"], result["top_classes"], names,
-                         config["ALPHA"], config["CMAP"], batch.get("bbox"), batch.get("file"))
+    where = "your images" if config["IMAGES"] else f"{config['SPLIT']} split"
+    fig = plots.cam_grid(
+        shown, maps, result["top_probs"], result["top_classes"], names, labels=batch["label"],
+        style=plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"]),
+        threshold=config["THRESHOLD"], show_image=config["SHOW_IMAGE"],
+        title=f"{plots.METHOD_TITLES[method]} — run {run_dir.name}, layer "
+              f"{methods.layer_name(model, layer)}, {where}",
+        boxes=batch.get("bbox"), row_names=batch.get("file"))
     # Own images, other methods and layers get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
         "" if method == "cam" else f"_{method}") + (f"_{layer}" if layer else "")
-    figure_path = run_dir / f"heatmaps{suffix}.png"
+    figure_path = run_dir / f"heatmaps{suffix}.{config['FORMAT']}"
     plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"
     with runs.atomic_path(arrays_path) as tmp:

@@ -16,7 +16,7 @@ import pytest
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import settings
+from camlab import plots, settings
 from camlab.errors import CamError
 
 SCRIPTS = (train_cam, visualize_cam, evaluate_cam)
@@ -40,7 +40,8 @@ def test_defaults_are_the_seed_values():
     assert config["WEIGHTS"] == "imagenet" and config["BACKBONE"] == "vgg19"
     shown = settings.resolve(visualize_cam.__file__, [])
     assert (shown["NUM_IMAGES"], shown["TOP_K"], shown["THRESHOLD"]) == (5, 3, 0.3)
-    assert (shown["ALPHA"], shown["CMAP"], shown["DPI"]) == (0.3, "magma_r", 300)
+    style = plots.resolve_style(shown["STYLE"], shown["CMAP"], shown["ALPHA"])
+    assert (style.alpha, style.cmap, shown["DPI"]) == (0.3, "magma_r", 300)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

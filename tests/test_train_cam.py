@@ -84,7 +84,8 @@ def test_a_fresh_run_removes_the_earlier_models_figures_and_scores(tmp_path, dem
     (run_dir / "notes.txt").write_text("the user's own")
     demo_training(root / "data", tmp_path)
     assert sorted(path.name for path in run_dir.iterdir()) == [
-        "config.json", "history.csv", "model.keras", "notes.txt", "weights.weights.h5"]
+        "config.json", "curves.png", "history.csv", "model.keras", "notes.txt",
+        "weights.weights.h5"]
 
 
 def test_the_first_run_on_a_machine_gives_the_same_bits_as_later_ones(tmp_path):

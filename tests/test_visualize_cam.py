@@ -25,14 +25,15 @@ def test_visualize_draws_the_grid_from_the_run_alone(trained_run, mock_imagenett
     assert path == run_dir / "heatmaps.png"
     assert matplotlib.image.imread(path).ndim == 3
     (fig,) = saved_figures
-    axes = np.array(fig.axes).reshape(4, 2)
+    axes = np.array(fig.axes[:8]).reshape(4, 2)  # the colorbar comes last
     saved = np.load(run_dir / "cams.npz")
     names = list(saved["class_names"])
     for row in range(4):
         order = np.argsort(-saved["probs"][row])
         for rank in range(2):
             c = order[rank]
-            expected = f"{names[c]} - {100 * saved['probs'][row, c]:.1f}%"
+            mark = "✓ " if c == saved["labels"][row] else "✗ " if rank == 0 else ""
+            expected = f"{mark}{names[c]} - {100 * saved['probs'][row, c]:.1f}%"
             assert axes[row, rank].get_title() == expected
     assert saved["images"].shape == (4, 32, 32, 3) and saved["images"].dtype == np.uint8
     assert saved["cams"].shape == (4, 1, 1, 10)
@@ -168,7 +169,7 @@ def test_own_photos_keep_their_names_shape_and_resolution(trained_run, image_fil
                         f"--FULL_RESOLUTION={full_resolution}"])
     saved = np.load(run_dir / "cams_images.npz")
     np.testing.assert_array_equal(saved["files"], ["rgb.png", "photo.jpg"])
-    axes = np.array(saved_figures[-1].axes).reshape(2, 2)
+    axes = np.array(saved_figures[-1].axes[:4]).reshape(2, 2)
     assert [axes[row, 0].get_ylabel() for row in range(2)] == ["rgb.png", "photo.jpg"]
     # Centre-cropped to 30 x 30, then drawn at 32 px, or at the photo's own 30 px.
     side = 30 if full_resolution else 32
