@@ -49,16 +49,22 @@ def cam_grid(images, maps, probs: np.ndarray, classes: np.ndarray,
     return fig
 
 
+LABELLED_CLASSES = 40  # more classes (CUB's 200): no counts or names, the size of 40
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: list[str]) -> Figure:
-    """Counts of (true, predicted) classes, (classes, classes), with the count in each cell."""
+    """Counts of (true, predicted) classes, (classes, classes), with the count in each cell
+    and the class names, for up to LABELLED_CLASSES classes (else colours only)."""
     count = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * count, 0.8 + 0.5 * count))
+    side = min(count, LABELLED_CLASSES)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * side, 0.8 + 0.5 * side))
     ax.imshow(matrix, cmap="Blues")
-    for (row, col), value in np.ndenumerate(matrix):
-        ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
-                color="white" if value > matrix.max() / 2 else "black")
-    ax.set_xticks(range(count), class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(count), class_names, fontsize=8)
+    if count <= LABELLED_CLASSES:
+        for (row, col), value in np.ndenumerate(matrix):
+            ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if value > matrix.max() / 2 else "black")
+        ax.set_xticks(range(count), class_names, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(count), class_names, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.tight_layout()
