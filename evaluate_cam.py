@@ -4,7 +4,7 @@ Run `python evaluate_cam.py` after train_cam.py, with the same RUN_NAME, or on a
 classifier of your own with --MODEL=path/to/model.keras --DATASET=... Every map score
 is given for the model's predicted class and for the true class, and beside it the same
 score of two baselines on the same images: a centred Gaussian map and a random map.
-Localisation needs masks / boxes (the demo data has them; imagenette does not).
+Localisation needs boxes or masks (camlab/groundtruth.py; cam_shapes, CUB, pets have them).
 Writes outputs/<RUN_NAME>/metrics.json (or metrics_<METHOD>.json for METHOD != "cam"),
 confusion_matrix.png and deletion_insertion.png (or .pdf, .svg: FORMAT).
 """
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import data, methods, metrics, plots, runs, subject
+from camlab import data, groundtruth, methods, metrics, plots, runs, subject
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -80,6 +80,7 @@ def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_
                  layer: str) -> dict[str, np.ndarray]:
     """Every per-image score of SPLIT (its first MAX_IMAGES images), see metrics.score_batch."""
     builder = data.get_run_dataset(trained)
+    print(groundtruth.find(builder).describe())
     batches = data.evaluation_batches(
         data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])
@@ -156,11 +157,12 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
                                       ("random", "_random_baseline"))}
     board = {"methods": scores, "baselines": baselines, "num_images": first["num_images"],
              "run": run_dir.name, "split": config["SPLIT"], "layer": first["layer"],
-             "class": "predicted"}
+             "class": "predicted", "not_computed": first["not_computed"]}
     subset = file_suffixes(config, "")[1]
     path = run_dir / f"leaderboard{subset}.json"
     runs.write_json(path, board)
-    order = "maxboxacc_v2" if "maxboxacc_v2" in scores[next(iter(scores))] else "deletion_auc"
+    order = next(key for key in ("maxboxacc_v2", "pxap", "deletion_auc")
+                 if key in scores[next(iter(scores))])
     ranked = sorted(scores, key=lambda m: scores[m][order], reverse=order != "deletion_auc")
     columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]

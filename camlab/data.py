@@ -173,8 +173,10 @@ def load_split(builder, split: str, data_dir: str = "",
     `split` is a split name, optionally sliced ("train[:10%]"); `setting` is the name the
     user gave it under, for the message when the dataset has no such split. A folder
     dataset (camlab.folders) is read in its indexed order, already shuffled by SEED.
+    Examples hold "image", "label" and, where the dataset has them, "bbox" and "mask"
+    (camlab.groundtruth.standardise, whatever the dataset's own feature names).
     """
-    from camlab import folders
+    from camlab import folders, groundtruth
 
     if isinstance(builder, folders.FolderData):
         return folders.load(builder, split, setting)
@@ -185,8 +187,9 @@ def load_split(builder, split: str, data_dir: str = "",
     # No automatic in-memory cache: visualize_cam.py reads a few examples only, which made
     # tfds warn about a partly read cache; train_cam.py caches itself (CACHE).
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
-    return builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
-                              read_config=read_config)
+    examples = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
+                                  read_config=read_config)
+    return groundtruth.standardise(examples, groundtruth.find(builder))
 
 
 def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -220,9 +223,8 @@ def pick_examples(examples: tf.data.Dataset, count: int, seed: int,
                   image_size: int) -> dict[str, np.ndarray]:
     """`count` examples drawn without replacement with `seed`, in split order, as one batch.
 
-    Images are resized as for training ("image": (count, size, size, 3) float32 in
-    [0, 255]); other features ("label", and "bbox" / "mask" where the data has them) are
-    stacked unchanged. The same seed gives the same examples on every machine.
+    The keys and shapes of `evaluation_batches`, the images resized as for training.
+    The same seed gives the same examples on every machine.
     """
     size = int(examples.cardinality())
     if size < 0:
@@ -231,13 +233,9 @@ def pick_examples(examples: tf.data.Dataset, count: int, seed: int,
         raise CamError(f"NUM_IMAGES={count} must be between 1 and the split's size, {size}")
     wanted = tf.constant(np.sort(np.random.default_rng(seed).choice(size, count, replace=False)))
 
-    def resized(index, example):
-        del index
-        return {**example, "image": resize_image(example["image"], image_size)}
-
     chosen = (examples.enumerate()
               .filter(lambda index, example: tf.reduce_any(index == wanted))
-              .map(resized).batch(count))
+              .map(lambda index, example: resized_example(example, image_size)).batch(count))
     return next(chosen.as_numpy_iterator())
 
 
@@ -246,22 +244,31 @@ def evaluation_batches(examples: tf.data.Dataset, image_size: int, batch_size: i
     """Batches of dicts in split order for scoring maps: the first `max_images` (0 = all).
 
     "image" (b, S, S, 3) float32 RGB [0, 255] and "label" (b,); where the dataset has
-    them, "mask" (b, S, S) bool (nearest-neighbour resized) and "bbox" (b, 4) normalised.
+    them, "mask" (b, S, S) bool and "bbox" (b, 4) normalised (see resized_example).
     """
     if max_images:
         examples = examples.take(max_images)
-
-    def prepared(example):
-        out = {"image": resize_image(example["image"], image_size), "label": example["label"]}
-        if "mask" in example:
-            mask = tf.image.resize(example["mask"], [image_size, image_size], "nearest")
-            out["mask"] = mask[..., 0] > 0
-        if "bbox" in example:
-            out["bbox"] = example["bbox"]
-        return out
-
-    return (examples.map(prepared, num_parallel_calls=tf.data.AUTOTUNE)
+    return (examples.map(lambda example: resized_example(example, image_size),
+                         num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def resized_example(example: dict, image_size: int) -> dict:
+    """One example of load_split as the model sees it, ground truth moved alike.
+
+    The image is resized to the square the model was trained on (resize_image: bilinear,
+    squashed like training, never cropped or padded); the mask goes through the same
+    resize, nearest-neighbour so that it stays binary, and becomes (S, S) bool; the box,
+    normalised to the image's sides, is the same box after any such resize. A mask of
+    another size than its image (tfds' random mock data) is stretched over the image.
+    """
+    out = {"image": resize_image(example["image"], image_size), "label": example["label"]}
+    if "mask" in example:
+        mask = tf.image.resize(example["mask"], [image_size, image_size], "nearest")
+        out["mask"] = mask[..., 0] > 0
+    if "bbox" in example:
+        out["bbox"] = example["bbox"]
+    return out
 
 
 def expand_image_paths(patterns: tuple[str, ...]) -> list[Path]:

@@ -232,21 +232,54 @@ def chunked_predict(model: Classifier, chunk: int) -> Callable[[tf.Tensor], tf.T
     return predict
 
 
+def box_masks(boxes: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """(batch, H, W) bool: the pixels inside each normalised (ymin, xmin, ymax, xmax) box
+    of (batch, 4), its edges rounded to the nearest pixel edge as in camlab.localisation."""
+    edges = tf.round(tf.cast(boxes, tf.float32) * [height, width, height, width])
+    rows = tf.range(height, dtype=tf.float32)[None]
+    cols = tf.range(width, dtype=tf.float32)[None]
+    in_rows = (rows >= edges[:, 0:1]) & (rows < edges[:, 2:3])
+    in_cols = (cols >= edges[:, 1:2]) & (cols < edges[:, 3:4])
+    return in_rows[:, :, None] & in_cols[:, None, :]
+
+
+# Every localisation key of metrics.json, and the ground truth each needs.
+BOX_METRICS = ("maxboxacc_v2", "box_localisation", "top1_localisation")
+MASK_METRICS = ("pxap", "mask_iou")
+POINTING_METRICS = ("pointing_game_strict", "pointing_game")  # on the mask, else the box
+
+
 def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
                         threshold: float) -> dict[str, np.ndarray]:
-    """Per-image pointing game (with the paper's tolerance, and strict: on the object),
-    CAM-paper box and top-1 localisation, and mask IoU."""
-    box_hit = box_iou(largest_region_box(maps), batch["bbox"]) >= 0.5
-    object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy())
-    return {"pointing_game": pointing_game(maps, batch["mask"]).numpy(),
-            "pointing_game_strict": pointing_game(maps, batch["mask"], 0).numpy(),
-            "box_localisation": box_hit.numpy(),
-            "top1_localisation": box_hit.numpy() & correct,
-            "mask_iou": mask_iou(maps, batch["mask"], threshold).numpy(),
-            # Choe et al. 2020 choose thresholds over the whole split: per-image hits at
-            # every threshold, and the batch's pixel histograms, summed in summarise.
-            "box_hits": localisation.box_hits(maps, batch["bbox"].numpy()),
-            "pixel_hist_object": object_hist[None], "pixel_hist_background": background_hist[None]}
+    """Per-image localisation scores against the ground truth `batch` has; {} if none.
+
+    With a box ("bbox"): the CAM paper's box and top-1 localisation, and the per-threshold
+    hits of MaxBoxAccV2. With a mask ("mask"): mask IoU and the pixel histograms of PxAP.
+    The pointing game (with the paper's tolerance, and strict: on the object) uses the
+    mask, else the pixels inside the box. Neither is made from the other for the box or
+    mask scores: wsolevaluation scores CUB and ImageNet by boxes, OpenImages by masks.
+    """
+    scores = {}
+    if "bbox" in batch:
+        box_hit = (box_iou(largest_region_box(maps), batch["bbox"]) >= 0.5).numpy()
+        scores.update(box_localisation=box_hit, top1_localisation=box_hit & correct,
+                      # Choe et al. 2020 choose thresholds over the whole split: per-image
+                      # hits at every threshold (and below, pixel histograms), pooled in
+                      # summarise.
+                      box_hits=localisation.box_hits(maps, batch["bbox"].numpy()))
+    if "mask" in batch:
+        object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy())
+        scores.update(mask_iou=mask_iou(maps, batch["mask"], threshold).numpy(),
+                      pixel_hist_object=object_hist[None],
+                      pixel_hist_background=background_hist[None])
+        target = batch["mask"]
+    elif "bbox" in batch:
+        target = box_masks(batch["bbox"], maps.shape[1], maps.shape[2])
+    else:
+        return scores
+    scores.update(pointing_game=pointing_game(maps, target).numpy(),
+                  pointing_game_strict=pointing_game(maps, target, 0).numpy())
+    return scores
 
 
 def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
@@ -321,8 +354,7 @@ def score_batch(model: Classifier, random_model: Classifier, predict, batch: dic
         for suffix in SOURCES:
             maps = method_maps[..., column] if suffix == "" else sources[suffix]
             scores = {}
-            if "mask" in batch:
-                scores.update(localisation_scores(maps, batch, correct, threshold))
+            scores.update(localisation_scores(maps, batch, correct, threshold))
             if column == 0:
                 predicted_faith[suffix] = faithfulness_scores(
                     predict, images, baselines, maps, classes[:, 0], steps)
@@ -376,9 +408,16 @@ def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]
             hits = scores.get(f"{target}/box_hits{source}")
             if hits is not None:
                 summary[target][f"maxboxacc_v2{source}"] = localisation.max_box_acc_v2(hits)
+            object_hist = scores.get(f"{target}/pixel_hist_object{source}")
+            if object_hist is not None and object_hist.sum() > 0:  # else PxAP is undefined
                 summary[target][f"pxap{source}"] = localisation.pxap(
-                    scores[f"{target}/pixel_hist_object{source}"].sum(axis=0),
+                    object_hist.sum(axis=0),
                     scores[f"{target}/pixel_hist_background{source}"].sum(axis=0))
+    summary["ground_truth"] = {"box": "predicted_class/box_hits" in scores,
+                               "mask": "predicted_class/pixel_hist_object" in scores}
+    # Localisation scores the data could not give (no box, no mask, or no object pixel).
+    summary["not_computed"] = [key for key in (*BOX_METRICS, *MASK_METRICS, *POINTING_METRICS)
+                               if key not in summary["predicted_class"]]
     per_class = {}
     for index, name in enumerate(names):
         rows = labels == index

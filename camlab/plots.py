@@ -171,9 +171,13 @@ def outline_box(ax, box: np.ndarray, shape: tuple[int, int], width: float) -> No
                                fill=False, edgecolor="lime", linewidth=width))
 
 
+LABELLED_CLASSES = 40  # more classes (CUB's 200): no counts or names, the size of 40
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str = "",
                      normalise: bool = False) -> Figure:
-    """(true, predicted) counts, (classes, classes), a value in each cell.
+    """(true, predicted) counts, (classes, classes), a value in each cell and the class
+    names for up to LABELLED_CLASSES classes (else colours only).
 
     The title adds the number of images and the accuracy (the diagonal's share) to
     `title`. `normalise` shows each true class's row as shares of its images (a row
@@ -185,15 +189,17 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str = ""
     values = (np.divide(matrix, rows, out=np.full(matrix.shape, np.nan), where=rows > 0)
               if normalise else matrix)
     top = 1.0 if normalise else max(int(matrix.max()), 1)
-    fig, ax = plt.subplots(figsize=(2.0 + 0.55 * count, 1.2 + 0.5 * count),
+    side = min(count, LABELLED_CLASSES)
+    fig, ax = plt.subplots(figsize=(2.0 + 0.55 * side, 1.2 + 0.5 * side),
                            layout="constrained")
     shown = ax.imshow(values, cmap="Blues", vmin=0, vmax=top)
-    for (row, col), value in np.ndenumerate(values):
-        text = "-" if np.isnan(value) else f"{value:.2f}" if normalise else str(int(value))
-        ax.text(col, row, text, ha="center", va="center", fontsize=7,
-                color="white" if value > top / 2 else "black")
-    ax.set_xticks(range(count), class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(count), class_names, fontsize=8)
+    if count <= LABELLED_CLASSES:
+        for (row, col), value in np.ndenumerate(values):
+            text = "-" if np.isnan(value) else f"{value:.2f}" if normalise else str(int(value))
+            ax.text(col, row, text, ha="center", va="center", fontsize=7,
+                    color="white" if value > top / 2 else "black")
+        ax.set_xticks(range(count), class_names, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(count), class_names, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(shown, ax=ax, label="share of the true class's images" if normalise

@@ -163,3 +163,58 @@ def test_summarise_pools_box_hits_and_pixel_histograms_over_batches():
                                  parts[0]["pixel_hist_background"][0]
                                  + parts[1]["pixel_hist_background"][0])
     assert summary["pxap"] == pytest.approx(expected) and 0 < expected < 1
+
+
+def test_box_masks_are_the_pixels_inside_the_rounded_box_edges():
+    # Edges 0.26 * 10 = 2.6 -> 3 and 0.74 * 10 = 7.4 -> 7: rows 3..6; columns 0..4.
+    inside = metrics.box_masks(tf.constant([[0.26, 0.0, 0.74, 0.5]]), 10, 10).numpy()[0]
+    expected = np.zeros((10, 10), bool)
+    expected[3:7, 0:5] = True
+    np.testing.assert_array_equal(inside, expected)
+    np.testing.assert_allclose(metrics.mask_box(inside[None]).numpy(),
+                               [[0.3, 0.0, 0.7, 0.5]], atol=1e-6)
+
+
+@pytest.mark.parametrize("truth", ["bbox", "mask", "both", "none"])
+def test_localisation_scores_only_what_the_ground_truth_allows(truth):
+    """A box alone gives the box scores and the pointing game on the box's pixels; a mask
+    alone gives PxAP's histograms, mask IoU and the pointing game on the mask."""
+    masks = np.stack([square_mask(16, 2, 2, 6), square_mask(16, 8, 8, 6)])
+    boxes = metrics.mask_box(masks).numpy()
+    maps = np.zeros((2, 16, 16), np.float32)
+    maps[0, 4, 4] = 1.0  # on the first object
+    maps[1, 15, 0] = 1.0  # far from the second
+    batch = {"bbox": tf.constant(boxes), "mask": tf.constant(masks)}
+    if truth in ("bbox", "mask"):
+        batch = {truth: batch[truth]}
+    elif truth == "none":
+        batch = {}
+    scores = metrics.localisation_scores(tf.constant(maps), batch, np.ones(2, bool), 0.3)
+    box_keys = {"box_localisation", "top1_localisation", "box_hits"}
+    mask_keys = {"mask_iou", "pixel_hist_object", "pixel_hist_background"}
+    pointing = {"pointing_game", "pointing_game_strict"}
+    expected = {"bbox": box_keys | pointing, "mask": mask_keys | pointing,
+                "both": box_keys | mask_keys | pointing, "none": set()}[truth]
+    assert set(scores) == expected
+    if pointing <= expected:  # the same hits whether the target is the mask or its box
+        np.testing.assert_array_equal(scores["pointing_game_strict"], [True, False])
+
+
+def test_summarise_lists_what_the_ground_truth_could_not_give():
+    masks = np.stack([square_mask(8, 1, 1, 4), square_mask(8, 3, 3, 4)])
+    maps = tf.constant(masks.astype(np.float32))
+    part = metrics.localisation_scores(maps, {"mask": tf.constant(masks)}, np.ones(2, bool),
+                                       0.3)
+    scores = {"label": np.zeros(2, int), "predicted": np.zeros(2, int),
+              "correct": np.ones(2, bool), "sanity_rank_correlation": np.zeros(2)}
+    for key, value in part.items():
+        for target in ("predicted_class", "true_class"):
+            scores[f"{target}/{key}"] = value
+    summary = metrics.summarise(scores, ["a", "b"])
+    assert summary["ground_truth"] == {"box": False, "mask": True}
+    assert summary["not_computed"] == list(metrics.BOX_METRICS)
+    assert summary["predicted_class"]["pxap"] == pytest.approx(1.0)  # the map is the mask
+    empty = {**scores, **{f"{target}/pixel_hist_object": np.zeros_like(part[
+        "pixel_hist_object"]) for target in ("predicted_class", "true_class")}}
+    summary = metrics.summarise(empty, ["a", "b"])  # no object pixel: PxAP is undefined
+    assert "pxap" not in summary["predicted_class"] and "pxap" in summary["not_computed"]
