@@ -208,11 +208,7 @@ def explain(model: keras.Model, image_size: int = 224, preprocess: str = "none",
         raise CamError(f"the model's output has shape {tuple(probs.shape)}; a classifier's "
                        "is (batch, classes): choose another OUTPUT, or a classifier")
     scores, probability, kind, dense = _scores(probs, calls)
-    layers = _map_layers(scores, calls)
-    if not layers:
-        raise CamError("the model has no layer with a 4-D output (batch, h, w, channels) "
-                       "before its output: class activation maps need a convolutional "
-                       "network")
+    layers = _map_layers(scores if kind == "logit" else probs, calls)
     kernel, refusal = _cam_head(dense, layers[next(reversed(layers))], calls,
                                 one_unit=probs.shape[-1] == 1)
     if probs.shape[-1] == 1 and probability == "sigmoid":  # one unit z: classes -z and z
@@ -246,16 +242,20 @@ def _scores(probs, calls) -> tuple[Any, str, str, Any]:
 
 def _map_layers(scores, calls) -> dict[str, Any]:
     """Name -> tensor of every layer's 4-D output the scores depend on, in the order
-    computed."""
+    computed; one CamError when no convolution is among the layers on that path."""
     needed, stack = set(), [scores]
     while stack:
         tensor = stack.pop()
         if id(tensor) not in needed and id(tensor) in calls:
             needed.add(id(tensor))
             stack.extend(calls[id(tensor)][2])
-    return {name: tensor for key, (name, layer, _, tensor) in calls.items()  # replay order
-            if key in needed and len(tensor.shape) == 4
-            and isinstance(layer, keras.layers.Layer)}  # not a bare op such as keras.ops.flip
+    on_path = [call for key, call in calls.items() if key in needed]  # in replay order
+    if not any("Conv" in type(layer).__name__ for _, layer, _, _ in on_path):
+        raise CamError("the model has no convolutional layer before its output: class "
+                       "activation maps need a CNN, whose layers keep (batch, h, w, channels) "
+                       "maps")
+    return {name: tensor for name, layer, _, tensor in on_path
+            if len(tensor.shape) == 4 and isinstance(layer, keras.layers.Layer)}
 
 
 def _cam_head(dense, features, calls, one_unit: bool) -> tuple[Any, str]:

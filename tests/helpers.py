@@ -147,3 +147,17 @@ def register_for_vgg19(monkeypatch, path: Path) -> list:
 
     monkeypatch.setattr(file_utils, "validate_file", validate_registered)
     return checked
+
+
+def nested_vgg16(size: int = 32) -> keras.Model:
+    """tensorflow#44462's pattern: preprocessing, a Keras application as one layer, a head."""
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.VGG16(include_top=False, weights=None,
+                                        input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale")(inputs)
+    x = backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.3, name="drop")(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="nested")
