@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint train visualize evaluate demo demo-evaluate bench clean
+.PHONY: test lint train visualize evaluate demo demo-evaluate bench results clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ demo-evaluate: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cam.py
+
+# Copies the result files of the runs above from outputs/ into docs/results/ (with machine,
+# date and command) and renders README.md's result tables from them (camlab/results.py).
+results: $(VENV)/.installed
+	$(PY) -m camlab.results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,448 @@
+"""The README's result tables, rendered from committed copies of the runs' result files.
+
+`make results` (`python -m camlab.results`) does two things:
+
+1. copies the result files the README quotes from outputs/ (written by `make demo`,
+   `python evaluate_cam.py --PRESET=demo --METHOD=all` and `make bench`) into docs/results/,
+   keeping the keys the README needs and adding where they come from: the source file, the
+   command that writes it, the date it was written and the machine (a file that records
+   its own machine, as bench.json does, keeps that record);
+2. renders every table between `<!-- results:NAME -->` and `<!-- /results -->` in
+   README.md from docs/results/ alone, so each number there can be traced to a committed
+   file. tests/test_readme.py renders them again and fails on a README edited by hand.
+
+A source that is absent is skipped (its committed copy stays); a table whose file is
+absent says so. A module rather than a script so that the test imports it as it is; it
+never imports TensorFlow, so it answers in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from camlab import settings
+from camlab.errors import CamError
+
+OUTPUTS = "outputs"  # folder the runs wrote their results to
+RESULTS = "docs/results"  # committed copies the README's tables are rendered from
+README = "README.md"  # file whose <!-- results:NAME --> blocks are rendered
+CHECK = False  # True: copy and write nothing; exit 1 when README's tables differ from RESULTS
+# ---- end of settings ----
+
+IMAGENETTE_TRAIN_IMAGES = 12_894  # tfds imagenette/320px train split (the post's dataset)
+IMAGENETTE_VALIDATION_IMAGES = 500  # its validation split
+POST_EPOCHS = 10  # train_cam.py's EPOCHS, the post's
+POST_IMAGE_SIZE = 320  # train_cam.py's IMAGE_SIZE, the post's
+END_MARK = "<!-- /results -->"
+BLOCK = re.compile(r"(<!-- results:([a-z_]+) -->\n)(.*?)(" + re.escape(END_MARK) + ")", re.S)
+
+# Keys of metrics.json and config.json the README uses or that say what was run; the rest
+# (per-class tables, the confusion matrix) stays in outputs/.
+METRICS_KEYS = ("run", "split", "method", "layer", "score", "num_images", "accuracy",
+                "sanity_rank_correlation", "ms_per_image", "seconds", "pointing_tolerance_px",
+                "ground_truth", "not_computed", "predicted_class", "true_class")
+CONFIG_KEYS = ("DATASET", "BACKBONE", "IMAGE_SIZE", "BATCH_SIZE", "EPOCHS", "SEED", "KEEP",
+               "MIXED_PRECISION", "precision_policy", "precision_choice", "devices",
+               "versions", "trained_on", "measured_on")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A result file a README command writes (under OUTPUTS) and its copy (under RESULTS)."""
+
+    copy: str  # file name in RESULTS
+    source: str  # path under OUTPUTS
+    command: str  # the README's command that writes it
+
+
+SOURCES = (
+    Source("demo_training.json", "demo/config.json + demo/history.csv", "make demo"),
+    Source("demo_metrics.json", "demo/metrics.json",
+           "python evaluate_cam.py --PRESET=demo --METHOD=all"),
+    Source("demo_leaderboard.json", "demo/leaderboard.json",
+           "python evaluate_cam.py --PRESET=demo --METHOD=all"),
+    Source("bench.json", "bench/bench.json", "make bench"),
+)
+
+
+# ---- copying outputs/ into docs/results/ ----
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content; CamError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CamError(f"{path} is not valid JSON ({error}); run the command that writes it "
+                       "again") from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes `text` through a temporary file renamed onto `path`: a reader sees the old
+    file or the new one, never half of one (camlab.runs has the same, but loads Keras)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def this_machine() -> dict[str, Any]:
+    """CPU model, cores, memory and OS of the machine copying the files (read here from
+    /proc rather than from camlab.precision, which would load TensorFlow)."""
+    cpu, memory = platform.processor() or platform.machine(), None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass  # not Linux: platform's answer
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory,
+            "system": platform.platform()}
+
+
+def when(path: Path) -> str:
+    """The time a file was last written, local, ISO 8601 to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime))
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """history.csv as a list of rows of numbers."""
+    with path.open(newline="") as rows:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(rows)]
+
+
+def gather(source: Source, outputs: Path) -> tuple[dict[str, Any], Path] | None:
+    """The content to commit for `source`, and the file it was read from (for its date);
+    None when the run has not written it."""
+    if source.copy == "demo_training.json":
+        config, history = outputs / "demo" / "config.json", outputs / "demo" / "history.csv"
+        if not (config.is_file() and history.is_file()):
+            return None
+        trained = read_json(config)
+        return ({"config": {key: trained[key] for key in CONFIG_KEYS if key in trained},
+                 "history": read_history(history)}, history)
+    path = outputs / source.source
+    if not path.is_file():
+        return None
+    content = read_json(path)
+    if source.copy == "demo_metrics.json":
+        content = {key: content[key] for key in METRICS_KEYS if key in content}
+    return content, path
+
+
+def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[Path]:
+    """Copies every result file the runs have written from `outputs` into `results`
+    (see SOURCES), each with its provenance; returns the files written. All sources are
+    read before anything is written, so a damaged one changes nothing."""
+    found = [(source, gathered) for source in SOURCES
+             if (gathered := gather(source, outputs)) is not None]
+    copied_at = copied_at or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    written = []
+    results.mkdir(parents=True, exist_ok=True)
+    for source, (content, path) in found:
+        content["provenance"] = {
+            "source": f"{outputs.name}/{source.source}", "command": source.command,
+            "written": when(path), "copied": copied_at,
+            # A file that names its machine (bench.json) is the better record of it.
+            "machine": content.get("machine") or this_machine()}
+        target = results / source.copy
+        write_atomically(target, json.dumps(content, indent=2) + "\n")
+        print(f"saved {target} (from {outputs.name}/{source.source})")
+        written.append(target)
+    return written
+
+
+# ---- rendering docs/results/ into the README's tables ----
+
+def sig3(value: float) -> str:
+    """Three significant digits, trailing zeros kept: 2.0 -> "2.00", 166.5 -> "167"."""
+    return f"{value:#.3g}".rstrip(".")
+
+
+def thousands(value: float) -> str:
+    """A count with thousands separators: 12894 -> "12,894"."""
+    return f"{round(value):,}"
+
+
+def provenance_line(name: str, content: dict[str, Any]) -> str:
+    """`docs/results/<name>`: the command, the machine and the date its numbers come from."""
+    where = content.get("provenance", {})
+    machine = where.get("machine", {})
+    parts = [f"`{where['command']}`" if "command" in where else None,
+             ", ".join(str(part) for part in (
+                 machine.get("cpu"),
+                 f"{machine['cores']} cores" if machine.get("cores") else None,
+                 f"1-minute load average {machine['load_average']} at the end"
+                 if "load_average" in machine else None)
+                 if part) or None,
+             where.get("written", "")[:10] or None]
+    return f"From [docs/results/{name}](docs/results/{name}): " + "; ".join(
+        part for part in parts if part) + "."
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A Markdown table."""
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
+                       ("pointing_game_strict", "pointing, strict"),
+                       ("pointing_game", "pointing"), ("box_localisation", "box IoU>=0.5"),
+                       ("deletion_auc", "deletion (lower better)"),
+                       ("insertion_auc", "insertion"), ("ms_per_image", "ms / image"))
+
+
+def score_cell(row: dict[str, float], key: str) -> str:
+    """A leaderboard cell: scores to 3 decimals as leaderboard.md has them, times to 3
+    significant digits (they are small), "-" where the row has no such score."""
+    if key not in row:
+        return "-"
+    return sig3(row[key]) if key == "ms_per_image" else f"{row[key]:.3f}"
+
+
+def render_leaderboard(board: dict[str, Any]) -> list[str]:
+    """Methods ranked as evaluate_cam.py ranks them (MaxBoxAccV2, else PxAP, else deletion
+    AUC), then the two baselines; columns for the keys any row has."""
+    methods, baselines = board["methods"], board.get("baselines", {})
+    rows = {**methods, **{f"{name} baseline": row for name, row in baselines.items()}}
+    columns = [(key, title) for key, title in LEADERBOARD_COLUMNS
+               if any(key in row for row in rows.values())]
+    order = next((key for key in ("maxboxacc_v2", "pxap", "deletion_auc")
+                  if all(key in row for row in methods.values())), None)
+    ranked = sorted(methods, key=lambda m: methods[m][order] * (1 if order == "deletion_auc"
+                                                                 else -1)) if order else methods
+    lines = [f"{thousands(board['num_images'])} images of the {board['split']} split, run "
+             f"`{board['run']}`, layer `{board['layer']}`, scores for the {board['class']} "
+             "class" + (f"; not computed: {', '.join(board['not_computed'])}"
+                        if board.get("not_computed") else "") + ":", ""]
+    return lines + table(("method", *(title for _, title in columns)),
+                         [(name, *(score_cell(rows[name], key) for key, _ in columns))
+                          for name in [*ranked, *(f"{b} baseline" for b in baselines)]])
+
+
+def render_demo(files: dict[str, dict]) -> list[str]:
+    """What the demo run reached and what it cost, from whichever files exist."""
+    rows, used = [], []
+    training = files.get("demo_training.json")
+    if training:
+        used.append("demo_training.json")
+        config, history = training["config"], training["history"]
+        if history and config.get("KEEP") == "last" and "val_accuracy" in history[-1]:
+            rows.append((f"validation accuracy after the last epoch ({len(history)} of "
+                         f"{config.get('EPOCHS', len(history))}), kept by `KEEP=\"last\"`",
+                         f"{100 * history[-1]['val_accuracy']:.1f}%"))
+        choice = config.get("precision_choice", {})
+        if "float32_images_per_s" in choice:
+            rows.append(("`MIXED_PRECISION=\"auto\"` chose "
+                         f"`{choice['policy']}`, by timing training (images/s)",
+                         f"float32 {sig3(choice['float32_images_per_s'])}, mixed_bfloat16 "
+                         f"{sig3(choice['mixed_bfloat16_images_per_s'])}"))
+        elif "policy" in choice:
+            rows.append(("precision policy", f"`{choice['policy']}` ({choice['decided_by']})"))
+    metrics = files.get("demo_metrics.json")
+    if metrics:
+        used.append("demo_metrics.json")
+        rows.append((f"accuracy measured by `evaluate_cam.py` on "
+                     f"{thousands(metrics['num_images'])} {metrics['split']} images",
+                     f"{100 * metrics['accuracy']:.1f}%"))
+    bench = files.get("bench.json", {})
+    if "demo_seconds" in bench:
+        used.append("bench.json")
+        entry = bench["demo_seconds"]
+        rows.append(("`make demo`, wall clock (`demo_seconds`)", f"{entry['value']:.0f} s"))
+        accuracy = entry.get("demo_val_accuracy", bench.get("demo_val_accuracy"))
+        if isinstance(accuracy, dict):
+            accuracy = accuracy.get("value")
+        if isinstance(accuracy, (int, float)):
+            rows.append(("validation accuracy of that run (`demo_val_accuracy`)",
+                         f"{100 * accuracy:.1f}%"))
+    if not rows:
+        return [missing("demo_training.json, demo_metrics.json")]
+    return ([provenance_line(name, files[name]) for name in used] + [""]
+            + table(("demo run", "value"), rows))
+
+
+BENCH_GLOSS = {  # a few words per key; the definitions are in docs/benchmarks.md
+    "cam_speedup_vs_seed_loop": "time of the post's per-image CAM loop / this code's",
+    "cam_floor_ratio": "this code's time / writing its output once",
+    "cam_overhead_fraction": "VGG19 forward pass + top-3 CAMs / forward pass alone, - 1",
+    "pipeline_efficiency": "training images/s fed by tfds / fed from memory (demo)",
+    "mixed_precision_speedup": "VGG19 training images/s: mixed precision / float32",
+    "auto_precision_vs_best": "images/s of the policy \"auto\" picks / of the faster one",
+    "methods_ms_per_image": "ms per image of each map method",
+    "demo_seconds": "`make demo`, wall clock, s",
+}
+
+
+def bench_value(value: Any) -> str | None:
+    """A bench entry's value as table text: a number, or `name number` pairs for a dict of
+    numbers; None for anything else (the row is left out)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return sig3(value)
+    if isinstance(value, dict) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        return ", ".join(f"{name} {sig3(number)}" for name, number in value.items())
+    return None
+
+
+def render_bench(bench: dict[str, Any]) -> list[str]:
+    """One row per key of bench.json that has a "value" (keys absent or unknown are fine)."""
+    rows = [(f"`{key}`", text, BENCH_GLOSS.get(key, ""))
+            for key, entry in bench.items()
+            if isinstance(entry, dict) and "value" in entry
+            and (text := bench_value(entry["value"])) is not None]
+    return [provenance_line("bench.json", bench), ""] + table(("key", "value", "compares"), rows)
+
+
+def render_backbones(bench: dict[str, Any]) -> list[str]:
+    """Training images/s and CAM overhead per backbone (bench.json's `backbones`)."""
+    if "backbones" not in bench:
+        return [missing("bench.json (key backbones)")]
+    part = bench["backbones"]
+    rows = [(f"`{name}`", sig3(row["training_images_per_s"]),
+             f"{row['cam_overhead_fraction']:.3f}", "x".join(map(str, row["feature_shape"])))
+            for name, row in part["rows"].items()]
+    return ([provenance_line("bench.json", bench) + f" {part['precision']}, "
+             f"{part['image_size']} px, batch {part['batch']}, random weights.", ""]
+            + table(("backbone", "training images/s", "CAM overhead", "final feature map"),
+                    rows))
+
+
+def vgg19_training_speed(bench: dict[str, Any]) -> tuple[float, str, str] | None:
+    """(VGG19 training images/s, policy, bench key) at the benchmark's size: the policy
+    MIXED_PRECISION="auto" picked, else the faster of float32 and mixed precision."""
+    auto = bench.get("auto_precision_vs_best", {})
+    if f"{auto.get('auto_policy')}_images_per_s" in auto:
+        return (auto[f"{auto['auto_policy']}_images_per_s"], auto["auto_policy"],
+                "auto_precision_vs_best")
+    mixed = bench.get("mixed_precision_speedup", {})
+    if "mixed_images_per_s" in mixed:
+        speeds = {"float32": mixed["float32_images_per_s"],
+                  mixed["policy"]: mixed["mixed_images_per_s"]}
+        best = max(speeds, key=speeds.get)
+        return speeds[best], best, "mixed_precision_speedup"
+    return None
+
+
+def render_estimate(bench: dict[str, Any]) -> list[str]:
+    """The time of the post's full run (10 epochs of imagenette at 320 px), estimated from
+    the benchmark's VGG19 training speed at its smaller size, arithmetic shown."""
+    found = vgg19_training_speed(bench)
+    if found is None:
+        return [missing("bench.json (key auto_precision_vs_best)")]
+    speed, policy, key = found
+    entry = bench[key]
+    size, batch = entry["image_size"], entry["batch"]
+    # A convolution's work is proportional to its pixels; the GAP head's is negligible.
+    at_post_size = speed * (size / POST_IMAGE_SIZE) ** 2
+    seconds = POST_EPOCHS * IMAGENETTE_TRAIN_IMAGES / at_post_size
+    seconds = round(seconds, 3 - len(str(int(seconds))))  # 3 significant digits, as its inputs
+    machine = bench.get("machine", {})
+    gpus = sum("GPU" in device for device in machine.get("devices", []))
+    return [
+        f"**Estimate, not a measurement.** `make bench` trained VGG19 at {sig3(speed)} "
+        f"images/s ({size} px, batch {batch}, `{policy}`: `{key}` in "
+        f"[docs/results/bench.json](docs/results/bench.json), on {machine.get('cpu', '?')} "
+        f"with {machine.get('cores', '?')} cores, {gpus or 'no'} GPU). A convolution's work "
+        f"grows with the pixels, so at {POST_IMAGE_SIZE} px: {sig3(speed)} x "
+        f"({size}/{POST_IMAGE_SIZE})^2 = {sig3(at_post_size)} images/s; {POST_EPOCHS} epochs x "
+        f"{thousands(IMAGENETTE_TRAIN_IMAGES)} images / {sig3(at_post_size)} images/s = "
+        f"{thousands(seconds)} s, about {seconds / 3600:.0f} hours on that machine, before "
+        f"the validation passes ({IMAGENETTE_VALIDATION_IMAGES} images an epoch, forward "
+        "only) and the first run's download and preparation."]
+
+
+def missing(names: str) -> str:
+    return f"(No results committed yet: {names} in docs/results/ come from `make results`.)"
+
+
+RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
+    "demo": render_demo,
+    "leaderboard": lambda files: (
+        [provenance_line("demo_leaderboard.json", files["demo_leaderboard.json"]), ""]
+        + render_leaderboard(files["demo_leaderboard.json"])
+        if "demo_leaderboard.json" in files else [missing("demo_leaderboard.json")]),
+    "bench": lambda files: (render_bench(files["bench.json"]) if "bench.json" in files
+                            else [missing("bench.json")]),
+    "backbones": lambda files: render_backbones(files.get("bench.json", {})),
+    "estimate": lambda files: render_estimate(files.get("bench.json", {})),
+}
+
+
+def load_results(results: Path) -> dict[str, dict]:
+    """The committed result files, by file name."""
+    return {source.copy: read_json(results / source.copy) for source in SOURCES
+            if (results / source.copy).is_file()}
+
+
+def render(text: str, files: dict[str, dict]) -> str:
+    """`text` with every results block replaced by its rendering from `files`; CamError
+    for a block name no renderer knows."""
+    def block(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in RENDERERS:
+            raise CamError(f"README block <!-- results:{name} --> is unknown; known: "
+                           f"{', '.join(RENDERERS)}")
+        return match.group(1) + "\n".join(RENDERERS[name](files)) + "\n" + match.group(4)
+    return BLOCK.sub(block, text)
+
+
+def stale_blocks(text: str, files: dict[str, dict]) -> list[str]:
+    """Names of the results blocks of `text` that differ from their rendering."""
+    rendered = {m.group(2): m.group(0) for m in BLOCK.finditer(render(text, files))}
+    return [m.group(2) for m in BLOCK.finditer(text) if rendered[m.group(2)] != m.group(0)]
+
+
+def run(config: dict[str, Any]) -> list[str]:
+    """Copies (unless CHECK), then renders the README or, with CHECK, compares it;
+    returns the names of the blocks that were (CHECK: that would be) rewritten."""
+    readme, results = Path(config["README"]), Path(config["RESULTS"])
+    if not readme.is_file():
+        raise CamError(f"README={str(readme)!r} not found; run from the project folder")
+    text = readme.read_text(encoding="utf-8")
+    if not BLOCK.search(text):
+        raise CamError(f"{readme} has no <!-- results:NAME --> ... {END_MARK} block")
+    if config["CHECK"]:
+        stale = stale_blocks(text, load_results(results))
+        if stale:
+            raise CamError(f"{readme}'s tables {', '.join(stale)} differ from {results}/: "
+                           "run `make results` instead of editing them by hand")
+        print(f"{readme}: every results table matches {results}/")
+        return []
+    outputs = Path(config["OUTPUTS"])
+    if not outputs.is_dir():
+        raise CamError(f"OUTPUTS={str(outputs)!r} is not a folder; run from the project folder")
+    if not collect(outputs, results):
+        print(f"no result files in {outputs}/ (make demo, make bench, ...): rendering the "
+              f"committed {results}/ only")
+    files = load_results(results)
+    stale = stale_blocks(text, files)
+    if stale:
+        write_atomically(readme, render(text, files))
+    print(f"{readme}: rendered {', '.join(stale) or 'nothing (already up to date)'}")
+    return stale
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    return settings.run_script(__file__, run, argv)
+
+
+if __name__ == "__main__":
+    main()
