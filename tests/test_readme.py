@@ -1,0 +1,384 @@
+"""README.md: its result tables are renderings of docs/results/ (camlab/results.py), and
+its relative links lead to files that exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from camlab import results
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# Written on other branches at the same time as this test; merged after it. Remove a name
+# here once its file is in the repository.
+PENDING_DOCS = {"docs/benchmarks.md", "docs/demo_design.md"}
+
+BOARD = {
+    "methods": {
+        "cam": {"maxboxacc_v2": 0.6624, "pointing_game": 0.9871, "deletion_auc": 0.1414,
+                "insertion_auc": 0.7936, "ms_per_image": 0.02134},
+        "gradcam": {"maxboxacc_v2": 0.6691, "pointing_game": 0.9869, "deletion_auc": 0.1422,
+                    "insertion_auc": 0.7931, "ms_per_image": 0.1904},
+    },
+    "baselines": {"centre": {"maxboxacc_v2": 0.1561, "pointing_game": 0.515,
+                             "deletion_auc": 0.2113, "insertion_auc": 0.6384},
+                  "random": {"maxboxacc_v2": 0.2243, "pointing_game": 0.1512,
+                             "deletion_auc": 0.2571, "insertion_auc": 0.2569}},
+    "num_images": 1000, "run": "demo", "split": "validation", "layer": "conv3_2",
+    "class": "predicted", "not_computed": ["pxap"],
+}
+MACHINE = {"cpu": "Test CPU 9000", "cores": 2, "devices": ["/device:CPU:0"],
+           "load_average": 0.12}
+BENCH = {
+    "cam_speedup_vs_seed_loop": {"value": 8.5019, "seed_loop_s": 0.097},
+    "auto_precision_vs_best": {"value": 1.0, "auto_policy": "float32",
+                               "float32_images_per_s": 25.0,
+                               "mixed_bfloat16_images_per_s": 20.0,
+                               "image_size": 128, "batch": 16},
+    "vs_tf_keras_vis": {"value": 3.456},  # a key this module has no gloss for
+    "methods_ms_per_image": {"value": {"cam": 0.02134, "gradcam": 0.19}},
+    "not_a_number": {"value": "n/a"},
+    "backbones": {"image_size": 128, "batch": 8, "precision": "float32", "rows": {
+        "vgg19": {"training_images_per_s": 9.4169, "cam_overhead_fraction": 0.01859,
+                  "feature_shape": [4, 4, 512]}}},
+    "machine": MACHINE, "seconds": 259.8,
+}
+TRAINING = {"config": {"KEEP": "last", "EPOCHS": 3, "precision_choice": {
+    "policy": "mixed_bfloat16", "decided_by": "measurement",
+    "float32_images_per_s": 602.4, "mixed_bfloat16_images_per_s": 856.1}},
+    "history": [{"epoch": 1.0, "val_accuracy": 0.5}, {"epoch": 2.0, "val_accuracy": 0.9},
+                {"epoch": 3.0, "val_accuracy": 0.9871}]}
+METRICS = {"num_images": 1000, "split": "validation", "accuracy": 0.9884, "run": "demo"}
+TEMPLATE = """# Title
+
+Text before, with 12 numbers that are not rendered.
+
+<!-- results:demo -->
+<!-- /results -->
+
+<!-- results:estimate -->
+old text
+<!-- /results -->
+
+<!-- results:bench -->
+<!-- /results -->
+
+<!-- results:backbones -->
+<!-- /results -->
+
+<!-- results:leaderboard -->
+| stale | 1.000 |
+<!-- /results -->
+
+Text after.
+"""
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    """The cells of a Markdown table's rows (the header first, the --- line dropped)."""
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines
+            if line.startswith("|") and not line.startswith("|---")]
+
+
+def by_first_cell(lines: list[str]) -> dict[str, dict[str, str]]:
+    """{first cell: {column title: cell}} of the table in `lines`."""
+    header, *rows = table_rows(lines)
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def write_json(path: Path, content) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content), encoding="utf-8")
+    return path
+
+
+def fixture_outputs(root: Path) -> Path:
+    """An outputs/ folder as the demo, evaluate and bench runs leave it."""
+    outputs = root / "outputs"
+    write_json(outputs / "demo" / "config.json", {
+        **TRAINING["config"], "class_names": ["a", "b"], "DATA_DIR": "/somewhere"})
+    (outputs / "demo" / "history.csv").write_text(
+        "epoch,val_accuracy\n1,0.5\n2,0.9\n3,0.9871\n", encoding="utf-8")
+    write_json(outputs / "demo" / "metrics.json", {
+        **METRICS, "per_class": {"a": {"images": 500}}, "confusion_matrix": [[1, 0], [0, 1]]})
+    write_json(outputs / "demo" / "leaderboard.json", BOARD)
+    write_json(outputs / "bench" / "bench.json", BENCH)
+    return outputs
+
+
+# ---- the real README against the committed docs/results/ ----
+
+def test_readme_tables_are_the_rendering_of_the_committed_results():
+    text = README.read_text(encoding="utf-8")
+    names = [match.group(2) for match in results.BLOCK.finditer(text)]
+    assert sorted(names) == sorted(results.RENDERERS), "each table appears exactly once"
+    files = results.load_results(ROOT / results.RESULTS)
+    assert results.stale_blocks(text, files) == [], (
+        "README's result tables differ from docs/results/: run `make results`, do not edit "
+        "them by hand")
+
+
+def test_every_number_in_the_committed_tables_changes_the_check_when_edited():
+    """Each digit of the rendered tables is checked: changing any one fails."""
+    text = README.read_text(encoding="utf-8")
+    files = results.load_results(ROOT / results.RESULTS)
+    digits = [block.start(3) + digit.start() for block in results.BLOCK.finditer(text)
+              for digit in re.finditer(r"\d", block.group(3))]
+    assert digits, "the committed tables hold numbers"
+    for at in digits[::7] + digits[-1:]:  # a sample, and the last, keep the test fast
+        edited = text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:]
+        assert results.stale_blocks(edited, files), f"editing offset {at} went unnoticed"
+
+
+def test_readme_relative_links_lead_to_existing_files_and_headings():
+    checked = 0
+    for document in (README, ROOT / "docs" / "MAINTAINERS.md"):
+        text = document.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            file = (document.parent / path).resolve() if path else document
+            shown = file.relative_to(ROOT).as_posix()
+            if shown in PENDING_DOCS and not file.exists():
+                continue
+            assert file.exists(), f"{document.name} links to {target}, which does not exist"
+            if anchor:
+                assert anchor in heading_anchors(file), f"{document.name}: no #{anchor} in {shown}"
+            checked += 1
+    assert checked >= 10  # the images, docs/ pages and docs/results/ files are links
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, spaces to hyphens,
+    punctuation other than hyphens and underscores dropped."""
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
+
+
+def test_readme_sections_come_in_the_users_order():
+    text = README.read_text(encoding="utf-8")
+    first_screen = text[:text.index("\n## ")]
+    assert first_screen.index("![") < first_screen.index("make demo") < first_screen.index(
+        "make test")
+    sections = re.findall(r"^## (\d)\. ", text, re.M)
+    assert sections == ["1", "2", "3", "4", "5", "6"]
+    assert "aitch 100%" in text  # the demo network knows only its shapes
+
+
+def test_readme_download_urls_and_sizes_are_the_installed_codes():
+    """The offline table quotes tfds' and Keras' own URLs, and the sizes the lab checks."""
+    import tensorflow_datasets as tfds
+    from keras.src.applications import vgg19
+
+    from camlab import data, models
+
+    text = README.read_text(encoding="utf-8")
+    rows = {row[0].strip("`").split("`")[0]: row for row in table_rows(
+        text[text.index("| file | bytes | URL |"):].split("\n\n")[0].splitlines())}
+    registered = {url: info for url, info in tfds.builder("imagenette/320px").url_infos.items()}
+    for dataset in ("imagenette/320px", "imagenette/320px-v2"):
+        archive, size = data.MANUAL_ARCHIVES[dataset]
+        _, bytes_text, url, _ = rows[archive]
+        url = url.split("`")[1]
+        assert registered[url].filename == archive and int(registered[url].size) == size
+        assert int(bytes_text.replace(",", "")) == size
+    weights = models.BACKBONES["vgg19"]
+    _, bytes_text, url, _ = rows[weights.weights_file]
+    assert url.split("`")[1] == vgg19.WEIGHTS_PATH_NO_TOP
+    assert int(bytes_text.replace(",", "")) == weights.weights_size
+
+
+# ---- rendering, on hand-made files ----
+
+def test_leaderboard_ranks_methods_and_formats_each_score_from_its_key():
+    lines = results.render_leaderboard(BOARD)
+    rows = by_first_cell(lines)
+    assert list(rows) == ["gradcam", "cam", "centre baseline", "random baseline"]
+    assert rows["cam"]["MaxBoxAccV2"] == "0.662" and rows["gradcam"]["MaxBoxAccV2"] == "0.669"
+    assert rows["cam"]["pointing"] == "0.987" and rows["cam"]["insertion"] == "0.794"
+    assert rows["cam"]["deletion (lower better)"] == "0.141"
+    assert rows["cam"]["ms / image"] == "0.0213" and rows["gradcam"]["ms / image"] == "0.190"
+    assert rows["random baseline"]["MaxBoxAccV2"] == "0.224"
+    assert rows["centre baseline"]["ms / image"] == "-"
+    assert "PxAP" not in rows["cam"] and "pointing, strict" not in rows["cam"]
+    assert lines[0].startswith("1,000 images of the validation split, run `demo`")
+    assert "not computed: pxap" in lines[0]
+
+
+def test_leaderboard_without_boxes_ranks_by_deletion_lower_first():
+    board = {**BOARD, "methods": {"a": {"deletion_auc": 0.3}, "b": {"deletion_auc": 0.1}},
+             "baselines": {}}
+    assert list(by_first_cell(results.render_leaderboard(board))) == ["b", "a"]
+
+
+def test_bench_table_has_a_row_for_every_key_with_a_value_and_only_those():
+    rows = by_first_cell(results.render_bench(BENCH))
+    assert list(rows) == ["`cam_speedup_vs_seed_loop`", "`auto_precision_vs_best`",
+                          "`vs_tf_keras_vis`", "`methods_ms_per_image`"]
+    assert rows["`cam_speedup_vs_seed_loop`"]["value"] == "8.50"
+    assert rows["`auto_precision_vs_best`"]["value"] == "1.00"
+    assert rows["`vs_tf_keras_vis`"]["value"] == "3.46"
+    assert rows["`vs_tf_keras_vis`"]["compares"] == ""
+    assert rows["`methods_ms_per_image`"]["value"] == "cam 0.0213, gradcam 0.190"
+
+
+def test_bench_provenance_names_command_machine_load_and_date():
+    bench = {**BENCH, "provenance": {"command": "make bench", "machine": MACHINE,
+                                     "written": "2026-11-26T11:53:17+0000"}}
+    line = results.render_bench(bench)[0]
+    assert line == ("From [docs/results/bench.json](docs/results/bench.json): `make bench`; "
+                    "Test CPU 9000, 2 cores, 1-minute load average 0.12 at the end; "
+                    "2026-11-26.")
+
+
+def test_backbone_rows_come_from_bench_backbones():
+    lines = results.render_backbones(BENCH)
+    assert lines[0].endswith("float32, 128 px, batch 8, random weights.")
+    assert by_first_cell(lines)["`vgg19`"] == {
+        "backbone": "`vgg19`", "training images/s": "9.42", "CAM overhead": "0.019",
+        "final feature map": "4x4x512"}
+    assert results.render_backbones({}) == [results.missing("bench.json (key backbones)")]
+
+
+def test_estimate_scales_the_auto_policys_speed_by_pixels():
+    text = results.render_estimate(BENCH)[0]
+    # 25 images/s at 128 px -> 25 x (128/320)^2 = 4 at 320; 10 x 12,894 / 4 = 32,235 s.
+    assert "25.0 images/s (128 px, batch 16, `float32`" in text
+    assert "25.0 x (128/320)^2 = 4.00 images/s" in text
+    assert "10 epochs x 12,894 images / 4.00 images/s = 32,200 s, about 9 hours" in text
+    assert "2 cores, no GPU" in text
+
+
+def test_estimate_falls_back_to_the_faster_measured_policy():
+    bench = {"mixed_precision_speedup": {"value": 2.0, "float32_images_per_s": 10.0,
+                                         "mixed_images_per_s": 20.0,
+                                         "policy": "mixed_bfloat16", "image_size": 160,
+                                         "batch": 16}}
+    text = results.render_estimate(bench)[0]
+    # 20 x (160/320)^2 = 5 images/s; 128,940 / 5 = 25,788 s.
+    assert "`mixed_bfloat16`: `mixed_precision_speedup`" in text
+    assert "= 5.00 images/s" in text and "= 25,800 s" in text
+    assert results.render_estimate({}) == [
+        results.missing("bench.json (key auto_precision_vs_best)")]
+
+
+def test_demo_table_takes_each_number_from_its_file():
+    files = {"demo_training.json": TRAINING, "demo_metrics.json": METRICS,
+             "bench.json": {"demo_seconds": {"value": 157.4, "demo_val_accuracy": 0.9866}}}
+    rows = by_first_cell(results.render_demo(files))
+    values = {title.split(" (")[0].split(",")[0]: row["value"] for title, row in rows.items()}
+    assert values["validation accuracy after the last epoch"] == "98.7%"
+    assert values["accuracy measured by `evaluate_cam.py` on 1"] == "98.8%"
+    assert values["`MIXED_PRECISION=\"auto\"` chose `mixed_bfloat16`"] == (
+        "float32 602, mixed_bfloat16 856")
+    assert values["`make demo`"] == "157 s"
+    assert values["validation accuracy of that run"] == "98.7%"
+    only_metrics = by_first_cell(results.render_demo({"demo_metrics.json": METRICS}))
+    assert len(only_metrics) == 1
+    assert results.render_demo({}) == [results.missing(
+        "demo_training.json, demo_metrics.json")]
+
+
+def test_render_fills_every_block_and_leaves_the_text_around_it():
+    files = {"demo_leaderboard.json": BOARD, "bench.json": BENCH}
+    rendered = results.render(TEMPLATE, files)
+    outside = lambda text: results.BLOCK.sub("", text)  # noqa: E731
+    assert outside(rendered) == outside(TEMPLATE)
+    assert "old text" not in rendered and "| stale |" not in rendered
+    assert "| gradcam | 0.669 |" in rendered
+    assert results.stale_blocks(rendered, files) == []
+    assert results.stale_blocks(rendered.replace("0.669", "0.700"), files) == ["leaderboard"]
+
+
+def test_unknown_block_is_refused():
+    with pytest.raises(results.CamError, match=r"results:speed --> is unknown; known: demo"):
+        results.render("<!-- results:speed -->\n<!-- /results -->", {})
+
+
+# ---- copying outputs/ into docs/results/, and the command ----
+
+def test_collect_copies_what_the_readme_needs_with_its_provenance(tmp_path):
+    outputs = fixture_outputs(tmp_path)
+    written_at = time.mktime((2026, 1, 2, 12, 0, 0, 0, 0, -1))
+    for path in outputs.rglob("*.*"):
+        os.utime(path, (written_at, written_at))
+    copied = results.collect(outputs, tmp_path / "results", copied_at="2026-01-03T00:00:00")
+    assert sorted(path.name for path in copied) == sorted(s.copy for s in results.SOURCES)
+    files = results.load_results(tmp_path / "results")
+    metrics = files["demo_metrics.json"]
+    assert "per_class" not in metrics and "confusion_matrix" not in metrics
+    assert metrics["accuracy"] == 0.9884
+    training = files["demo_training.json"]
+    assert "class_names" not in training["config"] and training["config"]["EPOCHS"] == 3
+    assert [row["val_accuracy"] for row in training["history"]] == [0.5, 0.9, 0.9871]
+    assert {k: v for k, v in files["bench.json"].items() if k != "provenance"} == BENCH
+    board = files["demo_leaderboard.json"]["provenance"]
+    assert board["command"] == "python evaluate_cam.py --PRESET=demo --METHOD=all"
+    assert board["source"] == "outputs/demo/leaderboard.json"
+    assert board["written"].startswith("2026-01-02T12:00:00")
+    assert board["copied"] == "2026-01-03T00:00:00"
+    assert set(board["machine"]) >= {"cpu", "cores"}  # the copying machine: no record inside
+    assert files["bench.json"]["provenance"]["machine"] == MACHINE  # its own record
+
+
+def test_collect_skips_absent_sources_and_keeps_their_committed_copies(tmp_path):
+    outputs = tmp_path / "outputs"
+    write_json(outputs / "bench" / "bench.json", BENCH)
+    earlier = write_json(tmp_path / "results" / "demo_leaderboard.json", BOARD)
+    before = earlier.read_bytes()
+    copied = results.collect(outputs, tmp_path / "results")
+    assert [path.name for path in copied] == ["bench.json"]
+    assert earlier.read_bytes() == before
+
+
+def run_command(tmp_path: Path, *flags: str):
+    return results.main([f"--OUTPUTS={tmp_path / 'outputs'}",
+                         f"--RESULTS={tmp_path / 'results'}",
+                         f"--README={tmp_path / 'README.md'}", *flags])
+
+
+def test_command_copies_renders_and_then_checks(tmp_path, capsys):
+    fixture_outputs(tmp_path)
+    (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
+    assert run_command(tmp_path) == ["demo", "estimate", "bench", "backbones", "leaderboard"]
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| `vgg19` | 9.42 |" in text and "Text after." in text
+    assert run_command(tmp_path, "--CHECK") == []
+    (tmp_path / "README.md").write_text(text.replace("| `vgg19` | 9.42 |", "| `vgg19` | 9.5 |"),
+                                        encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"^results.py: error: .*README.md's tables backbones "
+                                         r"differ from .*: run `make results`"):
+        run_command(tmp_path, "--CHECK")
+    assert run_command(tmp_path) == ["backbones"]  # rendering repairs it
+    assert run_command(tmp_path) == []
+
+
+def test_a_damaged_source_stops_before_anything_is_written(tmp_path):
+    outputs = fixture_outputs(tmp_path)
+    (outputs / "demo" / "leaderboard.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"leaderboard.json is not valid JSON .*; run the "
+                                         r"command that writes it again$"):
+        run_command(tmp_path)
+    assert not (tmp_path / "results").exists()
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == TEMPLATE
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--OUTPUTS=nowhere"], r"OUTPUTS='nowhere' is not a folder"),
+    (["--README=nowhere.md"], r"README='nowhere.md' not found"),
+    (["--CHEK"], r"unknown constant 'CHEK'; did you mean CHECK\?"),
+])
+def test_bad_settings_are_one_line(tmp_path, monkeypatch, flags, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
+    with pytest.raises(SystemExit, match=message):
+        results.main(flags)
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == TEMPLATE
