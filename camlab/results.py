@@ -60,12 +60,12 @@ class Source:
     """A result file a README command writes (under OUTPUTS) and its copy (under RESULTS)."""
 
     copy: str  # file name in RESULTS
-    source: str  # path under OUTPUTS
+    source: str  # path under OUTPUTS; demo_training.json joins two files
     command: str  # the README's command that writes it
 
 
 SOURCES = (
-    Source("demo_training.json", "demo/config.json + demo/history.csv", "make demo"),
+    Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
            "python evaluate_cam.py --PRESET=demo --METHOD=all"),
     Source("demo_leaderboard.json", "demo/leaderboard.json",
@@ -144,6 +144,11 @@ def gather(source: Source, outputs: Path) -> tuple[dict[str, Any], Path] | None:
     return content, path
 
 
+def shown_sources(outputs: Path, source: Source) -> str:
+    """The source file(s) as the project names them: "outputs/bench/bench.json"."""
+    return ", ".join(f"{outputs.name}/{part}" for part in source.source.split(", "))
+
+
 def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[Path]:
     """Copies every result file the runs have written from `outputs` into `results`
     (see SOURCES), each with its provenance; returns the files written. All sources are
@@ -155,13 +160,13 @@ def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[
     results.mkdir(parents=True, exist_ok=True)
     for source, (content, path) in found:
         content["provenance"] = {
-            "source": f"{outputs.name}/{source.source}", "command": source.command,
+            "source": shown_sources(outputs, source), "command": source.command,
             "written": when(path), "copied": copied_at,
             # A file that names its machine (bench.json) is the better record of it.
             "machine": content.get("machine") or this_machine()}
         target = results / source.copy
         write_atomically(target, json.dumps(content, indent=2) + "\n")
-        print(f"saved {target} (from {outputs.name}/{source.source})")
+        print(f"saved {target} (from {shown_sources(outputs, source)})")
         written.append(target)
     return written
 

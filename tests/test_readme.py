@@ -318,6 +318,8 @@ def test_collect_copies_what_the_readme_needs_with_its_provenance(tmp_path):
     training = files["demo_training.json"]
     assert "class_names" not in training["config"] and training["config"]["EPOCHS"] == 3
     assert [row["val_accuracy"] for row in training["history"]] == [0.5, 0.9, 0.9871]
+    assert training["provenance"]["source"] == ("outputs/demo/config.json, "
+                                                "outputs/demo/history.csv")
     assert {k: v for k, v in files["bench.json"].items() if k != "provenance"} == BENCH
     board = files["demo_leaderboard.json"]["provenance"]
     assert board["command"] == "python evaluate_cam.py --PRESET=demo --METHOD=all"
