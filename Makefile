@@ -31,8 +31,7 @@ demo: $(VENV)/.installed
 	@echo "demo figure: outputs/demo/heatmaps.png"
 
 demo-evaluate: $(VENV)/.installed
-	$(PY) evaluate_cam.py --PRESET=demo
-	$(PY) evaluate_cam.py --PRESET=demo --METHOD=gradcam
+	$(PY) evaluate_cam.py --PRESET=demo --METHOD=all
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cam.py
