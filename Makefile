@@ -4,12 +4,17 @@ PY := $(VENV)/bin/python
 
 .PHONY: test lint train visualize evaluate demo demo-evaluate bench results clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# What the scripts need; the tests' tools (requirements-dev.txt) come on top, for lint and test.
+$(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-lint: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 
 test: lint
@@ -33,7 +38,7 @@ demo: $(VENV)/.installed
 demo-evaluate: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --METHOD=all
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_cam.py
 
 # Copies the result files of the runs above from outputs/ into docs/results/ (with machine,
