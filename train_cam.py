@@ -149,7 +149,7 @@ def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]
 # What visualize_cam.py and evaluate_cam.py write into a run folder, by name pattern.
 DERIVED_FILES = ("heatmaps*", "cams*.npz", "metrics*.json", "leaderboard*", "comparison*",
                  "confusion_matrix*", "deletion_insertion*")
-RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR")  # cannot change the training
+RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR", "WORKER_TIMEOUT")  # not the training
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:

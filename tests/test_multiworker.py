@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import train_cam
-from camlab import runs, shapes, training
+from camlab import runs, settings, shapes, training
 from camlab.errors import CamError
 
 TRAIN_AS_WORKER = Path(__file__).with_name("train_as_worker.py")
@@ -216,3 +216,17 @@ def test_a_lost_worker_error_keeps_the_reason_without_the_graph_stack():
         "(remote task /job:worker/replica:0/task:1)")
     with pytest.raises(ValueError), training.lost_workers("not this"):
         raise ValueError("a bug stays a traceback")
+
+
+def test_a_run_interrupted_before_worker_timeout_existed_can_still_resume(tmp_path):
+    """WORKER_TIMEOUT cannot change a training, so a config.json without it resumes."""
+    config = settings.resolve(Path(train_cam.__file__), [f"--OUTPUT_DIR={tmp_path}",
+                                                        "--RESUME=True"])
+    run_dir = tmp_path / config["RUN_NAME"]
+    (run_dir / "backup").mkdir(parents=True)
+    older = {name: value for name, value in config.items() if name != "WORKER_TIMEOUT"}
+    runs.write_json(run_dir / "config.json", {**older, "RESUME": False})
+    assert train_cam.check_resume(config) == run_dir
+    runs.write_json(run_dir / "config.json", {**older, "EPOCHS": config["EPOCHS"] + 1})
+    with pytest.raises(CamError, match="cannot resume"):
+        train_cam.check_resume(config)
