@@ -174,8 +174,8 @@ def tensorflow_reason(message: str) -> str:
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
     text, _, grpc = text.partition(" Additional GRPC error information")
     remote = re.search(r"from remote target (\S+)", grpc)
-    text += f" (remote task {remote.group(1)})" if remote else ""
-    return text if len(text) <= 400 else text[:400] + "..."
+    text = text if len(text) <= 400 else text[:400] + "..."
+    return text + (f" (remote task {remote.group(1)})" if remote else "")
 
 
 class SameStatisticsOnEveryWorker(keras.callbacks.Callback):
