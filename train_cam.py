@@ -8,6 +8,7 @@ epoch best on a slice held out of the training split), config.json, history.csv.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ SEED = 1234  # seeds weights, shuffling and file order; validation is never shuf
 DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the same bits
 MIXED_PRECISION = "auto"  # "auto" (timed here), "float32", "mixed_bfloat16" or "mixed_float16"
 STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default", "mirrored" or "multiworker"
+WORKER_TIMEOUT = 60  # seconds a "multiworker" worker waits for the others to start or to answer
 CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
@@ -77,6 +79,12 @@ def check_config(config: dict[str, Any]) -> None:
     check_choice("CACHE", config["CACHE"], training.CACHE_CHOICES)
     check_choice("LR_SCHEDULE", config["LR_SCHEDULE"], training.LR_SCHEDULES)
     check_choice("STRATEGY", config["STRATEGY"], training.STRATEGIES)
+    if config["STRATEGY"] == "multiworker" and config["RESUME"]:
+        # The backup is on the chief's disk; the other workers could not restore it.
+        raise CamError("RESUME=True cannot continue a STRATEGY=\"multiworker\" run (only the "
+                       "chief keeps training state); start it again without --RESUME")
+    if not config["WORKER_TIMEOUT"] > 0:
+        raise CamError(f"WORKER_TIMEOUT={config['WORKER_TIMEOUT']} must be positive (seconds)")
     if config["KEEP"] == "best" and not 0 < config["HOLDOUT"] < 1:
         raise CamError(f"HOLDOUT={config['HOLDOUT']} must be between 0 and 1 (a share of "
                        "TRAIN_SPLIT) when KEEP=\"best\"")
@@ -141,7 +149,7 @@ def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]
 # What visualize_cam.py and evaluate_cam.py write into a run folder, by name pattern.
 DERIVED_FILES = ("heatmaps*", "cams*.npz", "metrics*.json", "leaderboard*", "comparison*",
                  "confusion_matrix*", "deletion_insertion*")
-RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR")  # cannot change the training
+RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR", "WORKER_TIMEOUT")  # not the training
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:
@@ -211,10 +219,25 @@ def summary(config: dict[str, Any], run_dir: Path, kept: dict[str, float],
 
 
 def run(config: dict[str, Any]) -> Path:
-    """Trains with a resolved configuration; returns the run folder."""
+    """Trains with a resolved configuration; returns the run folder.
+
+    With several workers (STRATEGY="multiworker") every worker trains, and only the
+    chief writes the run folder: Keras 3 saves from the worker's own copy of the
+    variables, without a collective op, so the others need not save anywhere.
+    """
     check_config(config)
     check_resume(config)
-    strategy = training.distribution_strategy(config["STRATEGY"])
+    strategy = training.distribution_strategy(config["STRATEGY"], config["WORKER_TIMEOUT"])
+    worker = training.worker_name(strategy)  # "" unless several workers train together
+    lost = training.lost_workers(f"{worker} lost contact with another worker")
+    with lost if worker else contextlib.nullcontext():
+        return train(config, strategy, writes=training.is_chief(strategy), worker=worker)
+
+
+def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool,
+          worker: str) -> Path:
+    """run()'s training, under `strategy`; only a process that `writes` touches the run
+    folder (the chief of several workers)."""
     builder = data.get_run_dataset(config)
     # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op
     # counter, so a first run on a machine would otherwise train differently. The same
@@ -226,12 +249,14 @@ def run(config: dict[str, Any]) -> Path:
     keras.utils.set_random_seed(config["SEED"])
     if config["DETERMINISTIC"]:
         tf.config.experimental.enable_op_determinism()
-    train, measured, cached, splits = input_pipelines(config, builder, len(names))
+    train_batches, measured, cached, splits = input_pipelines(config, builder, len(names))
+    train_batches, measured = map(training.shard_by_example, (train_batches, measured))
     with strategy.scope():
         model = models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                    config["WEIGHTS"])
-        training.compile_model(model, training.learning_rate(config, int(train.cardinality())))
-    run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
+        training.compile_model(model, training.learning_rate(
+            config, int(train_batches.cardinality())))
+    run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     run_config = {
         **config, "class_names": names, **splits, **folder_record(builder),
         "precision_policy": choice["policy"], "precision_choice": choice,
@@ -239,24 +264,39 @@ def run(config: dict[str, Any]) -> Path:
         "feature_shape": list(model.get_layer("gap").input.shape[1:]),
         "devices": [device.name for device in tf.config.list_logical_devices()],
         "versions": runs.library_versions()}
-    runs.write_json(run_dir / "config.json", run_config)
+    callbacks, kept = [], None
+    if writes:
+        run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
+        runs.write_json(run_dir / "config.json", run_config)
+        callbacks, kept = run_callbacks(config, run_dir, run_config)
+    if worker:  # before anything is measured or saved; every worker takes part
+        callbacks.insert(0, training.SameStatisticsOnEveryWorker(strategy))
+    # One line per epoch when the output is a file: a progress bar would redraw into it.
+    model.fit(train_batches, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if kept is None:
+        print(f"{worker} finished; the chief writes the run folder {run_dir}/")
+        return run_dir
+    plots.save_figure(plots.training_curves(
+        plots.read_history(run_dir / "history.csv"), config["KEEP"], training.MONITOR,
+        splits["measured_on"], f"run {config['RUN_NAME']}: {config['BACKBONE']} on "
+                               f"{config['DATASET']}"), run_dir / "curves.png", 150)
+    print(summary(config, run_dir, kept.kept, splits["measured_on"]))
+    return run_dir
+
+
+def run_callbacks(config: dict[str, Any], run_dir: Path, run_config: dict[str, Any]):
+    """(callbacks, the KeptWeights among them): what fit writes into the run folder."""
     history = run_dir / "history.csv"
     kept = training.KeptWeights(run_dir, run_config, config["KEEP"],
                                 training.best_epoch(history)
                                 if config["RESUME"] and config["KEEP"] == "best" else None)
-    callbacks = [
+    callbacks = [kept, training.EpochHistory(history, keep_rows=config["RESUME"])]
+    if config["STRATEGY"] != "multiworker":  # which cannot resume (check_config)
         # Saves model and optimizer state after every epoch; on RESUME restores the last.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        kept, training.EpochHistory(history, keep_rows=config["RESUME"])]
-    # One line per epoch when the output is a file: a progress bar would redraw into it.
-    model.fit(train, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
-    plots.save_figure(plots.training_curves(
-        plots.read_history(history), config["KEEP"], training.MONITOR, splits["measured_on"],
-        f"run {config['RUN_NAME']}: {config['BACKBONE']} on {config['DATASET']}"),
-        run_dir / "curves.png", 150)
-    print(summary(config, run_dir, kept.kept, splits["measured_on"]))
-    return run_dir
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(run_dir / "backup"),
+                                                             double_checkpoint=True))
+    return callbacks, kept
 
 
 def main(argv: list[str] | None = None) -> Path:

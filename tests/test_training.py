@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from camlab import models, runs, training
 from camlab.errors import CamError
@@ -54,6 +55,18 @@ def test_mirrored_over_two_devices_equals_one_device(tmp_path):
     # The step really moved the weights, so agreeing is not agreeing on the start.
     np.testing.assert_array_equal(single["initial"], mirrored["initial"])
     assert np.abs(single["w0"] - single["initial"]).max() > 1e-4
+
+
+def test_a_single_process_is_its_own_chief_and_shards_nothing_away():
+    """Outside a multi-worker cluster the process writes the run and has no worker name;
+    sharding by example only takes effect across workers, so the batches stay the same."""
+    strategy = training.distribution_strategy("default")
+    assert training.is_chief(strategy) and training.worker_name(strategy) == ""
+    batches = tf.data.Dataset.range(10).batch(4)
+    sharded = training.shard_by_example(batches)
+    assert (sharded.options().experimental_distribute.auto_shard_policy
+            == tf.data.experimental.AutoShardPolicy.DATA)
+    assert [list(b.numpy()) for b in sharded] == [list(b.numpy()) for b in batches]
 
 
 def test_unknown_strategy_is_rejected():
