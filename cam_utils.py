@@ -115,13 +115,12 @@ def resize_blocks(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
     return pick, np.ascontiguousarray(weights, np.float32)
 
 
-@tf.function(jit_compile=True)  # traced per shape: XLA needs static shapes
-def _display_blocks(maps: tf.Tensor, threshold: float, row_pick: tf.Tensor,
-                    row_weights: tf.Tensor, col_pick: tf.Tensor,
-                    col_weights: tf.Tensor) -> tf.Tensor:
+def _shown_by_blocks(maps: tf.Tensor, threshold: float, row_pick: tf.Tensor,
+                     row_weights: tf.Tensor, col_pick: tf.Tensor,
+                     col_weights: tf.Tensor) -> tf.Tensor:
     """display_maps by blocks: (batch, h, w, k) -> (batch, k, I, u, J, t), the output
     (batch, k, H, W) with its rows cut in I blocks of u and its columns in J blocks of t
-    (resize_blocks' tables for each axis).
+    (resize_blocks' tables for each axis). Meant to run inside an XLA computation.
 
     The taps each block reads are gathered at low resolution by two small matrix
     products, (batch, k, I, m_y, J, m_x); then each output value is the blend of its
@@ -142,6 +141,29 @@ def _display_blocks(maps: tf.Tensor, threshold: float, row_pick: tf.Tensor,
     return threshold_maps(shown, threshold)
 
 
+@tf.function(jit_compile=True)  # traced per shape: XLA needs static shapes
+def _display_blocks(maps, threshold, *tables) -> tf.Tensor:
+    return _shown_by_blocks(maps, threshold, *tables)
+
+
+@tf.function(jit_compile=True)
+def _top_k_cams_by_blocks(features, weights, probs, k, threshold, *tables):
+    top_probs, top_classes = top_k_classes(probs, k)
+    maps = cams_for_classes(features, weights, top_classes)
+    return maps, _shown_by_blocks(maps, threshold, *tables), top_probs, top_classes
+
+
+def _tables(shape: tuple[int, int], size: tuple[int, int]) -> tuple[tf.Tensor, ...]:
+    """resize_blocks' tables for the rows, then the columns, as tensors."""
+    return (*_block_tables(shape[0], int(size[0])), *_block_tables(shape[1], int(size[1])))
+
+
+@functools.lru_cache(maxsize=32)
+def _block_tables(source: int, target: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """resize_blocks(source, target) as tensors, made once rather than on every call."""
+    return tuple(tf.constant(table) for table in resize_blocks(source, target))
+
+
 def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:
     """The seed's display transform of (batch, h, w, k) maps ranked best class first.
 
@@ -151,15 +173,29 @@ def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf
 
     Dividing by a positive number commutes with the linear resize, so the maps are
     normalised at low resolution; the cut does not commute with it, so it is applied to
-    the upsampled values, in the compiled loop that makes them (_display_blocks): the
+    the upsampled values, in the compiled loop that makes them (_shown_by_blocks): the
     output is written once, and nothing else of its size is. benchmarks/bench_cam.py
     times this against writing the output alone (cam_floor_ratio).
     """
     maps = tf.convert_to_tensor(maps)
-    height, width = int(size[0]), int(size[1])
-    shown = _display_blocks(maps, threshold, *resize_blocks(maps.shape[1], height),
-                            *resize_blocks(maps.shape[2], width))
-    return tf.reshape(shown, [maps.shape[0], maps.shape[3], height, width])  # no copy
+    shown = _display_blocks(maps, threshold, *_tables(maps.shape[1:3], size))
+    return tf.reshape(shown, [maps.shape[0], maps.shape[3], int(size[0]), int(size[1])])
+
+
+def top_k_cam_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int,
+                   threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
+    """The figure's CAMs: each image's k most probable classes, their CAMs and
+    display_maps of them, as one XLA computation (the steps' own dispatch would cost
+    about a fifth of the whole at 320 px).
+
+    `features` (batch, h, w, channels), `weights` (channels, classes), `probs` (batch,
+    classes). Returns {"maps": (batch, k, H, W), "low_res": (batch, h, w, k), "probs" and
+    "classes": (batch, k)}, as methods.top_k_maps.
+    """
+    low_res, shown, top_probs, top_classes = _top_k_cams_by_blocks(
+        features, weights, probs, k, threshold, *_tables(features.shape[1:3], size))
+    shown = tf.reshape(shown, [features.shape[0], k, int(size[0]), int(size[1])])
+    return {"maps": shown, "low_res": low_res, "probs": top_probs, "classes": top_classes}
 
 
 def cams_for_classes(features: tf.Tensor, weights: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:

@@ -302,8 +302,11 @@ def top_k_maps(method: str, model: Classifier, features: tf.Tensor, probs: tf.Te
     pass of `model.features`; `images`, `layer` and `scorecam_batch` as in
     maps_for_classes. Returns {"maps": (batch, k, H, W) float32 as
     `cam_utils.display_maps` draws them, "low_res": (batch, h, w, k) before that,
-    "probs": (batch, k), "classes": (batch, k)}.
+    "probs": (batch, k), "classes": (batch, k)}. CAM, the default, is one compiled
+    computation from the probabilities and features to the maps (cam_utils.top_k_cam_maps).
     """
+    if method == "cam" and not check_layer(method, model, layer):  # the common case
+        return cam_utils.top_k_cam_maps(features, model.cam_kernel, probs, k, threshold, size)
     top_probs, top_classes = cam_utils.top_k_classes(probs, k)
     maps = maps_for_classes(method, model, features, top_classes, images, layer,
                             scorecam_batch)

@@ -122,3 +122,28 @@ def test_resize_blocks_regroup_the_interpolation_matrix(source, target, block, t
                         pick.reshape(target // block, taps, source)).reshape(target, source)
     np.testing.assert_allclose(rebuilt, cam_utils.interpolation_matrix(source, target).numpy(),
                                rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape, size, k", [((3, 4, 5, 8), (12, 20), 2),
+                                            ((1, 10, 10, 6), (320, 320), 5)])
+def test_top_k_cam_maps_are_top_k_then_cams_then_display(shape, size, k):
+    """The compiled figure path equals its steps run one by one, including the order of
+    tied classes (image 0's probabilities are all equal)."""
+    rng = np.random.default_rng(9)
+    features = rng.uniform(size=shape).astype(np.float32)
+    weights = rng.normal(size=(shape[-1], 7)).astype(np.float32)
+    probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
+    probs[0] = 1 / 7
+    shown = cam_utils.top_k_cam_maps(features, weights, probs, k, 0.3, size)
+    top_probs, classes = cam_utils.top_k_classes(probs, k)
+    low_res = cam_utils.cams_for_classes(features, weights, classes)
+    np.testing.assert_array_equal(shown["classes"].numpy(), classes.numpy())
+    np.testing.assert_array_equal(shown["classes"].numpy()[0], np.arange(k))
+    np.testing.assert_allclose(shown["probs"].numpy(), top_probs.numpy())
+    np.testing.assert_allclose(shown["low_res"].numpy(), low_res.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    expected = cam_utils.display_maps(low_res, 0.3, size).numpy()
+    on_cut = np.abs(expected - 0.3) < 1e-5
+    np.testing.assert_allclose(np.where(on_cut, 0, shown["maps"].numpy()),
+                               np.where(on_cut, 0, expected), rtol=1e-5, atol=1e-6)
+    assert shown["maps"].shape == (shape[0], k, *size) and (expected > 0).any()
