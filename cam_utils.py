@@ -5,8 +5,9 @@ seed post's display transform (normalise by the top-1 map, upsample, cut at 30%)
 map methods, and the choice between them, are in camlab/methods.py.
 
 Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `probs`
-(batch, classes). Maps keep classes (or ranks) on the last axis, so one
-`tf.image.resize` upsamples all of them; nothing here loops over images or classes.
+(batch, classes). Maps keep classes (or ranks) on the last axis, so one resize
+upsamples all of them; nothing here loops over images or classes. The figure's display
+transform writes its (batch, k, H, W) output once, in one XLA loop (display_maps).
 """
 
 from __future__ import annotations
