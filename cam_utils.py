@@ -5,12 +5,16 @@ seed post's display transform (normalise by the top-1 map, upsample, cut at 30%)
 map methods, and the choice between them, are in camlab/methods.py.
 
 Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `probs`
-(batch, classes). Maps keep classes (or ranks) on the last axis, so one
-`tf.image.resize` upsamples all of them; nothing here loops over images or classes.
+(batch, classes). Maps keep classes (or ranks) on the last axis, so one resize
+upsamples all of them; nothing here loops over images or classes. The figure's display
+transform writes its (batch, k, H, W) output once, in one XLA loop (display_maps).
 """
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 
@@ -79,25 +83,120 @@ def upsample(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return tf.linalg.matmul(cols, tall)  # (X, w) @ (b, Y, w, n) -> (b, Y, X, n)
 
 
-@tf.function(jit_compile=True)  # traced per map shape: XLA needs static shapes
-def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:
-    """The seed's display transform of (batch, h, w, k) maps ranked best class first.
+def _block_size(source: int, target: int) -> int:
+    """Output pixels per block in `resize_blocks`: the largest divisor of `target` not
+    above target / source rounded up (32 for 10 -> 320), so that a block spans about one
+    input pixel and reads at most three."""
+    limit = max(1, -(-target // source))
+    return max(size for size in range(1, limit + 1) if target % size == 0)
 
-    Normalised by the rank-0 (top-1) map's maximum, upsampled bilinearly to `size`, then
-    cut at `threshold`, in that order, as in the seed. Returns (batch, k, H, W) float32:
-    one contiguous picture per map. Compiled with XLA, and the upsample-and-cut runs one
-    image at a time inside the compiled loop so each image's maps are cut while still in
-    cache; benchmarks/bench_cam.py measures this against writing the output once.
+
+@functools.lru_cache(maxsize=32)
+def resize_blocks(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """`interpolation_matrix(source, target)` regrouped by blocks of s output pixels.
+
+    Block j (output pixels j * s .. j * s + s - 1) reads only the m input pixels
+    base_j .. base_j + m - 1, so (R @ x)[j * s + t] = sum_n x[base_j + n] weights[j, n, t]:
+    a blend of m values per pixel with weights that repeat along the axis, and no index
+    arithmetic per pixel. Returns (pick (blocks * m, source) float32 of 0 and 1, row
+    j * m + n selecting input pixel base_j + n, clamped to the last; weights
+    (blocks, m, s) float32, 0 for a clamped tap). Exact: the weights are R's entries.
+    """
+    matrix = interpolation_matrix(source, target).numpy()
+    size = _block_size(source, target)
+    blocks = matrix.reshape(target // size, size, source)  # (j, t, input pixel)
+    used = blocks.any(axis=1)  # (j, input pixel): read by some pixel of block j
+    base = used.argmax(axis=1)
+    last = source - 1 - used[:, ::-1].argmax(axis=1)
+    index = base[:, None] + np.arange((last - base).max() + 1)  # (j, n): tap n's pixel
+    clamped = np.minimum(index, source - 1)
+    weights = np.take_along_axis(blocks, clamped[:, None, :], axis=2)  # (j, t, n)
+    weights = np.where(index[:, None, :] < source, weights, 0.0).transpose(0, 2, 1)
+    pick = np.eye(source, dtype=np.float32)[clamped.reshape(-1)]
+    return pick, np.ascontiguousarray(weights, np.float32)
+
+
+def _shown_by_blocks(maps: tf.Tensor, threshold: float, row_pick: tf.Tensor,
+                     row_weights: tf.Tensor, col_pick: tf.Tensor,
+                     col_weights: tf.Tensor) -> tf.Tensor:
+    """display_maps by blocks: (batch, h, w, k) -> (batch, k, I, u, J, t), the output
+    (batch, k, H, W) with its rows cut in I blocks of u and its columns in J blocks of t
+    (resize_blocks' tables for each axis). Meant to run inside an XLA computation.
+
+    The taps each block reads are gathered at low resolution by two small matrix
+    products, (batch, k, I, m_y, J, m_x); then each output value is the blend of its
+    m_y x m_x taps, cut at `threshold`. XLA makes that one loop, which writes every
+    output value once; its innermost axis (t) is contiguous and the weights along it
+    are a short vector, so it vectorizes with no index arithmetic per pixel.
     """
     maps = tf.transpose(tf.cast(maps, tf.float32), [0, 3, 1, 2])  # (batch, k, h, w)
     maps = normalize_by_top_class(maps, maps[:, 0])
-    rows = interpolation_matrix(maps.shape[2], size[0])
-    cols = interpolation_matrix(maps.shape[3], size[1])
+    taps = row_pick @ maps @ tf.transpose(col_pick)  # (batch, k, I * m_y, J * m_x)
+    taps = tf.reshape(taps, [*taps.shape[:2], *row_weights.shape[:2], *col_weights.shape[:2]])
+    shown = 0.0
+    for row_tap in range(row_weights.shape[1]):  # <= 3 each when upsampling: a stencil
+        across = 0.0
+        for col_tap in range(col_weights.shape[1]):
+            across += taps[:, :, :, row_tap, None, :, col_tap, None] * col_weights[:, col_tap]
+        shown += across * row_weights[:, row_tap, :, None, None]
+    return threshold_maps(shown, threshold)
 
-    def one_image(image_maps):  # (k, h, w) -> (k, H, W)
-        return threshold_maps(rows @ image_maps @ tf.transpose(cols), threshold)
 
-    return tf.map_fn(one_image, maps)
+@tf.function(jit_compile=True)  # traced per shape: XLA needs static shapes
+def _display_blocks(maps, threshold, *tables) -> tf.Tensor:
+    return _shown_by_blocks(maps, threshold, *tables)
+
+
+@tf.function(jit_compile=True)
+def _top_k_cams_by_blocks(features, weights, probs, k, threshold, *tables):
+    top_probs, top_classes = top_k_classes(probs, k)
+    maps = cams_for_classes(features, weights, top_classes)
+    return maps, _shown_by_blocks(maps, threshold, *tables), top_probs, top_classes
+
+
+def _tables(shape: tuple[int, int], size: tuple[int, int]) -> tuple[tf.Tensor, ...]:
+    """resize_blocks' tables for the rows, then the columns, as tensors."""
+    return (*_block_tables(shape[0], int(size[0])), *_block_tables(shape[1], int(size[1])))
+
+
+@functools.lru_cache(maxsize=32)
+def _block_tables(source: int, target: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """resize_blocks(source, target) as tensors, made once rather than on every call."""
+    return tuple(tf.constant(table) for table in resize_blocks(source, target))
+
+
+def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf.Tensor:
+    """The seed's display transform of (batch, h, w, k) maps ranked best class first.
+
+    Normalised by the rank-0 (top-1) map's maximum, upsampled bilinearly to `size`
+    (`tf.image.resize`'s half-pixel bilinear, the same weights), then cut at `threshold`,
+    as in the seed. Returns (batch, k, H, W) float32: one contiguous picture per map.
+
+    Dividing by a positive number commutes with the linear resize, so the maps are
+    normalised at low resolution; the cut does not commute with it, so it is applied to
+    the upsampled values, in the compiled loop that makes them (_shown_by_blocks): the
+    output is written once, and nothing else of its size is. benchmarks/bench_cam.py
+    times this against writing the output alone (cam_floor_ratio).
+    """
+    maps = tf.convert_to_tensor(maps)
+    shown = _display_blocks(maps, threshold, *_tables(maps.shape[1:3], size))
+    return tf.reshape(shown, [maps.shape[0], maps.shape[3], int(size[0]), int(size[1])])
+
+
+def top_k_cam_maps(features: tf.Tensor, weights: tf.Tensor, probs: tf.Tensor, k: int,
+                   threshold: float, size: tuple[int, int]) -> dict[str, tf.Tensor]:
+    """The figure's CAMs: each image's k most probable classes, their CAMs and
+    display_maps of them, as one XLA computation (the steps' own dispatch would cost
+    about a fifth of the whole at 320 px).
+
+    `features` (batch, h, w, channels), `weights` (channels, classes), `probs` (batch,
+    classes). Returns {"maps": (batch, k, H, W), "low_res": (batch, h, w, k), "probs" and
+    "classes": (batch, k)}, as methods.top_k_maps.
+    """
+    low_res, shown, top_probs, top_classes = _top_k_cams_by_blocks(
+        features, weights, probs, k, threshold, *_tables(features.shape[1:3], size))
+    shown = tf.reshape(shown, [features.shape[0], k, int(size[0]), int(size[1])])
+    return {"maps": shown, "low_res": low_res, "probs": top_probs, "classes": top_classes}
 
 
 def cams_for_classes(features: tf.Tensor, weights: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:

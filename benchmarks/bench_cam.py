@@ -1,31 +1,59 @@
 """Measures what the project claims about speed, as ratios from one run on one machine.
 
-Run `python benchmarks/bench_cam.py` (about 5 minutes on 2 cores). Prints a table and
-writes outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
-Keys: cam_speedup_vs_seed_loop, cam_floor_ratio, cam_overhead_fraction,
-pipeline_efficiency, mixed_precision_speedup, auto_precision_vs_best, and backbones (a row
-per backbone: training images/s and CAM overhead); each records what it ran on.
+Run `python benchmarks/bench_cam.py` (about 10 minutes on 2 cores; --PARTS=cam,methods runs
+only those parts, --DEMO adds `make demo`'s time). Prints a table and writes
+outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
+docs/benchmarks.md says what every key means and how it is measured: cam_speedup_vs_seed_loop,
+cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency, mixed_precision_speedup,
+auto_precision_vs_best, backbones, methods_ms_per_image, vs_tf_keras_vis, demo_seconds; each
+records what it ran on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from camlab import settings  # noqa: E402
+
+PARTS = ("cam", "overhead", "pipeline", "precision", "backbones", "methods",
+         "tf_keras_vis")  # what to measure: any of these, --PARTS=cam,methods
+DEMO = False  # True also times make demo's two commands, train and visualize (minutes)
+OUTPUT = "outputs/bench/bench.json"  # results; fewer PARTS write bench_<parts>.json beside it
+# ---- end of settings ----
+
+if __name__ == "__main__":
+    settings.before_tensorflow(__file__)
+
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from camlab import classifier, data, methods, models, precision, reference, runs, training  # noqa: E402
+import cam_utils  # noqa: E402
+from camlab import (  # noqa: E402
+    classifier,
+    data,
+    methods,
+    models,
+    precision,
+    reference,
+    runs,
+    training,
+)
+from camlab.errors import CamError, check_choice  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+ALL_PARTS = PARTS  # the file's PARTS: every part but the demo
 WARMUP = 2  # untimed runs before measuring
 REPEATS = 7  # timed runs; the median is reported
 CAM_BATCH = 16  # images per CAM batch, as the seed's batch size
@@ -42,7 +70,15 @@ PRECISION_STEPS = 6  # training steps per timed run there
 BACKBONE_SIZE = 128  # pixels for the per-backbone rows (4x4 final maps; small_vgg 32x32)
 BACKBONE_BATCH = 8  # images per step there
 BACKBONE_STEPS = 3  # timed training steps per backbone
-OUTPUT = "outputs/bench/bench.json"  # where the results go
+METHODS_TOP_K = 3  # maps per image in methods_ms_per_image, as visualize_cam.py's TOP_K
+SCORECAM_IMAGES = 1  # images Score-CAM is timed on there (512 forward passes each on VGG19)
+SALIENCY_IMAGES = 2  # images saliency is timed on there: its backward pass holds every
+# activation of VGG19 at 320 px for each image and class (about 0.3 GB each)
+TKV_SIZE = 224  # pixels for vs_tf_keras_vis, as the issue's reference measurement
+TKV_BATCH = 8  # images there
+TKV_SCORECAM_BACKBONE = "small_vgg"  # Score-CAM's model there: 64 channels, not VGG19's 512
+TKV_SCORECAM_SIZE = 64  # pixels for it
+DEMO_RUN = "bench_demo"  # the demo's RUN_NAME here, so the user's outputs/demo stays as it is
 
 
 def median_seconds(function, warmup: int = WARMUP, repeats: int = REPEATS) -> float:
@@ -57,48 +93,61 @@ def median_seconds(function, warmup: int = WARMUP, repeats: int = REPEATS) -> fl
     return float(np.median(times))
 
 
-def vectorized(model, features, probs) -> tf.Tensor:
+def vectorized(model, features, probs, classes: int = NUM_CLASSES,
+               size: int = CAM_SIZE) -> tf.Tensor:
     """The scripts' path (methods.top_k_maps) for the seed's output: all classes ranked."""
-    return methods.top_k_maps("cam", model, features, probs, NUM_CLASSES, THRESHOLD,
-                              (CAM_SIZE, CAM_SIZE))["maps"]
+    return methods.top_k_maps("cam", model, features, probs, classes, THRESHOLD,
+                              (size, size))["maps"]
 
 
-def seed_loop(features, weights, probs) -> np.ndarray:
-    """The seed post's per-image, per-class loop over all classes (camlab.reference)."""
-    return reference.seed_loop_maps(features, weights, probs, NUM_CLASSES, THRESHOLD,
-                                    (CAM_SIZE, CAM_SIZE))
-
-
-def bench_cam_grid(model) -> dict:
+def bench_cam_grid(model, batch: int = CAM_BATCH, size: int = CAM_SIZE,
+                   classes: int = NUM_CLASSES, repeats: int = REPEATS) -> dict:
     """a. Vectorized CAM grid work vs the seed's loop, and vs writing the output once.
 
-    Features are random; the classifier of `model` (VGG19-GAP at CAM_SIZE) is set to
-    random weights, which the seed loop is given too.
+    Features are random, of the shape `model` (a Classifier at `size` px with `classes`
+    classes: VGG19-GAP at 320 px, 10x10x512) gives, as a tensor, as model.features
+    returns them; the classifier is set to random weights, which the seed loop is
+    given too.
     """
     rng = np.random.default_rng(0)
-    features = rng.uniform(0, 4, (CAM_BATCH, 10, 10, 512)).astype(np.float32)
-    weights = rng.normal(0, 0.05, (512, NUM_CLASSES)).astype(np.float32)
+    shape = tuple(model.layers[model.default_layer].shape[1:])
+    features = rng.uniform(0, 4, (batch, *shape)).astype(np.float32)
+    weights = rng.normal(0, 0.05, (shape[-1], classes)).astype(np.float32)
     model.cam_kernel.assign(weights)
-    probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
-    ours = vectorized(model, features, probs).numpy()
-    reference = seed_loop(features, weights, probs)
+    probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights)
+    on_device = tf.constant(features)
+    ours = vectorized(model, on_device, probs, classes, size).numpy()
+    reference = reference_loop(features, weights, probs.numpy(), classes, size)
     # Same maps up to float rounding, which can flip a value lying on the threshold itself.
     on_cut = np.minimum(np.abs(ours - THRESHOLD), np.abs(reference - THRESHOLD)) < 1e-5
     if not (np.isclose(ours, reference, rtol=1e-4, atol=1e-5) | on_cut).all():
         raise AssertionError("vectorized CAMs differ from the seed loop's")
     # Time until the maps exist as a tensor (eager CPU ops return when done; reading one
-    # value makes sure). Copying XLA's output into a numpy array costs a second pass over
-    # the 62.5 MB, which the figure never needs: it is reported beside, not inside.
-    seconds = median_seconds(lambda: vectorized(model, features, probs)[0, 0, 0, 0].numpy())
-    to_numpy = median_seconds(lambda: vectorized(model, features, probs).numpy())
-    loop = median_seconds(lambda: seed_loop(features, weights, probs), repeats=3)
-    fill = median_seconds(lambda: np.full(ours.shape, 1.0, np.float32))
-    where = {"batch": CAM_BATCH, "image_size": CAM_SIZE, "classes": NUM_CLASSES,
-             "feature_shape": [10, 10, 512], "output_mb": round(ours.nbytes / 2**20, 1),
-             "vectorized_s": seconds, "vectorized_with_numpy_copy_s": to_numpy}
+    # value makes sure). Tensor.numpy() copies the output into a new array, a second pass
+    # over it that the figure never needs (np.asarray shares the tensor's memory
+    # instead): both are reported beside, not inside.
+    def maps():
+        return vectorized(model, on_device, probs, classes, size)
+
+    seconds = median_seconds(lambda: maps()[0, 0, 0, 0].numpy(), repeats=repeats)
+    to_numpy = median_seconds(lambda: maps().numpy(), repeats=repeats)
+    as_array = median_seconds(lambda: np.asarray(maps()), repeats=repeats)
+    loop = median_seconds(lambda: reference_loop(features, weights, probs.numpy(), classes,
+                                                 size), repeats=3)
+    fill = median_seconds(lambda: np.full(ours.shape, 1.0, np.float32), repeats=repeats)
+    where = {"batch": batch, "image_size": size, "classes": classes,
+             "feature_shape": list(shape), "output_mb": round(ours.nbytes / 2**20, 1),
+             "vectorized_s": seconds, "vectorized_with_numpy_copy_s": to_numpy,
+             "vectorized_as_numpy_view_s": as_array}
     return {"cam_speedup_vs_seed_loop": {"value": loop / seconds, "seed_loop_s": loop,
                                          **where},
             "cam_floor_ratio": {"value": seconds / fill, "fill_s": fill, **where}}
+
+
+def reference_loop(features, weights, probs, classes: int, size: int) -> np.ndarray:
+    """The seed post's per-image, per-class loop over all classes (camlab.reference)."""
+    return reference.seed_loop_maps(features, weights, probs, classes, THRESHOLD,
+                                    (size, size))
 
 
 def bench_overhead(model) -> dict:
@@ -265,6 +314,164 @@ def bench_backbones() -> dict:
                           "precision": "float32", "rows": rows}}
 
 
+def random_images(count: int, size: int, seed: int = 4) -> tf.Tensor:
+    """(count, size, size, 3) float32 RGB in [0, 255]."""
+    images = np.random.default_rng(seed).uniform(0, 255, (count, size, size, 3))
+    return tf.constant(images, tf.float32)
+
+
+def bench_methods(model, images, top_k: int = METHODS_TOP_K,
+                  scorecam_images: int = SCORECAM_IMAGES,
+                  saliency_images: int = SALIENCY_IMAGES, repeats: int = 3) -> dict:
+    """f. ms per image of each method's figure maps, methods.top_k_maps for the `top_k`
+    most probable classes (the maps and their display transform), given the features:
+    the forward pass that makes them is NOT included, and is reported beside.
+
+    Score-CAM makes its own forward pass per channel (512 per image on VGG19): it is
+    timed once, with no warm-up, on the first `scorecam_images` images only. Saliency's
+    backward pass through the whole network keeps every activation of every (image,
+    class) pair: it is timed on the first `saliency_images`.
+    """
+    size = images.shape[1]
+    forward = tf.function(model.features)
+    features, probs = forward(images)
+    forward_s = median_seconds(lambda: [t.numpy() for t in forward(images)], warmup=1,
+                               repeats=repeats)
+    fewer = {"scorecam": scorecam_images, "saliency": saliency_images}
+    rows = {}
+    for method in methods.METHODS:
+        count = min(fewer.get(method, len(images)), len(images))
+
+        def figure(method=method, count=count):
+            return methods.top_k_maps(method, model, features[:count], probs[:count], top_k,
+                                      THRESHOLD, (size, size), images[:count])["maps"].numpy()
+
+        seconds = (median_seconds(figure, warmup=0, repeats=1) if method == "scorecam"
+                   else median_seconds(figure, warmup=1, repeats=repeats))
+        rows[method] = 1000 * seconds / count
+    return {"methods_ms_per_image": {
+        "rows": rows, "forward_ms_per_image": 1000 * forward_s / len(images),
+        "forward_included": False, "top_k": top_k, "batch": len(images),
+        "image_size": size, "layer": model.default_layer, "precision": "float32",
+        "scorecam": f"one run on {scorecam_images} image(s), "
+                    f"{model.layers[model.default_layer].shape[-1]} forward passes each",
+        "saliency": f"on {saliency_images} image(s)"}}
+
+
+def their_tool(method: str, model):
+    """tf-keras-vis' tool for `method` on the classifier's Keras model (whose output
+    activation classifier.explain has already made linear)."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.layercam import Layercam
+    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+    tools = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam,
+             "scorecam": Scorecam}
+    return tools[method](model.source, model_modifier=ReplaceToLinear(), clone=True)
+
+
+def timed_pair(ours, theirs, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median seconds of `ours()` and `theirs()`, run alternately so that a load on the
+    machine falls on both alike."""
+    times = ([], [])
+    for run in range(warmup + repeats):
+        for side, function in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            function()
+            if run >= warmup:
+                times[side].append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def versus_tf_keras_vis(method: str, model, images, warmup: int, repeats: int) -> dict:
+    """One method, both sides: the top-1 class's map at input resolution (unnormalised),
+    forward pass included, the top-1 classes given to both beforehand."""
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    size = tuple(images.shape[1:3])
+    top_1 = tf.argmax(model.features(images)[1], axis=1, output_type=tf.int32)[:, None]
+    tool, score = their_tool(method, model), CategoricalScore(list(top_1.numpy()[:, 0]))
+    layer = model.default_layer.rsplit("/", 1)[-1]
+    pixels = images.numpy()
+
+    def ours():
+        features, _ = model.features(images)
+        maps = methods.maps_for_classes(method, model, features, top_1, images)
+        return cam_utils.upsample(maps, size).numpy()
+
+    def theirs():
+        extra = {"batch_size": methods.SCORECAM_BATCH} if method == "scorecam" else {}
+        with contextlib.redirect_stdout(io.StringIO()):  # Score-CAM's predict progress bar
+            return tool(score, pixels, penultimate_layer=layer,
+                        seek_penultimate_conv_layer=False, normalize_cam=False, **extra)
+
+    ours_s, theirs_s = timed_pair(ours, theirs, warmup, repeats)
+    return {"value": theirs_s / ours_s, "ours_s": ours_s, "theirs_s": theirs_s}
+
+
+def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: int = 1,
+                       repeats: int = 3) -> dict:
+    """g. Speed-up over tf-keras-vis (theirs_s / ours_s) per shared method, both in this
+    run on the same float32 model and batch. Score-CAM runs one forward pass per channel
+    and image, so it is compared on `scorecam_model` and `scorecam_images` instead (both
+    sides, all channels: no max_N), with the same masked images per pass."""
+    rows = {method: versus_tf_keras_vis(method, model, images, warmup, repeats)
+            for method in ("gradcam", "gradcam++", "layercam")}
+    rows["scorecam"] = versus_tf_keras_vis("scorecam", scorecam_model, scorecam_images,
+                                           warmup, repeats)
+    described = {"model": model.source.name, "image_size": images.shape[1],
+                 "batch": len(images), "layer": model.default_layer}
+    scorecam_layer = scorecam_model.layers[scorecam_model.default_layer]
+    return {"vs_tf_keras_vis": {
+        "rows": rows, **described, "precision": "float32", "weights": "random",
+        "work": "top-1 map at input resolution, unnormalised, forward pass included; "
+                "top-1 classes given to both; tf-keras-vis tools built beforehand",
+        "scorecam": {"model": scorecam_model.source.name,
+                     "image_size": scorecam_images.shape[1], "batch": len(scorecam_images),
+                     "channels": scorecam_layer.shape[-1], "max_N": None,
+                     "masked_images_per_pass": methods.SCORECAM_BATCH}}}
+
+
+def demo_commands(run_name: str = DEMO_RUN) -> list[list[str]]:
+    """make demo's two commands, with the run folder named `run_name`."""
+    return [[sys.executable, script, "--PRESET=demo", f"--RUN_NAME={run_name}"]
+            for script in ("train_cam.py", "visualize_cam.py")]
+
+
+def last_val_accuracy(history: Path) -> float:
+    """val_accuracy of the last epoch in a run's history.csv (KEEP="last": the kept one)."""
+    with history.open(newline="", encoding="utf-8") as file:
+        return float(list(csv.DictReader(file))[-1]["val_accuracy"])
+
+
+def bench_demo(commands: list[list[str]], run_name: str = DEMO_RUN, root: Path = REPO) -> dict:
+    """h. Wall time of make demo's two commands (`demo_commands`: training from scratch,
+    then the heatmap figure) as subprocesses in `root`, and the validation accuracy the
+    training reached (the run's history.csv)."""
+    seconds = []
+    for command in commands:
+        start = time.perf_counter()
+        subprocess.run(command, cwd=root, check=True, stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - start)
+    accuracy = last_val_accuracy(root / "outputs" / run_name / "history.csv")
+    return {"demo_seconds": {"value": sum(seconds), "train_s": seconds[0],
+                             "visualize_s": seconds[-1], "run_name": run_name,
+                             "demo_val_accuracy": accuracy},
+            "demo_val_accuracy": {"value": accuracy, "run_name": run_name}}
+
+
+def output_path(output: str, parts: tuple[str, ...], demo: bool) -> Path:
+    """OUTPUT for a run of every part; for fewer, bench_<parts>.json beside it, so that a
+    partial run never replaces the full results."""
+    path = Path(output)
+    if set(parts) >= set(ALL_PARTS):
+        return path
+    return path.with_name(f"{path.stem}_{'_'.join(parts + (('demo',) if demo else ()))}"
+                          f"{path.suffix}")
+
+
 def machine() -> dict:
     """What the numbers were measured on, and how busy it was (1-minute load average)."""
     devices = [device.name for device in tf.config.list_logical_devices()]
@@ -274,36 +481,95 @@ def machine() -> dict:
             "versions": runs.library_versions()}
 
 
-def main() -> None:
+def check_parts(parts: tuple[str, ...], demo: bool) -> tuple[str, ...]:
+    """PARTS, each one of the file's; CamError when nothing would be measured."""
+    for part in parts:
+        check_choice("PARTS", part, ALL_PARTS)
+    if not parts and not demo:
+        raise CamError("PARTS is empty and DEMO is False: nothing to measure; name parts "
+                       f"(--PARTS=cam,methods; any of {', '.join(ALL_PARTS)}) or add --DEMO")
+    return parts
+
+
+def measure(parts: tuple[str, ...], demo: bool) -> dict:
+    """Runs the chosen parts in the file's order; returns their results."""
     tfds.disable_progress_bar()
-    # The demo's model, so the pipeline is measured in the policy the demo trains in.
-    policy = precision.precision_choice("auto", "small_vgg", 64, NUM_CLASSES,
-                                        PIPELINE_BATCH)["policy"]
-    started = time.perf_counter()
     results = {}
-    vgg19 = classifier.explain(models.build_model("vgg19", CAM_SIZE, NUM_CLASSES), CAM_SIZE)
-    for step in (lambda: bench_cam_grid(vgg19), lambda: bench_overhead(vgg19),
-                 lambda: bench_pipeline(policy)):
-        results.update(step())
-    speeds = precision_speeds()
-    results.update(bench_precision(speeds))
-    results.update(bench_auto_precision(speeds))
-    results.update(bench_backbones())
-    results["machine"] = machine()
-    results["seconds"] = round(time.perf_counter() - started, 1)
+    if {"cam", "overhead", "methods"} & set(parts):
+        vgg19 = classifier.explain(models.build_model("vgg19", CAM_SIZE, NUM_CLASSES),
+                                   CAM_SIZE)
+    if "cam" in parts:
+        results.update(bench_cam_grid(vgg19))
+    if "overhead" in parts:
+        results.update(bench_overhead(vgg19))
+    if "pipeline" in parts:  # the demo's model, in the policy the demo trains in
+        results.update(bench_pipeline(precision.precision_choice(
+            "auto", "small_vgg", 64, NUM_CLASSES, PIPELINE_BATCH)["policy"]))
+    if "precision" in parts:
+        speeds = precision_speeds()
+        results.update(bench_precision(speeds))
+        results.update(bench_auto_precision(speeds))
+    if "backbones" in parts:
+        results.update(bench_backbones())
+    if "methods" in parts:
+        results.update(bench_methods(vgg19, random_images(CAM_BATCH, CAM_SIZE)))
+    if "tf_keras_vis" in parts:
+        keras.utils.set_random_seed(0)
+        results.update(bench_tf_keras_vis(
+            classifier.explain(models.build_model("vgg19", TKV_SIZE, NUM_CLASSES), TKV_SIZE),
+            random_images(TKV_BATCH, TKV_SIZE),
+            classifier.explain(models.build_model(TKV_SCORECAM_BACKBONE, TKV_SCORECAM_SIZE,
+                                                  NUM_CLASSES), TKV_SCORECAM_SIZE),
+            random_images(TKV_BATCH, TKV_SCORECAM_SIZE)))
+    if demo:
+        results.update(bench_demo(demo_commands(DEMO_RUN)))
+    return results
+
+
+def print_table(results: dict) -> None:
+    """The results as the terminal shows them: one line per key, then the tables."""
     print(f"\n{'key':<28}{'value':>10}  details")
     for key, entry in results.items():
         if isinstance(entry, dict) and "value" in entry:
             details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in entry.items() if k != "value")
             print(f"{key:<28}{entry['value']:>10.3f}  {details}")
-    print(f"\n{'backbone':<18}{'train img/s':>12}{'CAM overhead':>14}  feature map")
-    for name, row in results["backbones"]["rows"].items():
-        print(f"{name:<18}{row['training_images_per_s']:>12.1f}"
-              f"{row['cam_overhead_fraction']:>14.3f}  {row['feature_shape']}")
-    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores; "
-          f"{results['seconds']:.0f} s")
-    runs.write_json(OUTPUT, results)
+    if "backbones" in results:
+        print(f"\n{'backbone':<18}{'train img/s':>12}{'CAM overhead':>14}  feature map")
+        for name, row in results["backbones"]["rows"].items():
+            print(f"{name:<18}{row['training_images_per_s']:>12.1f}"
+                  f"{row['cam_overhead_fraction']:>14.3f}  {row['feature_shape']}")
+    if "methods_ms_per_image" in results:
+        entry = results["methods_ms_per_image"]
+        print(f"\nms per image, top-{entry['top_k']} maps, forward pass "
+              f"({entry['forward_ms_per_image']:.1f} ms) not included")
+        for method, ms in entry["rows"].items():
+            print(f"{method:<18}{ms:>12.1f}")
+    if "vs_tf_keras_vis" in results:
+        print(f"\n{'vs tf-keras-vis':<18}{'speed-up':>10}{'ours s':>10}{'theirs s':>10}")
+        for method, row in results["vs_tf_keras_vis"]["rows"].items():
+            print(f"{method:<18}{row['value']:>10.2f}{row['ours_s']:>10.3f}"
+                  f"{row['theirs_s']:>10.3f}")
+
+
+def run(config: dict) -> Path:
+    """The benchmark with resolved settings; returns the file written."""
+    parts = check_parts(config["PARTS"], config["DEMO"])
+    started = time.perf_counter()
+    results = measure(parts, config["DEMO"])
+    results["parts"] = list(parts) + (["demo"] if config["DEMO"] else [])
+    results["machine"] = machine()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    print_table(results)
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+          f"load average {results['machine']['load_average']}; {results['seconds']:.0f} s")
+    path = output_path(config["OUTPUT"], parts, config["DEMO"])
+    runs.write_json(path, results)
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    return settings.run_script(__file__, run, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ only to cap their memory.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import tensorflow as tf
 
 import cam_utils
@@ -177,6 +180,17 @@ def corner_aligned_matrix(source: int, target: int) -> tf.Tensor:
     return tf.cast(matrix, tf.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def compiled_probabilities(model: Classifier) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`model(images)`, the probabilities, as one TensorFlow graph traced per batch shape.
+
+    Score-CAM runs the model once per chunk of masked images; run op by op (eagerly), a
+    small network like small_vgg spends about half of each pass dispatching its layers
+    (benchmarks/bench_cam.py, vs_tf_keras_vis).
+    """
+    return tf.function(lambda images: model(images), reduce_retracing=True)
+
+
 def score_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
                    images: tf.Tensor, layer: str = "",
                    scorecam_batch: int = SCORECAM_BATCH) -> tf.Tensor:
@@ -199,14 +213,14 @@ def score_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     rows = corner_aligned_matrix(maps.shape[1], images.shape[1])
     cols = corner_aligned_matrix(maps.shape[2], images.shape[2])
     flat = tf.reshape(tf.transpose(maps, [0, 3, 1, 2]), [-1, *maps.shape[1:3]])
-    weights = []
+    forward, weights = compiled_probabilities(model), []
     for start in range(0, flat.shape[0], scorecam_batch):
         upsampled = rows @ flat[start:start + scorecam_batch] @ tf.transpose(cols)
         low = tf.reduce_min(upsampled, axis=[1, 2], keepdims=True)
         high = tf.reduce_max(upsampled, axis=[1, 2], keepdims=True)
         masks = (upsampled - low) / (high - low + MASK_EPSILON)  # (n, H, W)
         owners = tf.range(start, start + masks.shape[0]) // channels
-        probs = model(tf.gather(images, owners) * masks[..., None])
+        probs = forward(tf.gather(images, owners) * masks[..., None])
         weights.append(tf.gather(probs, tf.gather(classes, owners), batch_dims=1))
     weights = tf.reshape(tf.concat(weights, axis=0), [-1, channels, classes.shape[1]])
     return tf.nn.relu(tf.einsum("bhwc,bck->bhwk", maps, weights))
@@ -288,8 +302,11 @@ def top_k_maps(method: str, model: Classifier, features: tf.Tensor, probs: tf.Te
     pass of `model.features`; `images`, `layer` and `scorecam_batch` as in
     maps_for_classes. Returns {"maps": (batch, k, H, W) float32 as
     `cam_utils.display_maps` draws them, "low_res": (batch, h, w, k) before that,
-    "probs": (batch, k), "classes": (batch, k)}.
+    "probs": (batch, k), "classes": (batch, k)}. CAM, the default, is one compiled
+    computation from the probabilities and features to the maps (cam_utils.top_k_cam_maps).
     """
+    if method == "cam" and not check_layer(method, model, layer):  # the common case
+        return cam_utils.top_k_cam_maps(features, model.cam_kernel, probs, k, threshold, size)
     top_probs, top_classes = cam_utils.top_k_classes(probs, k)
     maps = maps_for_classes(method, model, features, top_classes, images, layer,
                             scorecam_batch)

@@ -73,3 +73,77 @@ def test_upsample_equals_tf_image_resize(shape, size):
     expected = tf.image.resize(maps, size, method="bilinear").numpy()
     np.testing.assert_allclose(cam_utils.upsample(maps, size).numpy(), expected, rtol=1e-5,
                                atol=1e-5)
+
+
+def seed_display(maps: np.ndarray, threshold: float, size: tuple[int, int]) -> np.ndarray:
+    """The seed's order of operations on (batch, h, w, k) maps: tf.image.resize, divide by
+    the low-resolution top-1 map's maximum, cut; (batch, k, H, W)."""
+    peak = maps[..., 0].max(axis=(1, 2))[:, None, None, None]
+    shown = tf.image.resize(maps, size, method="bilinear").numpy() / peak
+    return np.where(shown < threshold, 0.0, shown).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("shape, size", [
+    ((2, 10, 10, 3), (320, 320)),  # VGG19 at 320 px: blocks of 32
+    ((1, 7, 7, 2), (224, 224)), ((2, 3, 5, 2), (7, 12)),  # not a whole factor
+    ((1, 10, 10, 2), (500, 375)), ((1, 2, 3, 1), (317, 101)),  # prime sizes: blocks of 1
+    ((1, 6, 6, 2), (3, 4)),  # downsampling
+    ((3, 1, 1, 2), (5, 5)), ((1, 4, 4, 3), (4, 4))])
+def test_display_maps_is_the_seeds_resize_normalise_and_cut(shape, size):
+    maps = np.random.default_rng(8).normal(size=shape).astype(np.float32)
+    maps[..., 0] = np.abs(maps[..., 0]) + 0.1  # a positive top-1 maximum to divide by
+    shown = cam_utils.display_maps(maps, 0.3, size).numpy()
+    expected = seed_display(maps, 0.3, size)
+    assert shown.shape == (shape[0], shape[3], *size) and shown.dtype == np.float32
+    on_cut = np.abs(expected - 0.3) < 1e-5  # rounding may move these across the cut
+    np.testing.assert_allclose(np.where(on_cut, 0, shown), np.where(on_cut, 0, expected),
+                               rtol=1e-5, atol=1e-6)
+    assert (shown > 0).any() and (shown == 0).any()  # the cut ran and kept something
+
+
+def test_display_maps_of_an_image_without_positive_top_1_evidence_are_zero():
+    maps = np.ones((2, 3, 3, 2), np.float32)
+    maps[1, ..., 0] = -1.0  # top-1 maximum <= 0: that image's maps become 0
+    shown = cam_utils.display_maps(maps, 0.3, (6, 6)).numpy()
+    np.testing.assert_array_equal(shown[1], 0.0)
+    np.testing.assert_allclose(shown[0], 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("source, target, block, taps", [
+    (10, 320, 32, 3), (7, 224, 32, 3), (5, 12, 3, 3), (3, 7, 1, 2), (10, 375, 25, 3),
+    (3, 101, 1, 2),
+    (6, 3, 1, 2), (1, 5, 5, 1)])
+def test_resize_blocks_regroup_the_interpolation_matrix(source, target, block, taps):
+    """Each block of output pixels reads `taps` input pixels; putting pick and weights back
+    together gives the 1-D resize matrix itself."""
+    pick, weights = cam_utils.resize_blocks(source, target)
+    assert weights.shape == (target // block, taps, block)
+    rebuilt = np.einsum("jns,jnc->jsc", weights,
+                        pick.reshape(target // block, taps, source)).reshape(target, source)
+    np.testing.assert_allclose(rebuilt, cam_utils.interpolation_matrix(source, target).numpy(),
+                               rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape, size, k", [((3, 4, 5, 8), (12, 20), 2),
+                                            ((1, 10, 10, 6), (320, 320), 5)])
+def test_top_k_cam_maps_are_top_k_then_cams_then_display(shape, size, k):
+    """The compiled figure path equals its steps run one by one, including the order of
+    tied classes (image 0's probabilities are all equal)."""
+    rng = np.random.default_rng(9)
+    features = rng.uniform(size=shape).astype(np.float32)
+    weights = rng.normal(size=(shape[-1], 7)).astype(np.float32)
+    probs = tf.nn.softmax(features.mean(axis=(1, 2)) @ weights).numpy()
+    probs[0] = 1 / 7
+    shown = cam_utils.top_k_cam_maps(features, weights, probs, k, 0.3, size)
+    top_probs, classes = cam_utils.top_k_classes(probs, k)
+    low_res = cam_utils.cams_for_classes(features, weights, classes)
+    np.testing.assert_array_equal(shown["classes"].numpy(), classes.numpy())
+    np.testing.assert_array_equal(shown["classes"].numpy()[0], np.arange(k))
+    np.testing.assert_allclose(shown["probs"].numpy(), top_probs.numpy())
+    np.testing.assert_allclose(shown["low_res"].numpy(), low_res.numpy(), rtol=1e-5,
+                               atol=1e-6)
+    expected = cam_utils.display_maps(low_res, 0.3, size).numpy()
+    on_cut = np.abs(expected - 0.3) < 1e-5
+    np.testing.assert_allclose(np.where(on_cut, 0, shown["maps"].numpy()),
+                               np.where(on_cut, 0, expected), rtol=1e-5, atol=1e-6)
+    assert shown["maps"].shape == (shape[0], k, *size) and (expected > 0).any()

@@ -194,13 +194,15 @@ def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, mo
     images); `scorecam_batch` caps how many go through one forward pass."""
     model, images, features, classes, _ = random_vgg
     sizes = []
-    probabilities = classifier.Classifier.__call__
+    compiled = methods.compiled_probabilities
 
-    def counted(model, masked):
-        sizes.append(masked.shape[0])
-        return probabilities(model, masked)
+    def counted(model):
+        def forward(masked):
+            sizes.append(masked.shape[0])
+            return compiled(model)(masked)
+        return forward
 
-    monkeypatch.setattr(classifier.Classifier, "__call__", counted)
+    monkeypatch.setattr(methods, "compiled_probabilities", counted)
     maps = {}
     for cap in (5, 64, 1000):
         sizes.clear()

@@ -1,0 +1,117 @@
+"""benchmarks/bench_cam.py at tiny sizes, through its functions' arguments: what each part
+returns, checked against what it says it measures. Never the full benchmark."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from camlab import classifier, methods, models
+from helpers import run_fails
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_cam", ROOT / "benchmarks" / "bench_cam.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """small_vgg at 32 px, 4 classes: 8x8x64 feature maps."""
+    return classifier.explain(models.build_model("small_vgg", 32, 4), 32)
+
+
+def test_cam_grid_times_the_scripts_path_against_the_seed_loop(tiny):
+    result = bench.bench_cam_grid(tiny, batch=2, size=32, classes=4, repeats=1)
+    speedup, floor = result["cam_speedup_vs_seed_loop"], result["cam_floor_ratio"]
+    assert speedup["value"] == pytest.approx(speedup["seed_loop_s"] / speedup["vectorized_s"])
+    assert floor["value"] == pytest.approx(floor["vectorized_s"] / floor["fill_s"])
+    assert speedup["feature_shape"] == [8, 8, 64] and speedup["classes"] == 4
+    assert min(speedup["vectorized_with_numpy_copy_s"], speedup["vectorized_as_numpy_view_s"],
+               speedup["seed_loop_s"], floor["fill_s"]) > 0
+
+
+def test_cam_grid_refuses_maps_that_differ_from_the_seed_loop(tiny, monkeypatch):
+    right = bench.vectorized
+    monkeypatch.setattr(bench, "vectorized", lambda *args: right(*args) * 1.01)
+    with pytest.raises(AssertionError, match="differ from the seed loop"):
+        bench.bench_cam_grid(tiny, batch=2, size=32, classes=4, repeats=1)
+
+
+def test_methods_time_every_method_on_the_images_they_say(tiny, monkeypatch):
+    """A row per method; Score-CAM and saliency on the fewer images the entry states."""
+    counted, top_k_maps = {}, methods.top_k_maps
+
+    def counting(method, model, features, *args, **kwargs):
+        counted.setdefault(method, set()).add(features.shape[0])
+        return top_k_maps(method, model, features, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "top_k_maps", counting)
+    result = bench.bench_methods(tiny, bench.random_images(3, 32), top_k=2,
+                                 scorecam_images=1, saliency_images=2, repeats=1)
+    entry = result["methods_ms_per_image"]
+    assert list(entry["rows"]) == list(methods.METHODS)
+    assert all(ms > 0 for ms in entry["rows"].values()) and entry["forward_ms_per_image"] > 0
+    assert entry["forward_included"] is False and entry["top_k"] == 2
+    assert counted == {**{method: {3} for method in methods.METHODS},
+                       "scorecam": {1}, "saliency": {2}}
+    assert "1 image(s), 64 forward passes" in entry["scorecam"]
+
+
+def test_tf_keras_vis_rows_are_their_seconds_over_ours(tiny):
+    images = bench.random_images(2, 32)
+    entry = bench.bench_tf_keras_vis(tiny, images, tiny, images, warmup=0,
+                                     repeats=1)["vs_tf_keras_vis"]
+    assert set(entry["rows"]) == {"gradcam", "gradcam++", "layercam", "scorecam"}
+    for row in entry["rows"].values():
+        assert row["value"] == pytest.approx(row["theirs_s"] / row["ours_s"])
+    assert entry["scorecam"]["channels"] == 64 and entry["scorecam"]["max_N"] is None
+    assert entry["batch"] == 2 and entry["image_size"] == 32
+
+
+def test_timed_pair_alternates_the_sides_and_drops_the_warm_up():
+    calls = []
+    ours, theirs = bench.timed_pair(lambda: calls.append("ours"),
+                                    lambda: calls.append("theirs"), warmup=1, repeats=2)
+    assert calls == ["ours", "theirs"] * 3 and ours >= 0 and theirs >= 0
+
+
+def test_demo_commands_are_make_demos_with_their_own_run_name():
+    recipe = (ROOT / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    made = [line.split("$(PY) ")[1].split() for line in recipe.splitlines()
+            if "$(PY)" in line]
+    commands = bench.demo_commands("bench_demo")
+    assert [command[1:-1] for command in commands] == made
+    assert all(command[-1] == "--RUN_NAME=bench_demo" for command in commands)
+
+
+def test_demo_is_the_two_commands_wall_time_and_the_last_epochs_accuracy(tmp_path):
+    history = ("import pathlib; p = pathlib.Path('outputs/fake'); p.mkdir(parents=True, "
+               "exist_ok=True); (p / 'history.csv').write_text("
+               "'epoch,accuracy,val_accuracy\\n0,0.5,0.25\\n1,0.9,0.75\\n')")
+    commands = [[sys.executable, "-c", history], [sys.executable, "-c", "pass"]]
+    result = bench.bench_demo(commands, "fake", tmp_path)
+    seconds = result["demo_seconds"]
+    assert seconds["value"] == pytest.approx(seconds["train_s"] + seconds["visualize_s"])
+    assert result["demo_val_accuracy"]["value"] == 0.75 == seconds["demo_val_accuracy"]
+
+
+def test_partial_runs_write_beside_the_full_results():
+    full = "outputs/bench/bench.json"
+    assert bench.output_path(full, bench.ALL_PARTS, True) == Path(full)
+    assert bench.output_path(full, ("cam", "methods"), False) == Path(
+        "outputs/bench/bench_cam_methods.json")
+    assert bench.output_path(full, (), True) == Path("outputs/bench/bench_demo.json")
+
+
+@pytest.mark.parametrize("parts, message", [
+    ("cam,lime", "PARTS='lime'; choose one of cam, overhead"),
+    ("", "nothing to measure")])
+def test_bad_parts_are_one_line_and_write_nothing(parts, message, tmp_path):
+    code = run_fails(bench.main, [f"--PARTS={parts}", f"--OUTPUT={tmp_path / 'b.json'}"],
+                     tmp_path, message)
+    assert "\n" not in code and not re.search(r"Traceback", code)
