@@ -178,6 +178,13 @@ def sig3(value: float) -> str:
     return f"{value:#.3g}".rstrip(".")
 
 
+def sig3_wide(value: float) -> str:
+    """sig3, but 1,000 and above as a plain number with separators: 91257.2 -> "91,300"."""
+    if abs(value) < 1000:
+        return sig3(value)
+    return thousands(float(f"{value:.3g}"))
+
+
 def thousands(value: float) -> str:
     """A count with thousands separators: 12894 -> "12,894"."""
     return f"{round(value):,}"
@@ -269,7 +276,8 @@ def render_demo(files: dict[str, dict]) -> list[str]:
     if "demo_seconds" in bench:
         used.append("bench.json")
         entry = bench["demo_seconds"]
-        rows.append(("`make demo`, wall clock (`demo_seconds`)", f"{entry['value']:.0f} s"))
+        rows.append(("`make demo`'s two commands on prepared data, wall clock (`demo_seconds`)",
+                     f"{entry['value']:.0f} s"))
         accuracy = entry.get("demo_val_accuracy", bench.get("demo_val_accuracy"))
         if isinstance(accuracy, dict):
             accuracy = accuracy.get("value")
@@ -290,7 +298,8 @@ BENCH_GLOSS = {  # a few words per key; the definitions are in docs/benchmarks.m
     "mixed_precision_speedup": "VGG19 training images/s: mixed precision / float32",
     "auto_precision_vs_best": "images/s of the policy \"auto\" picks / of the faster one",
     "methods_ms_per_image": "ms per image of each map method",
-    "demo_seconds": "`make demo`, wall clock, s",
+    "demo_seconds": "`make demo`'s train and visualize commands, data prepared, s",
+    "demo_val_accuracy": "validation accuracy of that demo run",
 }
 
 
@@ -313,7 +322,41 @@ def render_bench(bench: dict[str, Any]) -> list[str]:
             for key, entry in bench.items()
             if isinstance(entry, dict) and "value" in entry
             and (text := bench_value(entry["value"])) is not None]
-    return [provenance_line("bench.json", bench), ""] + table(("key", "value", "compares"), rows)
+    return ([provenance_line("bench.json", bench), ""]
+            + table(("key", "value", "compares"), rows)
+            + render_method_rows(bench) + render_tf_keras_vis(bench))
+
+
+def render_method_rows(bench: dict[str, Any]) -> list[str]:
+    """methods_ms_per_image as a table, when the bench has rows of it."""
+    part = bench.get("methods_ms_per_image", {})
+    if not isinstance(part.get("rows"), dict):
+        return []
+    where = (f"{part['batch']} images at {part['image_size']} px, top-{part['top_k']} maps, "
+             f"layer `{part['layer']}`, forward pass ({sig3(part['forward_ms_per_image'])} ms "
+             "per image) not included" if "forward_ms_per_image" in part else "")
+    notes = "; ".join(f"{name}: {part[name]}" for name in part["rows"]
+                      if isinstance(part.get(name), str))
+    return (["", f"`methods_ms_per_image` ({where}{'; ' + notes if notes else ''}):", ""]
+            + table(("method", "ms per image"),
+                    [(f"`{name}`", sig3_wide(ms)) for name, ms in part["rows"].items()]))
+
+
+def render_tf_keras_vis(bench: dict[str, Any]) -> list[str]:
+    """vs_tf_keras_vis as a table: the speed-up and both sides' seconds per method."""
+    part = bench.get("vs_tf_keras_vis", {})
+    if not isinstance(part.get("rows"), dict):
+        return []
+    scorecam = part.get("scorecam", {})
+    where = (f"{part['model']} at {part['image_size']} px, batch {part['batch']}, "
+             f"{part['precision']}" if "model" in part else "")
+    if scorecam:
+        where += (f"; Score-CAM on {scorecam['model']} at {scorecam['image_size']} px, "
+                  f"all {scorecam['channels']} channels on both sides")
+    return (["", f"`vs_tf_keras_vis`, tf-keras-vis' time / this code's ({where}):", ""]
+            + table(("method", "speed-up", "ours, s", "tf-keras-vis, s"),
+                    [(f"`{name}`", sig3(row["value"]), sig3(row["ours_s"]),
+                      sig3(row["theirs_s"])) for name, row in part["rows"].items()]))
 
 
 def render_backbones(bench: dict[str, Any]) -> list[str]:

@@ -80,9 +80,13 @@ Text after.
 
 
 def table_rows(lines: list[str]) -> list[list[str]]:
-    """The cells of a Markdown table's rows (the header first, the --- line dropped)."""
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines
-            if line.startswith("|") and not line.startswith("|---")]
+    """The cells of the first Markdown table's rows in `lines` (the header first, the ---
+    line dropped)."""
+    start = next(index for index, line in enumerate(lines) if line.startswith("|"))
+    end = next((index for index in range(start, len(lines))
+                if not lines[index].startswith("|")), len(lines))
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in lines[start:end] if not line.startswith("|---")]
 
 
 def by_first_cell(lines: list[str]) -> dict[str, dict[str, str]]:
@@ -226,6 +230,32 @@ def test_bench_table_has_a_row_for_every_key_with_a_value_and_only_those():
     assert rows["`methods_ms_per_image`"]["value"] == "cam 0.0213, gradcam 0.190"
 
 
+def test_method_and_tf_keras_vis_tables_come_from_their_rows():
+    bench = {"methods_ms_per_image": {"rows": {"cam": 0.2236, "scorecam": 91257.2},
+                                      "batch": 16, "image_size": 320, "top_k": 3,
+                                      "layer": "block5_pool", "forward_ms_per_image": 163.6,
+                                      "scorecam": "on 1 image(s)"},
+             "vs_tf_keras_vis": {"rows": {"gradcam": {"value": 3.235, "ours_s": 0.7301,
+                                                      "theirs_s": 2.362}},
+                                 "model": "vgg19_gap", "image_size": 224, "batch": 8,
+                                 "precision": "float32",
+                                 "scorecam": {"model": "small_vgg_gap", "image_size": 64,
+                                              "channels": 64}}}
+    lines = results.render_bench(bench)
+    methods = by_first_cell(lines[lines.index(next(line for line in lines if line.startswith(
+        "`methods_ms_per_image`"))):])
+    assert methods["`cam`"]["ms per image"] == "0.224"
+    assert methods["`scorecam`"]["ms per image"] == "91,300"
+    assert "forward pass (164 ms per image) not included; scorecam: on 1 image(s)" in "".join(
+        lines)
+    tkv = by_first_cell(lines[lines.index(next(line for line in lines if line.startswith(
+        "`vs_tf_keras_vis`"))):])
+    assert tkv["`gradcam`"] == {"method": "`gradcam`", "speed-up": "3.23", "ours, s": "0.730",
+                                "tf-keras-vis, s": "2.36"}
+    assert "Score-CAM on small_vgg_gap at 64 px, all 64 channels on both sides" in "".join(
+        lines)
+
+
 def test_bench_provenance_names_command_machine_load_and_date():
     bench = {**BENCH, "provenance": {"command": "make bench", "machine": MACHINE,
                                      "written": "2026-11-26T11:53:17+0000"}}
@@ -275,7 +305,7 @@ def test_demo_table_takes_each_number_from_its_file():
     assert values["accuracy measured by `evaluate_cam.py` on 1"] == "98.8%"
     assert values["`MIXED_PRECISION=\"auto\"` chose `mixed_bfloat16`"] == (
         "float32 602, mixed_bfloat16 856")
-    assert values["`make demo`"] == "157 s"
+    assert values["`make demo`'s two commands on prepared data"] == "157 s"
     assert values["validation accuracy of that run"] == "98.7%"
     only_metrics = by_first_cell(results.render_demo({"demo_metrics.json": METRICS}))
     assert len(only_metrics) == 1
