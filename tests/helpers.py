@@ -161,3 +161,27 @@ def nested_vgg16(size: int = 32) -> keras.Model:
     x = keras.layers.Dropout(0.3, name="drop")(x)
     outputs = keras.layers.Dense(4, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="nested")
+
+
+def sequential_cnn() -> keras.Sequential:
+    keras.utils.set_random_seed(1)
+    return keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255, name="scale"),
+        keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+        keras.layers.MaxPooling2D(name="p1"),
+        keras.layers.Conv2D(16, 3, activation="relu", name="c2"),
+        keras.layers.GlobalAveragePooling2D(name="gap"),
+        keras.layers.Dense(5, activation="softmax", name="out")], name="seq")
+
+
+def two_outputs() -> keras.Model:
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((32, 32, 3))
+    shared = keras.layers.Conv2D(8, 3, activation="relu", name="shared")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="kind_conv")(shared)
+    kind = keras.layers.Dense(3, activation="softmax", name="kind")(
+        keras.layers.GlobalAveragePooling2D(name="kind_gap")(x))
+    y = keras.layers.Conv2D(6, 3, activation="relu", name="size_conv")(shared)
+    size = keras.layers.Dense(2, activation="softmax", name="size")(
+        keras.layers.GlobalAveragePooling2D(name="size_gap")(y))
+    return keras.Model(inputs, [kind, size])

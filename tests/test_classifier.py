@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from camlab import classifier, methods, subject
 from camlab.errors import CamError
-from helpers import nested_vgg16
+from helpers import nested_vgg16, sequential_cnn, two_outputs
 
 SIZE = 32  # nested_vgg16 (helpers) takes this size too
 
@@ -105,17 +105,6 @@ def test_probabilities_are_the_saved_models_own(tmp_path):
     np.testing.assert_allclose(explained(batch).numpy(), expected, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(explained.features(batch)[1].numpy(), expected, rtol=1e-5,
                                atol=1e-7)
-
-
-def sequential_cnn() -> keras.Sequential:
-    keras.utils.set_random_seed(1)
-    return keras.Sequential([
-        keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 255, name="scale"),
-        keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
-        keras.layers.MaxPooling2D(name="p1"),
-        keras.layers.Conv2D(16, 3, activation="relu", name="c2"),
-        keras.layers.GlobalAveragePooling2D(name="gap"),
-        keras.layers.Dense(5, activation="softmax", name="out")], name="seq")
 
 
 @pytest.mark.parametrize("file_name", ["seq.keras", "seq.h5"])
@@ -215,19 +204,6 @@ def test_a_flatten_dense_head_refuses_cam_and_gives_grad_cam(tmp_path):
     assert expected.max() > 0
     np.testing.assert_allclose(our_maps(explained, "gradcam", batch, classes), expected,
                                rtol=1e-5, atol=1e-6)
-
-
-def two_outputs() -> keras.Model:
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    shared = keras.layers.Conv2D(8, 3, activation="relu", name="shared")(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu", name="kind_conv")(shared)
-    kind = keras.layers.Dense(3, activation="softmax", name="kind")(
-        keras.layers.GlobalAveragePooling2D(name="kind_gap")(x))
-    y = keras.layers.Conv2D(6, 3, activation="relu", name="size_conv")(shared)
-    size = keras.layers.Dense(2, activation="softmax", name="size")(
-        keras.layers.GlobalAveragePooling2D(name="size_gap")(y))
-    return keras.Model(inputs, [kind, size])
 
 
 def test_two_outputs_one_chosen_by_output(tmp_path):

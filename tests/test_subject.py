@@ -14,7 +14,7 @@ import evaluate_cam
 import visualize_cam
 from camlab import subject
 from camlab.errors import CamError
-from helpers import nested_vgg16, run_fails
+from helpers import nested_vgg16, run_fails, sequential_cnn, two_outputs
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,38 @@ def test_visualize_explains_a_nested_model_on_own_images(nested_file, image_file
     assert list(saved["class_names"]) == ["cat", "dog", "fox", "owl"]
     assert saved["cams"].shape == (2, 1, 1, 4) and saved["probs"].shape == (2, 4)
     np.testing.assert_allclose(saved["probs"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def sigmoid_cnn() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(
+        keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="out")(
+        keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("build, args, layer, column", [
+    (sequential_cnn, [], "c2", None), (two_outputs, ["--OUTPUT=size"], "size_conv", 1),
+    (sigmoid_cnn, [], "conv", None)])
+def test_each_model_shape_goes_through_model(tmp_path, image_files, capsys, build, args,
+                                             layer, column):
+    """Through the MODEL setting: the layer found, and the probabilities saved beside the
+    figure equal the model's own (one sigmoid unit p: the two classes 1 - p and p)."""
+    model = build()
+    model.save(tmp_path / "shape.keras")
+    photo = image_files["rgb"]
+    visualize_cam.main([f"--MODEL={tmp_path / 'shape.keras'}", f"--IMAGES={photo}",
+                        f"--OUTPUT_DIR={tmp_path}", "--METHOD=gradcam", "--TOP_K=1",
+                        "--DPI=20", *args])
+    assert f"gradcam: maps of layer {layer}" in capsys.readouterr().out
+    saved = np.load(tmp_path / "shape" / "cams_images_gradcam.npz")
+    own = model(saved["images"].astype(np.float32))
+    own = np.asarray(own[column] if column is not None else own)
+    if own.shape[1] == 1:
+        own = np.concatenate([1 - own, own], axis=1)
+    np.testing.assert_allclose(saved["probs"], own, rtol=1e-4, atol=1e-6)
 
 
 def test_a_model_is_scored_the_same_as_the_run_that_saved_it(demo_run):
