@@ -411,3 +411,13 @@ def test_bad_settings_are_one_line(tmp_path, monkeypatch, flags, message):
     with pytest.raises(SystemExit, match=message):
         results.main(flags)
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == TEMPLATE
+
+
+def test_the_architecture_page_stays_short_and_names_every_module():
+    """docs/ARCHITECTURE.md is the front door (issue #9): at most 60 lines, and every module
+    of camlab/ is on it."""
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert len(page.splitlines()) <= 60
+    modules = sorted(path.name for path in (ROOT / "camlab").glob("*.py")
+                     if path.name != "__init__.py")
+    assert [name for name in modules if name not in page] == []
