@@ -26,11 +26,9 @@ import tensorflow as tf
 from camlab import models
 from camlab.errors import CamError
 
-# PREPROCESS: what the model expects of its input, applied to RGB [0, 255] before it.
+# PREPROCESS: what the model expects of its input, applied to RGB [0, 255] before it
+# (models.preprocessing).
 PREPROCESSING = ("none", "caffe", "tf", "torch", "unit")
-# keras.applications.imagenet_utils.preprocess_input(mode="torch"): [0, 1], then ImageNet
-# mean and standard deviation per RGB channel.
-TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SOFTMAX_NAMES = {"softmax", "log_softmax"}
 _NOT_CALLED = ("", None, [], None)  # what `calls` holds for a tensor no layer made
 
@@ -125,23 +123,6 @@ class Classifier:
         return explain(keras.models.clone_model(self.source), **self.build)
 
 
-def preprocessing_layer(mode: str, images):
-    """PREPROCESS applied to RGB [0, 255] `images` with built-in, float32 Keras layers."""
-    if mode == "none":
-        return images
-    if mode == "caffe":  # keras.applications.vgg16/vgg19/resnet50.preprocess_input
-        bgr = keras.ops.flip(images, axis=-1)
-        return keras.layers.Rescaling(1.0, offset=[-m for m in models.CAFFE_MEANS_BGR],
-                                      name="preprocess", dtype="float32")(bgr)
-    if mode == "torch":
-        return keras.layers.Rescaling(
-            [1 / (255 * s) for s in TORCH_STD],
-            [-m / s for m, s in zip(TORCH_MEAN, TORCH_STD, strict=True)],
-            name="preprocess", dtype="float32")(images)
-    scale, offset = {"tf": (1 / 127.5, -1.0), "unit": (1 / 255, 0.0)}[mode]
-    return keras.layers.Rescaling(scale, offset, name="preprocess", dtype="float32")(images)
-
-
 def _activation_name(layer) -> str:
     activation = getattr(layer, "activation", None)
     if isinstance(layer, keras.layers.Softmax):
@@ -202,7 +183,7 @@ def explain(model: keras.Model, image_size: int = 224, preprocess: str = "none",
             calls[id(tensor)] = (name, operation, keras.tree.flatten(args), tensor)
 
     outputs = keras.tree.flatten(models.flat_call(
-        model, preprocessing_layer(preprocess, inputs), record))
+        model, models.preprocessing(preprocess, inputs), record))
     probs = outputs[index]
     if len(probs.shape) != 2:
         raise CamError(f"the model's output has shape {tuple(probs.shape)}; a classifier's "
@@ -261,18 +242,18 @@ def _map_layers(scores, calls) -> dict[str, Any]:
 def _cam_head(dense, features, calls, one_unit: bool) -> tuple[Any, str]:
     """(CAM kernel, "") when `dense` reads GlobalAveragePooling2D of `features` (Dropout
     between allowed), else (None, the reason)."""
-    chain, tensor = [], None
+    pooling = None
     if dense is not None:
         tensor = next(inputs[0] for _, layer, inputs, _ in calls.values() if layer is dense)
         while isinstance(calls.get(id(tensor), _NOT_CALLED)[1], keras.layers.Dropout):
             tensor = calls[id(tensor)][2][0]
         _, pooling, inputs, _ = calls.get(id(tensor), _NOT_CALLED)
-        chain = [pooling]
         if (isinstance(pooling, keras.layers.GlobalAveragePooling2D)
                 and not pooling.keepdims and inputs and inputs[0] is features):
             kernel = dense.kernel
             return (tf.concat([-kernel, kernel], axis=1) if one_unit else kernel), ""
-    described = type(chain[0]).__name__ if chain and chain[0] is not None else "no Dense"
+    found = ("its scores come from no Dense layer" if dense is None else
+             f"its Dense reads {type(pooling).__name__ if pooling else 'the input'}")
     return None, ("CAM needs the head to be exactly GlobalAveragePooling2D -> Dense on the "
-                  f"last feature maps; this model's Dense reads {described}: use "
-                  "METHOD=\"gradcam\" (or another gradient method)")
+                  f"last feature maps; {found}: use METHOD=\"gradcam\" (or another "
+                  "gradient method)")

@@ -216,21 +216,31 @@ def small_vgg_layers(inputs):
     return x
 
 
-def preprocessed(name: str, images):
-    """The input transform the backbone's weights expect, from built-in, serializable parts,
-    in float32 (bfloat16 would round pixel values by up to 1).
+# keras.applications.imagenet_utils.preprocess_input(mode="torch"): [0, 1], then ImageNet
+# mean and standard deviation per RGB channel.
+TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def preprocessing(mode: str, images):
+    """An input transform of RGB [0, 255] `images` from built-in, serializable parts, in
+    float32 (bfloat16 would round pixel values by up to 1).
 
     caffe (VGG, ResNet): RGB -> BGR, then the ImageNet means subtracted, as
-    `keras.applications.vgg19.preprocess_input`; tf (MobileNetV2): to [-1, 1]; unit
-    (small_vgg): to [0, 1]; EfficientNet and ConvNeXt carry their own inside.
+    `keras.applications.vgg19.preprocess_input`; tf (MobileNetV2): to [-1, 1]; torch:
+    to [0, 1], then ImageNet mean and std; unit (small_vgg): to [0, 1]; "inside" or "none"
+    for a model that carries its own (EfficientNet, ConvNeXt).
     """
-    mode = BACKBONES[name].preprocessing
-    if mode == "inside":
+    if mode in ("inside", "none"):
         return images
     if mode == "caffe":
         bgr = keras.ops.flip(images, axis=-1)
         return keras.layers.Rescaling(1.0, offset=[-mean for mean in CAFFE_MEANS_BGR],
                                       name="preprocess", dtype="float32")(bgr)
+    if mode == "torch":
+        return keras.layers.Rescaling(
+            [1 / (255 * std) for std in TORCH_STD],
+            [-mean / std for mean, std in zip(TORCH_MEAN, TORCH_STD, strict=True)],
+            name="preprocess", dtype="float32")(images)
     scale, offset = {"tf": (1 / 127.5, -1.0), "unit": (1 / 255, 0.0)}[mode]
     return keras.layers.Rescaling(scale, offset, name="preprocess", dtype="float32")(images)
 
@@ -248,7 +258,7 @@ def build_model(backbone: str, image_size: int, num_classes: int,
         raise CamError(f"IMAGE_SIZE={image_size} is below {backbone}'s minimum of "
                        f"{BACKBONES[backbone].min_size} pixels")
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = preprocessed(backbone, inputs)
+    x = preprocessing(BACKBONES[backbone].preprocessing, inputs)
     if BACKBONES[backbone].application:
         features = application_layers(backbone, x, image_size, weights)
     else:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import classifier, methods, subject
+from camlab import classifier, methods, models, subject
 from camlab.errors import CamError
 from helpers import nested_vgg16, sequential_cnn, two_outputs
 
@@ -297,7 +297,7 @@ def test_a_dynamic_input_takes_the_image_size_setting():
     ("unit", lambda x: x / 255), ("none", lambda x: x)])
 def test_preprocess_is_keras_applications_own(mode, expected):
     inputs = keras.Input((SIZE, SIZE, 3))
-    x = classifier.preprocessing_layer(mode, inputs)
+    x = models.preprocessing(mode, inputs)
     batch = images(2, seed=7)
     np.testing.assert_allclose(keras.Model(inputs, x)(batch).numpy(), expected(batch),
                                rtol=1e-5, atol=1e-4)
