@@ -90,7 +90,7 @@ def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_
                                                               config["PREDICT_BATCH_SIZE"]),
         method=config["METHOD"], threshold=config["THRESHOLD"], steps=config["STEPS"],
         blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"], layer=layer,
-        scorecam_batch=config["SCORECAM_BATCH"],
+        options=methods.Options.from_config(config),
         num_batches=count if count > 0 else None)
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
@@ -122,7 +122,7 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
               for label, source in zip((config["METHOD"], "centre", "random"), metrics.SOURCES,
                                        strict=True)}
     plots.save_figure(plots.deletion_insertion_curves(
-        curves, f"{plots.METHOD_TITLES[config['METHOD']]}, {where}", "predicted"),
+        curves, f"{methods.TITLES[config['METHOD']]}, {where}", "predicted"),
         run_dir / f"deletion_insertion{suffix}.{ext}", 150)
     results = {"run": run_dir.name, **({"model": trained["MODEL"]} if "MODEL" in trained
                                        else {}),
@@ -190,7 +190,7 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
     features, probs = model.features(images)
     classes = tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
     maps = {method: cam_utils.upsample(methods.maps_for_classes(
-        method, model, features, classes, images, layer, config["SCORECAM_BATCH"]),
+        method, model, features, classes, images, layer, methods.Options.from_config(config)),
         images.shape[1:3])[..., 0].numpy() for method, layer in layers.items()}
     names = [trained["class_names"][c] for c in classes[:, 0].numpy()]
     figure = plots.method_comparison(np.round(images.numpy()).clip(0, 255).astype(np.uint8),

@@ -73,7 +73,7 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
 
 
 def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: float,
-                 layer: str = "", scorecam_batch: int = methods.SCORECAM_BATCH
+                 layer: str = "", options: methods.Options = methods.DEFAULT_OPTIONS
                  ) -> dict[str, np.ndarray]:
     """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
 
@@ -84,7 +84,7 @@ def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: 
     """
     features, probs = model.features(images)
     shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
-                               images.shape[1:3], images, layer, scorecam_batch)
+                               images.shape[1:3], images, layer, options)
     cams = ({} if model.cam_kernel is None else  # CAM needs a GAP -> Dense head
             {"cams": cam_utils.class_activation_maps(features, model.cam_kernel).numpy()})
     return {**cams, "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
@@ -130,7 +130,7 @@ def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[
     layer = methods.check_layer(method, model, config["LAYER"])
     print(f"{method}: maps of layer {methods.layer_name(model, layer)}")
     result = compute_maps(model, batch["image"], method, config["TOP_K"], config["THRESHOLD"],
-                          layer, config["SCORECAM_BATCH"])
+                          layer, methods.Options.from_config(config))
     images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
     shown, maps = images, result["maps"]
     if config["FULL_RESOLUTION"] and "photo" in batch:
@@ -140,7 +140,7 @@ def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[
         shown, maps, result["top_probs"], result["top_classes"], names, labels=batch["label"],
         style=plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"]),
         threshold=config["THRESHOLD"], show_image=config["SHOW_IMAGE"],
-        title=f"{plots.METHOD_TITLES[method]} — run {run_dir.name}, layer "
+        title=f"{methods.TITLES[method]} — run {run_dir.name}, layer "
               f"{methods.layer_name(model, layer)}, {where}",
         boxes=batch.get("bbox"), row_names=batch.get("file"))
     # Own images, other methods and layers get their own files, so the split's CAM grid stays.

@@ -304,7 +304,7 @@ def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
 
 def sanity_correlation(method: str, trained_maps, random_model, images,
                        classes, layer: str = "",
-                       scorecam_batch: int = methods.SCORECAM_BATCH) -> np.ndarray:
+                       options: methods.Options = methods.DEFAULT_OPTIONS) -> np.ndarray:
     """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
     the same method's maps from `random_model`, per image.
 
@@ -313,13 +313,13 @@ def sanity_correlation(method: str, trained_maps, random_model, images,
     """
     features, _ = random_model.features(images)
     random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1],
-                                           images, layer, scorecam_batch)
+                                           images, layer, options)
     return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
 
 
 def score_batch(model: Classifier, random_model: Classifier, predict, batch: dict, *,
                 method: str, threshold: float, steps: int, blur_sigma: float, seed: int,
-                layer: str = "", scorecam_batch: int = methods.SCORECAM_BATCH
+                layer: str = "", options: methods.Options = methods.DEFAULT_OPTIONS
                 ) -> dict[str, np.ndarray]:
     """Every per-image score of one batch, keyed "<target>/<metric><source>".
 
@@ -336,7 +336,7 @@ def score_batch(model: Classifier, random_model: Classifier, predict, batch: dic
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
     started = time.perf_counter()
     low_res = methods.maps_for_classes(method, model, features, classes, images, layer,
-                                       scorecam_batch)
+                                       options)
     tf.reduce_sum(low_res).numpy()  # reading a value waits until the maps exist
     map_seconds = time.perf_counter() - started
     method_maps = cam_utils.upsample(low_res, size)
@@ -348,7 +348,7 @@ def score_batch(model: Classifier, random_model: Classifier, predict, batch: dic
            "map_seconds": np.full(n, map_seconds / n),
            "sanity_rank_correlation": sanity_correlation(method, low_res[..., 0],
                                                          random_model, images, classes,
-                                                         layer, scorecam_batch)}
+                                                         layer, options)}
     predicted_faith = {}
     for column, target in enumerate(("predicted_class", "true_class")):
         for suffix in SOURCES:
@@ -369,7 +369,7 @@ def score_batch(model: Classifier, random_model: Classifier, predict, batch: dic
 
 def score_batches(batches: Iterable[dict], model, random_model, predict, *, method: str,
                   threshold: float, steps: int, blur_sigma: float, seed: int, layer: str = "",
-                  scorecam_batch: int = methods.SCORECAM_BATCH,
+                  options: methods.Options = methods.DEFAULT_OPTIONS,
                   num_batches: int | None = None) -> dict[str, np.ndarray]:
     """`score_batch` over all batches, with a progress bar: {key: (images, ...)}; {} if none.
 
@@ -383,7 +383,7 @@ def score_batches(batches: Iterable[dict], model, random_model, predict, *, meth
         scores = score_batch(model, random_model, predict, batch, method=method,
                              threshold=threshold, steps=steps, blur_sigma=blur_sigma,
                              seed=seed * 100_003 + index, layer=layer,
-                             scorecam_batch=scorecam_batch)
+                             options=options)
         for key, value in scores.items():
             collected.setdefault(key, []).append(np.asarray(value))
         progress.add(1)

@@ -27,9 +27,6 @@ from camlab.runs import atomic_path  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
 RIGHT, WRONG = "#1a7f37", "#cf222e"  # title colours: the true class, a wrong top-1
-METHOD_TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
-                 "scorecam": "Score-CAM", "layercam": "LayerCAM", "eigencam": "Eigen-CAM",
-                 "saliency": "Saliency"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from camlab import classifier, methods, metrics, models, reference
+from camlab import cam_family, classifier, methods, metrics, models, reference
 from camlab.errors import CamError
 
 
@@ -123,7 +123,7 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
     classes = tf.constant([[0, 2], [3, 3], [1, 0]])
     features, _ = model.features(images)
     default = methods.maps_for_classes("gradcam", model, features, classes).numpy()
-    at_layer = methods.grad_cam_maps(model, None, classes, images, "relu3_2").numpy()
+    at_layer = cam_family.grad_cam_maps(model, None, classes, images, "relu3_2").numpy()
     assert np.abs(default).max() > 0
     np.testing.assert_allclose(at_layer, default, rtol=1e-4, atol=1e-7)
     assert methods.check_layer("gradcam", model, "relu3_2") == ""  # named, still the default
@@ -136,7 +136,7 @@ def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
 def test_the_layer_feeding_gap_by_name_is_the_default_path(method, random_vgg):
     model, images, features, classes, _ = random_vgg
     default = methods.maps_for_classes(method, model, features, classes, images).numpy()
-    named = methods.layer_activations(model, None, images, "relu3_2")
+    named = cam_family.layer_activations(model, None, images, "relu3_2")
     by_name = methods.maps_for_classes(method, model, named, classes, images,
                                        "relu3_2").numpy()
     assert default.max() > 0
@@ -176,7 +176,7 @@ def test_maps_agree_with_tf_keras_vis(method, layer, random_vgg):
     exp(logit) must equal theirs."""
     model, images, features, classes, logits = random_vgg
     ours = methods.maps_for_classes(method, model, features, classes, images, layer,
-                                    scorecam_batch=50).numpy()
+                                    methods.Options(scorecam_batch=50)).numpy()
     for column in range(classes.shape[1]):
         theirs = tf_keras_vis_maps(method, model, images, classes[:, column],
                                    methods.layer_name(model, layer))
@@ -194,7 +194,7 @@ def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, mo
     images); `scorecam_batch` caps how many go through one forward pass."""
     model, images, features, classes, _ = random_vgg
     sizes = []
-    compiled = methods.compiled_probabilities
+    compiled = cam_family.compiled_probabilities
 
     def counted(model):
         def forward(masked):
@@ -202,26 +202,28 @@ def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, mo
             return compiled(model)(masked)
         return forward
 
-    monkeypatch.setattr(methods, "compiled_probabilities", counted)
+    monkeypatch.setattr(cam_family, "compiled_probabilities", counted)
     maps = {}
     for cap in (5, 64, 1000):
         sizes.clear()
-        maps[cap] = methods.score_cam_maps(model, features, classes, images,
-                                           scorecam_batch=cap).numpy()
+        maps[cap] = cam_family.score_cam_maps(model, features, classes, images,
+                                              options=methods.Options(scorecam_batch=cap)
+                                              ).numpy()
         assert sum(sizes) == 3 * 64 and max(sizes) <= cap
         assert len(sizes) == math.ceil(3 * 64 / cap)
     np.testing.assert_allclose(maps[5], maps[1000], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(maps[64], maps[1000], rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="scorecam_batch"):
-        methods.score_cam_maps(model, features, classes, images, scorecam_batch=0)
+        cam_family.score_cam_maps(model, features, classes, images,
+                                  options=methods.Options(scorecam_batch=0))
 
 
 @pytest.mark.parametrize("source, target", [(8, 32), (3, 12), (5, 20), (7, 32), (1, 4)])
 def test_score_cam_masks_upsample_as_scipy_zoom_does(source, target):
     """tf-keras-vis upsamples the masks with scipy.ndimage.zoom(order=1): corner-aligned."""
     low = np.random.default_rng(8).normal(size=(2, source, source + 2)).astype(np.float32)
-    rows = methods.corner_aligned_matrix(source, target)
-    cols = methods.corner_aligned_matrix(source + 2, target + 3)
+    rows = cam_family.corner_aligned_matrix(source, target)
+    cols = cam_family.corner_aligned_matrix(source + 2, target + 3)
     ours = (rows @ low @ tf.transpose(cols)).numpy()
     theirs = scipy.ndimage.zoom(low, (1, target / source, (target + 3) / (source + 2)),
                                 order=1, mode="nearest")
@@ -266,7 +268,7 @@ def test_eigen_cam_is_pytorch_grad_cams_projection_with_a_fixed_sign(random_vgg)
     the one that correlates positively with the activations summed over channels."""
     model, images, features, classes, _ = random_vgg
     for layer in ("", "relu2_2"):
-        activations = methods.layer_activations(model, features, images, layer).numpy()
+        activations = cam_family.layer_activations(model, features, images, layer).numpy()
         ours = methods.maps_for_classes("eigencam", model, features, classes, images,
                                         layer).numpy()[..., 0]
         theirs = pytorch_grad_cam_projection(activations)
@@ -336,7 +338,7 @@ def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
                                            rtol=1e-4, atol=1e-6, err_msg=method)
         if method not in ("cam", "saliency"):
             maps = methods.maps_for_classes(method, model, features, classes, images,
-                                            "block1_pool", scorecam_batch=32)
+                                            "block1_pool", methods.Options(scorecam_batch=32))
             assert tuple(maps.shape) == (2, 16, 16, 2) and np.isfinite(maps).all(), method
             assert maps.numpy().max() > 0, method
 

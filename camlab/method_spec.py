@@ -1,0 +1,55 @@
+"""What a map method is (Method) and the settings it takes (Options).
+
+Every method is one function of the same shape:
+
+    maps(model, features, classes, images=None, layer="", options=DEFAULT_OPTIONS,
+         ids=None) -> (batch, h, w, k) float32
+
+`model` a classifier.Classifier; `features` (batch, h, w, channels) its default layer's
+maps from `Classifier.features`; `classes` (batch, k) int; `images` (batch, S, S, 3) RGB in
+[0, 255]; `layer` "" (the default layer) or a full layer name from methods.check_layer;
+`ids` (batch,) int64 the images' indices in their split (randomness.image_ids). A method
+of the input pixels returns (batch, S, S, k). camlab.methods gathers the methods of
+camlab.cam_family and camlab.attribution and dispatches to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory cap
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What a method needs beyond the model, the layer and the classes: every field is the
+    lower-case name of a script setting (SCORECAM_BATCH -> scorecam_batch), with the
+    setting's default. `seed` seeds the methods that draw random numbers; they draw per
+    image, keyed by (seed, the image's index in its split: `ids`), so a batch, a shard or
+    the whole split give an image the same map."""
+
+    scorecam_batch: int = SCORECAM_BATCH
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Options:
+        """The options a script's resolved settings give; settings it lacks keep defaults."""
+        return cls(**{field.name: config[field.name.upper()]
+                      for field in dataclasses.fields(cls) if field.name.upper() in config})
+
+
+DEFAULT_OPTIONS = Options()
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A map method as the scripts, the leaderboard and the bench see it."""
+
+    title: str  # how figures and tables name it: "Grad-CAM"
+    maps: Callable[..., Any]  # the function of the shape in this module's docstring
+    on_input: bool = False  # a map of the input pixels, at their resolution: takes no LAYER
+    needs_images: bool = False  # needs the images even on the default layer
+    class_specific: bool = True  # False: the same map for every class (Eigen-CAM)
+    passes: str = ""  # forward and backward passes per image, for docs/benchmarks.md
