@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import data, groundtruth, methods, metrics, plots, runs, subject
+from camlab import data, evaluation, groundtruth, intervals, methods, metrics, plots, runs, subject
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -77,24 +77,28 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
-                 layer: str) -> dict[str, np.ndarray]:
-    """Every per-image score of SPLIT (its first MAX_IMAGES images), see metrics.score_batch."""
+                 layers: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
+    """Every per-image score of SPLIT (its first MAX_IMAGES images) for every method of
+    `layers` {method: layer}, in one pass over the split (evaluation.score_batches)."""
     builder = data.get_run_dataset(trained)
     print(groundtruth.find(builder).describe())
     batches = data.evaluation_batches(
         data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])
     count = int(batches.cardinality())
-    scores = metrics.score_batches(
-        batches, model, random_model, metrics.chunked_predict(model,
-                                                              config["PREDICT_BATCH_SIZE"]),
-        method=config["METHOD"], threshold=config["THRESHOLD"], steps=config["STEPS"],
-        blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"], layer=layer,
-        options=methods.Options.from_config(config),
-        num_batches=count if count > 0 else None)
+    scores = evaluation.score_batches(
+        batches, model, random_model, layers, scoring(config),
+        predict_batch=config["PREDICT_BATCH_SIZE"], num_batches=count if count > 0 else None)
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
     return scores
+
+
+def scoring(config: dict[str, Any]) -> evaluation.Scoring:
+    """How the settings score maps (evaluation.Scoring)."""
+    return evaluation.Scoring(threshold=config["THRESHOLD"], steps=config["STEPS"],
+                              blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"],
+                              options=methods.Options.from_config(config))
 
 
 def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
@@ -109,9 +113,10 @@ def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
 def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path,
                   scores: dict[str, np.ndarray], seconds: float, layer: str,
                   model) -> Path:
-    """metrics<suffix>.json and the two figures (see file_suffixes); returns the json path."""
+    """metrics<suffix>.json and the two figures (see file_suffixes); returns the json path.
+    `seconds` is the whole scoring pass, shared by all the methods scored in it."""
     names = trained["class_names"]
-    summary = metrics.summarise(scores, names)
+    summary = evaluation.summarise(scores, names, config["SEED"])
     suffix, subset = file_suffixes(config, layer)
     where, ext = f"run {run_dir.name}, {config['SPLIT']} split", config["FORMAT"]
     plots.save_figure(plots.confusion_matrix(np.array(summary["confusion_matrix"]), names,
@@ -119,8 +124,8 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                       run_dir / f"confusion_matrix{subset}.{ext}", 150)
     curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"]
                       for kind in ("deletion", "insertion")}
-              for label, source in zip((config["METHOD"], "centre", "random"), metrics.SOURCES,
-                                       strict=True)}
+              for label, source in zip((config["METHOD"], "centre", "random"),
+                                       evaluation.SOURCES, strict=True)}
     plots.save_figure(plots.deletion_insertion_curves(
         curves, f"{methods.TITLES[config['METHOD']]}, {where}", "predicted"),
         run_dir / f"deletion_insertion{suffix}.{ext}", 150)
@@ -131,48 +136,83 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
                "pointing_tolerance_px": metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
-               **summary, "seconds": round(seconds, 1), "config": config}
+               "intervals": INTERVALS, **summary, "seconds": round(seconds, 1),
+               "config": config}
     path = run_dir / f"metrics{suffix}.json"
     runs.write_json(path, results)
     print_table(results)
     return path
 
 
+INTERVALS = (f"ci95: {intervals.LEVEL:.0%} percentile bootstrap over images, "
+             f"{intervals.RESAMPLES} resamples seeded by SEED; MaxBoxAccV2 and PxAP pick "
+             "their thresholds again in each resample")
 LEADERBOARD_KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
                     "box_localisation", "deletion_auc", "insertion_auc")
 
 
 def write_leaderboard(config: dict[str, Any], run_dir: Path,
-                      results: dict[str, dict[str, Any]]) -> Path:
-    """leaderboard.json and .md: every method's headline scores for the predicted class, the
-    two baselines, and each method's map time, measured in this run on the same batches."""
+                      results: dict[str, dict[str, Any]],
+                      per_image: dict[str, dict[str, np.ndarray]]) -> Path:
+    """leaderboard.json and .md: every method's headline scores for the predicted class with
+    their intervals, the two baselines, each method's map time, and per metric the methods
+    tied with the best (a paired bootstrap: evaluation.method_ties)."""
     first = next(iter(results.values()))
     scores = {method: {**{key: entry["predicted_class"][key] for key in LEADERBOARD_KEYS
                           if key in entry["predicted_class"]},
-                       "ms_per_image": entry["ms_per_image"]}
+                       "ms_per_image": entry["ms_per_image"],
+                       "ci95": {key: entry["predicted_class"]["ci95"][key]
+                                for key in LEADERBOARD_KEYS
+                                if key in entry["predicted_class"]}}
               for method, entry in results.items()}
-    baselines = {name: {key: first["predicted_class"][f"{key}{source}"]
-                        for key in LEADERBOARD_KEYS if key in first["predicted_class"]}
+    baselines = {name: {**{key: first["predicted_class"][f"{key}{source}"]
+                           for key in LEADERBOARD_KEYS if key in first["predicted_class"]},
+                        "ci95": {key: first["predicted_class"]["ci95"][f"{key}{source}"]
+                                 for key in LEADERBOARD_KEYS
+                                 if key in first["predicted_class"]}}
                  for name, source in (("centre", "_center_baseline"),
                                       ("random", "_random_baseline"))}
-    board = {"methods": scores, "baselines": baselines, "num_images": first["num_images"],
-             "run": run_dir.name, "split": config["SPLIT"], "layer": first["layer"],
-             "class": "predicted", "not_computed": first["not_computed"]}
+    ties = evaluation.method_ties(per_image, scores, LEADERBOARD_KEYS, config["SEED"])
+    board = {"methods": scores, "baselines": baselines, "ties": ties,
+             "num_images": first["num_images"], "run": run_dir.name,
+             "split": config["SPLIT"], "layer": first["layer"], "class": "predicted",
+             "not_computed": first["not_computed"], "intervals": INTERVALS,
+             "ties_rule": "the best by its value, and every method whose paired bootstrap "
+                          "interval of the difference from it holds 0"}
     subset = file_suffixes(config, "")[1]
     path = run_dir / f"leaderboard{subset}.json"
     runs.write_json(path, board)
-    order = next(key for key in ("maxboxacc_v2", "pxap", "deletion_auc")
-                 if key in scores[next(iter(scores))])
-    ranked = sorted(scores, key=lambda m: scores[m][order], reverse=order != "deletion_auc")
-    columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{row[key]:.3f}" if key in row else "-"
-                                          for key in columns) + " |"
-              for name, row in [*((m, scores[m]) for m in ranked), *baselines.items()]]
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.write_text(leaderboard_table(board), encoding="utf-8")
     print(f"saved {path.with_suffix('.md')}")
     return path
+
+
+def leaderboard_table(board: dict[str, Any]) -> str:
+    """The leaderboard as Markdown: `0.743 [0.72, 0.77]`, sorted by the first headline
+    metric present, entries tied with the best of their column in bold."""
+    scores, ties = board["methods"], board["ties"]
+    order = next(key for key in LEADERBOARD_KEYS if key in scores[next(iter(scores))])
+    ranked = sorted(scores, key=lambda m: scores[m][order],
+                    reverse=order not in evaluation.LOWER_IS_BETTER)
+    columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
+
+    def cell(name: str, row: dict, key: str) -> str:
+        if key not in row:
+            return "-"
+        if key == "ms_per_image":
+            return f"{row[key]:.3f}"
+        low, high = row["ci95"][key]
+        text = f"{row[key]:.3f} [{low:.2f}, {high:.2f}]"
+        return f"**{text}**" if name in ties.get(key, ()) else text
+
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(name, row, key) for key in columns) + " |"
+              for name, row in [*((m, scores[m]) for m in ranked), *board["baselines"].items()]]
+    lines += ["", f"{board['num_images']} images. [lo, hi]: {board['intervals']}. Bold: "
+              f"{board['ties_rule']}; a bold column with several entries names no best. "
+              f"Lower is better for {', '.join(sorted(evaluation.LOWER_IS_BETTER))}."]
+    return "\n".join(lines) + "\n"
 
 
 COMPARISON_IMAGES = 4  # rows of the methods' comparison figure: the split's first images
@@ -201,8 +241,8 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
 
 
 def run(config: dict[str, Any]) -> Path:
-    """Scores a run's maps with a resolved configuration, method by method; returns the
-    metrics path (the leaderboard's when METHOD names several)."""
+    """Scores a run's maps with a resolved configuration, all methods in one pass over the
+    split; returns the metrics path (the leaderboard's when METHOD names several)."""
     check_config(config)
     chosen = methods.parse_methods(config["METHOD"])
     model, trained, run_dir = subject.open_subject(config)
@@ -211,19 +251,20 @@ def run(config: dict[str, Any]) -> Path:
     layers = {method: methods.check_layer(method, model, config["LAYER"]) for method in chosen}
     random_model = model.randomised(config["SEED"])  # the same network, random weights
     run_dir.mkdir(parents=True, exist_ok=True)
-    results, path = {}, None
     for method in chosen:
-        started = time.perf_counter()
-        one = {**config, "METHOD": method}
         print(f"{method}: maps of layer {methods.layer_name(model, layers[method])}")
-        scores = scored_split(one, trained, model, random_model, layers[method])
-        path = write_results(one, trained, run_dir, scores, time.perf_counter() - started,
-                             layers[method], model)
-        results[method] = json.loads(path.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    scores = scored_split(config, trained, model, random_model, layers)
+    seconds = time.perf_counter() - started
+    results, paths = {}, {}
+    for method in chosen:
+        paths[method] = write_results({**config, "METHOD": method}, trained, run_dir,
+                                      scores[method], seconds, layers[method], model)
+        results[method] = json.loads(paths[method].read_text(encoding="utf-8"))
     if len(chosen) == 1:
-        return path
+        return paths[chosen[0]]
     draw_comparison(config, trained, run_dir, model, layers)
-    return write_leaderboard(config, run_dir, results)
+    return write_leaderboard(config, run_dir, results, scores)
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -237,7 +278,7 @@ def print_table(results: dict[str, Any]) -> None:
                 "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
                 "insertion_auc"):
         if key in scores:
-            values = [scores[f"{key}{source}"] for source in metrics.SOURCES]
+            values = [scores[f"{key}{source}"] for source in evaluation.SOURCES]
             print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))
     columns = ("accuracy", "pointing_game", "box_localisation", "deletion_auc",
                "insertion_auc")

@@ -243,13 +243,16 @@ def evaluation_batches(examples: tf.data.Dataset, image_size: int, batch_size: i
                        max_images: int = 0) -> tf.data.Dataset:
     """Batches of dicts in split order for scoring maps: the first `max_images` (0 = all).
 
-    "image" (b, S, S, 3) float32 RGB [0, 255] and "label" (b,); where the dataset has
-    them, "mask" (b, S, S) bool and "bbox" (b, 4) normalised (see resized_example).
+    "image" (b, S, S, 3) float32 RGB [0, 255], "label" (b,) and "index" (b,) int64, the
+    images' positions in the split; where the dataset has them, "mask" (b, S, S) bool and
+    "bbox" (b, 4) normalised (see resized_example).
     """
     if max_images:
         examples = examples.take(max_images)
-    return (examples.map(lambda example: resized_example(example, image_size),
-                         num_parallel_calls=tf.data.AUTOTUNE)
+    return (examples.enumerate()
+            .map(lambda index, example: {**resized_example(example, image_size),
+                                         "index": index},
+                 num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 

@@ -204,12 +204,14 @@ def max_box_acc_v2(hits) -> float:
     return float(np.mean(max_box_acc(hits)))
 
 
-def pixel_counts(maps, masks, thresholds=THRESHOLDS) -> tuple[np.ndarray, np.ndarray]:
-    """Histograms of normalised map values on object and on background pixels: 2 x (T + 2,).
+def pixel_counts(maps, masks, thresholds=THRESHOLDS, per_image: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Histograms of normalised map values on object and on background pixels: 2 x (T + 2,),
+    or 2 x (batch, T + 2) per image with `per_image` (for the bootstrap of PxAP).
 
     `maps` (batch, H, W); `masks` (batch, H, W) bool, True on the object. Bins as
     wsolevaluation's MaskEvaluator: [t_0, t_1), ..., [t_last, 1), [1, 2), [2, 3], so the
-    maximum 1 falls in [1, 2). int64 counts; sum them over batches for pxap.
+    maximum 1 falls in [1, 2). int64 counts; sum them over batches (and images) for pxap.
     """
     thresholds = _check_thresholds(thresholds)
     scores = normalise(maps)
@@ -218,7 +220,14 @@ def pixel_counts(maps, masks, thresholds=THRESHOLDS) -> tuple[np.ndarray, np.nda
         raise ValueError(f"masks must be bool of the maps' shape {scores.shape}, got "
                          f"{masks.dtype} {masks.shape}")
     edges = np.append(thresholds, [1.0, 2.0, 3.0])
-    return np.histogram(scores[masks], edges)[0], np.histogram(scores[~masks], edges)[0]
+    # np.histogram's bins: [e_i, e_i+1), the last one closed; scores lie in [0, 1].
+    bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    bins = bins.reshape(len(bins), -1) + (len(edges) - 1) * np.arange(len(bins))[:, None]
+    flat = masks.reshape(len(masks), -1)
+    size = len(masks) * (len(edges) - 1)
+    counts = [np.bincount(bins[where], minlength=size).reshape(len(masks), -1)
+              for where in (flat, ~flat)]
+    return tuple(counts) if per_image else (counts[0].sum(axis=0), counts[1].sum(axis=0))
 
 
 def pxap(object_hist, background_hist) -> float:
@@ -232,11 +241,20 @@ def pxap(object_hist, background_hist) -> float:
     hists = [np.asarray(h) for h in (object_hist, background_hist)]
     if hists[0].ndim != 1 or hists[0].shape != hists[1].shape:
         raise ValueError("object_hist and background_hist must be pixel_counts' two (T + 2,)")
-    true_pos, false_pos = (h[::-1].cumsum() for h in hists)
-    if true_pos[-1] <= 0:
+    if hists[0].sum() <= 0:
         raise ValueError("no object pixels: PxAP is undefined")
+    return float(pxap_of_pooled(hists[0][None], hists[1][None])[0])
+
+
+def pxap_of_pooled(object_hists: np.ndarray, background_hists: np.ndarray) -> np.ndarray:
+    """pxap of several pooled histogram pairs at once, (r, T + 2) each -> (r,) float64 (the
+    bootstrap's resamples); a row without object pixels gives NaN."""
+    true_pos = np.cumsum(object_hists[:, ::-1], axis=1)
+    false_pos = np.cumsum(background_hists[:, ::-1], axis=1)
     predicted = true_pos + false_pos
     precision = np.divide(true_pos, predicted, out=np.zeros(predicted.shape),
                           where=predicted > 0)
-    recall = true_pos / true_pos[-1]
-    return float((precision[1:] * np.diff(recall))[predicted[1:] > 0].sum())
+    total = true_pos[:, -1:]
+    recall = np.divide(true_pos, total, out=np.full(true_pos.shape, np.nan), where=total > 0)
+    terms = precision[:, 1:] * np.diff(recall, axis=1)
+    return np.where(predicted[:, 1:] > 0, terms, 0.0).sum(axis=1)

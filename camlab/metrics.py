@@ -2,25 +2,16 @@
 
 The score functions take a batch and return one value per image, vectorized in TensorFlow.
 Shapes: `maps` (batch, H, W) float at input resolution; `masks` (batch, H, W) bool;
-boxes (batch, 4) normalised (ymin, xmin, ymax, xmax) as in tfds. `score_batches` applies
-them all to a run's maps, batch by batch, and `summarise` turns the result into
-metrics.json's numbers.
+boxes (batch, 4) normalised (ymin, xmin, ymax, xmax) as in tfds. camlab.evaluation applies
+them all to a run's maps, batch by batch; camlab.removal holds deletion and insertion.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Iterable
-from typing import Any
-
-import keras
 import numpy as np
 import tensorflow as tf
 
-import cam_utils
-from camlab import localisation, methods
-from camlab.classifier import Classifier
+from camlab import localisation
 
 CAM_BOX_THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3.2: keep regions above 20% of the max
 # Zhang et al. 2016 count a hit within 15 px of the object on 224 px images: the same share.
@@ -148,39 +139,6 @@ def blurred(images: tf.Tensor, sigma: float) -> tf.Tensor:
         tf.transpose(kernel, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")
 
 
-def deletion_insertion_auc(predict: Callable[[tf.Tensor], tf.Tensor], images: tf.Tensor,
-                           baselines: tf.Tensor, maps: tf.Tensor, classes: tf.Tensor,
-                           steps: int = 16) -> dict[str, np.ndarray]:
-    """Deletion and insertion AUC (Petsiuk et al. 2018, "RISE", Sec. 4.1).
-
-    Pixels are ranked by map value, highest first. Deletion replaces the top fraction
-    t = 0, 1/steps, ..., 1 of the pixels with `baselines`; insertion starts from
-    `baselines` and puts the top pixels back. The probability of `classes` is tracked
-    and its curve integrated with the trapezoid rule over t in [0, 1]. A faithful map
-    gives a low deletion AUC and a high insertion AUC. `predict` maps (n, H, W, 3) images
-    to (n, classes) probabilities; all batch x (steps + 1) images go through it at once.
-    Returns {"deletion_auc", "insertion_auc": (batch,), "deletion_curve",
-    "insertion_curve": (batch, steps + 1)}.
-    """
-    images, baselines = tf.cast(images, tf.float32), tf.cast(baselines, tf.float32)
-    batch, height, width = maps.shape[0], images.shape[1], images.shape[2]
-    order = tf.argsort(tf.reshape(maps, [batch, -1]), axis=1, direction="DESCENDING",
-                       stable=True)
-    position = tf.reshape(tf.argsort(order, axis=1, stable=True), [batch, 1, height, width])
-    counts = tf.cast(tf.round(tf.linspace(0.0, float(height * width), steps + 1)), tf.int32)
-    revealed = tf.cast(position < counts[None, :, None, None], tf.float32)[..., None]
-    curves = {}
-    for name, start, end in (("deletion", images, baselines), ("insertion", baselines, images)):
-        mixed = start[:, None] * (1 - revealed) + end[:, None] * revealed
-        probs = predict(tf.reshape(mixed, [-1, height, width, 3]))
-        probs = tf.reshape(probs, [batch, steps + 1, -1])
-        curve = tf.gather(probs, tf.repeat(classes[:, None], steps + 1, axis=1),
-                          batch_dims=2).numpy()
-        curves[f"{name}_curve"] = curve
-        curves[f"{name}_auc"] = np.trapezoid(curve, dx=1.0 / steps, axis=1)
-    return curves
-
-
 def centre_gaussian_maps(batch: int, height: int, width: int, sigma: float = 0.25
                          ) -> tf.Tensor:
     """The centre-prior baseline: one Gaussian bump (std `sigma` x side) per image."""
@@ -188,11 +146,6 @@ def centre_gaussian_maps(batch: int, height: int, width: int, sigma: float = 0.2
     x = (tf.range(width, dtype=tf.float32) + 0.5) / width - 0.5
     bump = tf.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
     return tf.tile(bump[None], [batch, 1, 1])
-
-
-def random_maps(batch: int, height: int, width: int, seed: int) -> tf.Tensor:
-    """The chance baseline: i.i.d. uniform values per pixel, seeded."""
-    return tf.random.stateless_uniform([batch, height, width], seed=[seed, 0])
 
 
 def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
@@ -211,25 +164,6 @@ def rank_correlation(maps_a: tf.Tensor, maps_b: tf.Tensor) -> tf.Tensor:
     b -= tf.reduce_mean(b, axis=1, keepdims=True)
     return tf.math.divide_no_nan(tf.reduce_sum(a * b, axis=1), tf.sqrt(
         tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1)))
-
-
-# Key suffix of each map source in metrics.json: the method, then the two baselines.
-SOURCES = ("", "_center_baseline", "_random_baseline")
-
-
-def chunked_predict(model: Classifier, chunk: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """`model`'s probabilities for any number of images, `chunk` images per forward pass.
-
-    Deletion / insertion feeds (steps + 1) x 2 x batch images at once; chunks bound the
-    memory of each pass (at 320 px one chunk of 256 is ~1 GB).
-    """
-    forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-
-    def predict(images):
-        return tf.concat([forward(images[start:start + chunk])
-                          for start in range(0, len(images), chunk)], axis=0)
-
-    return predict
 
 
 def box_masks(boxes: tf.Tensor, height: int, width: int) -> tf.Tensor:
@@ -268,10 +202,10 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
                       # summarise.
                       box_hits=localisation.box_hits(maps, batch["bbox"].numpy()))
     if "mask" in batch:
-        object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy())
+        object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy(),
+                                                                 per_image=True)
         scores.update(mask_iou=mask_iou(maps, batch["mask"], threshold).numpy(),
-                      pixel_hist_object=object_hist[None],
-                      pixel_hist_background=background_hist[None])
+                      pixel_hist_object=object_hist, pixel_hist_background=background_hist)
         target = batch["mask"]
     elif "bbox" in batch:
         target = box_masks(batch["bbox"], maps.shape[1], maps.shape[2])
@@ -280,157 +214,3 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
     scores.update(pointing_game=pointing_game(maps, target).numpy(),
                   pointing_game_strict=pointing_game(maps, target, 0).numpy())
     return scores
-
-
-def faithfulness_scores(predict, images, baselines, maps, classes, steps: int,
-                        rows: np.ndarray | None = None, reuse: dict | None = None) -> dict:
-    """Deletion / insertion AUC and curves per image (deletion_insertion_auc).
-
-    With `rows`, only those images are computed and the rest copied from `reuse`: the
-    true-class scores equal the predicted-class scores wherever the two classes agree,
-    so only misclassified images need the extra forward passes.
-    """
-    if rows is None:
-        return deletion_insertion_auc(predict, images, baselines, maps, classes, steps)
-    scores = {key: value.copy() for key, value in reuse.items()}
-    if len(rows):
-        fresh = deletion_insertion_auc(
-            predict, tf.gather(images, rows), tf.gather(baselines, rows),
-            tf.gather(maps, rows), tf.gather(classes, rows), steps)
-        for key, value in fresh.items():
-            scores[key][rows] = value
-    return scores
-
-
-def sanity_correlation(method: str, trained_maps, random_model, images,
-                       classes, layer: str = "",
-                       options: methods.Options = methods.DEFAULT_OPTIONS) -> np.ndarray:
-    """Rank correlation of the trained model's maps (batch, h, w) of `classes[:, 0]` with
-    the same method's maps from `random_model`, per image.
-
-    The model-randomisation test of Adebayo et al. (2018): a map that explains the model
-    must change when the weights it explains are replaced by random ones (low value).
-    """
-    features, _ = random_model.features(images)
-    random_maps = methods.maps_for_classes(method, random_model, features, classes[:, :1],
-                                           images, layer, options)
-    return rank_correlation(trained_maps, random_maps[..., 0]).numpy()
-
-
-def score_batch(model: Classifier, random_model: Classifier, predict, batch: dict, *,
-                method: str, threshold: float, steps: int, blur_sigma: float, seed: int,
-                layer: str = "", options: methods.Options = methods.DEFAULT_OPTIONS
-                ) -> dict[str, np.ndarray]:
-    """Every per-image score of one batch, keyed "<target>/<metric><source>".
-
-    Maps are scored for the predicted and the true class, each beside the two baseline
-    maps. `threshold` is the mask-IoU cut, `steps` the deletion / insertion steps,
-    `blur_sigma` the removal baseline's blur as a fraction of the side, `seed` seeds this
-    batch's random baseline, `layer` is methods.check_layer's choice.
-    """
-    images, labels = batch["image"], batch["label"].numpy()
-    size = images.shape[1:3]
-    features, probs = model.features(images)
-    predicted = np.argmax(probs.numpy(), axis=1)
-    correct = predicted == labels
-    classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
-    started = time.perf_counter()
-    low_res = methods.maps_for_classes(method, model, features, classes, images, layer,
-                                       options)
-    tf.reduce_sum(low_res).numpy()  # reading a value waits until the maps exist
-    map_seconds = time.perf_counter() - started
-    method_maps = cam_utils.upsample(low_res, size)
-    n = len(labels)
-    sources = {"_center_baseline": centre_gaussian_maps(n, *size),
-               "_random_baseline": random_maps(n, *size, seed=seed)}
-    baselines = blurred(images, blur_sigma * size[0])
-    out = {"label": labels, "predicted": predicted, "correct": correct,
-           "map_seconds": np.full(n, map_seconds / n),
-           "sanity_rank_correlation": sanity_correlation(method, low_res[..., 0],
-                                                         random_model, images, classes,
-                                                         layer, options)}
-    predicted_faith = {}
-    for column, target in enumerate(("predicted_class", "true_class")):
-        for suffix in SOURCES:
-            maps = method_maps[..., column] if suffix == "" else sources[suffix]
-            scores = {}
-            scores.update(localisation_scores(maps, batch, correct, threshold))
-            if column == 0:
-                predicted_faith[suffix] = faithfulness_scores(
-                    predict, images, baselines, maps, classes[:, 0], steps)
-                scores.update(predicted_faith[suffix])
-            else:
-                scores.update(faithfulness_scores(
-                    predict, images, baselines, maps, classes[:, 1], steps,
-                    rows=np.flatnonzero(~correct), reuse=predicted_faith[suffix]))
-            out.update({f"{target}/{key}{suffix}": value for key, value in scores.items()})
-    return out
-
-
-def score_batches(batches: Iterable[dict], model, random_model, predict, *, method: str,
-                  threshold: float, steps: int, blur_sigma: float, seed: int, layer: str = "",
-                  options: methods.Options = methods.DEFAULT_OPTIONS,
-                  num_batches: int | None = None) -> dict[str, np.ndarray]:
-    """`score_batch` over all batches, with a progress bar: {key: (images, ...)}; {} if none.
-
-    Batch i's random baseline is seeded with seed * 100,003 + i, so every batch differs.
-    """
-    # A bar redraws in place on a terminal; into a log file it writes one line at the end.
-    progress = keras.utils.Progbar(num_batches, unit_name="batch",
-                                   verbose=1 if sys.stdout.isatty() else 2)
-    collected: dict[str, list] = {}
-    for index, batch in enumerate(batches):
-        scores = score_batch(model, random_model, predict, batch, method=method,
-                             threshold=threshold, steps=steps, blur_sigma=blur_sigma,
-                             seed=seed * 100_003 + index, layer=layer,
-                             options=options)
-        for key, value in scores.items():
-            collected.setdefault(key, []).append(np.asarray(value))
-        progress.add(1)
-    return {key: np.concatenate(parts) for key, parts in collected.items()}
-
-
-def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
-    """Means over images, per-class breakdowns and the confusion matrix."""
-    labels, predicted = scores["label"], scores["predicted"]
-    summary: dict[str, Any] = {
-        "num_images": int(len(labels)),
-        "accuracy": float(np.mean(scores["correct"])),
-        "sanity_rank_correlation": float(np.mean(scores["sanity_rank_correlation"])),
-        # The maps of the predicted and the true class, forward pass excluded.
-        "ms_per_image": 1000 * float(np.mean(scores.get("map_seconds", np.zeros(1)))),
-    }
-    for target in ("predicted_class", "true_class"):
-        summary[target] = {key.split("/", 1)[1]: float(np.mean(value))
-                           for key, value in scores.items()
-                           if key.startswith(target) and value.ndim == 1}
-        for source in SOURCES:
-            hits = scores.get(f"{target}/box_hits{source}")
-            if hits is not None:
-                summary[target][f"maxboxacc_v2{source}"] = localisation.max_box_acc_v2(hits)
-            object_hist = scores.get(f"{target}/pixel_hist_object{source}")
-            if object_hist is not None and object_hist.sum() > 0:  # else PxAP is undefined
-                summary[target][f"pxap{source}"] = localisation.pxap(
-                    object_hist.sum(axis=0),
-                    scores[f"{target}/pixel_hist_background{source}"].sum(axis=0))
-    summary["ground_truth"] = {"box": "predicted_class/box_hits" in scores,
-                               "mask": "predicted_class/pixel_hist_object" in scores}
-    # Localisation scores the data could not give (no box, no mask, or no object pixel).
-    summary["not_computed"] = [key for key in (*BOX_METRICS, *MASK_METRICS, *POINTING_METRICS)
-                               if key not in summary["predicted_class"]]
-    per_class = {}
-    for index, name in enumerate(names):
-        rows = labels == index
-        per_class[name] = {"images": int(rows.sum())}
-        if rows.any():
-            per_class[name]["accuracy"] = float(np.mean(scores["correct"][rows]))
-            for key in ("pointing_game", "box_localisation", "deletion_auc", "insertion_auc"):
-                values = scores.get(f"predicted_class/{key}")
-                if values is not None:
-                    per_class[name][key] = float(np.mean(values[rows]))
-    summary["per_class"] = per_class
-    count = len(names)
-    summary["confusion_matrix"] = np.bincount(labels * count + predicted,
-                                              minlength=count * count).reshape(
-        count, count).tolist()
-    return summary

@@ -1,0 +1,308 @@
+"""Scoring several map methods on a split, sharing all the work that does not depend on
+the method, and turning per-image scores into metrics.json's numbers with intervals.
+
+Per batch, the images are read and go through the model once; the two baseline maps
+(a centred Gaussian and a random map) are scored once; the randomised model's forward
+pass is shared by every method's sanity check; and the deletion / insertion images of all
+maps go through the model together (camlab.removal). The scores of a method do not depend
+on which other methods run beside it: `score_batches` with one method or with seven gives
+that method the same numbers.
+
+A per-image score is keyed "<target>/<metric><source>": target "predicted_class" or
+"true_class", source "" (the method) or a baseline's suffix (SOURCES).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import cam_utils
+from camlab import intervals, localisation, methods, metrics, randomness, removal
+from camlab.classifier import Classifier
+
+SOURCES = ("", "_center_baseline", "_random_baseline")
+TARGETS = ("predicted_class", "true_class")
+# Lower is better for these; higher for every other score.
+LOWER_IS_BETTER = {"deletion_auc"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """How maps are scored: the mask-IoU cut, deletion / insertion steps, the removal
+    baseline's blur (a fraction of the side), the seed of the random baseline and of the
+    bootstrap, and the methods' options."""
+
+    threshold: float = 0.3
+    steps: int = 16
+    blur_sigma: float = 0.1
+    seed: int = 0
+    options: methods.Options = methods.DEFAULT_OPTIONS
+
+
+def random_maps(seed: int, ids, height: int, width: int) -> tf.Tensor:
+    """The chance baseline: i.i.d. uniform values per pixel, (n, H, W), drawn per image
+    from (seed, the image's index in its split)."""
+    return randomness.uniform(seed, ids, "random_baseline", (height, width))
+
+
+def _take(scores: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: value[rows] for key, value in scores.items()}
+
+
+def _merged(base: dict[str, np.ndarray], rows: np.ndarray, fresh: dict[str, np.ndarray]
+            ) -> dict[str, np.ndarray]:
+    """`base` with `rows` replaced by `fresh` (the same keys, len(rows) rows each)."""
+    out = {key: np.array(value, copy=True) for key, value in base.items()}
+    for key, value in fresh.items():
+        out[key][rows] = value
+    return out
+
+
+def _localisation(maps: tf.Tensor, batch: dict, correct: np.ndarray, threshold: float,
+                  rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """metrics.localisation_scores of all images, or only of `rows`."""
+    truth = {key: batch[key] for key in ("bbox", "mask") if key in batch}
+    if rows is not None:
+        maps = tf.gather(maps, rows)
+        truth = {key: tf.gather(value, rows) for key, value in truth.items()}
+        correct = correct[rows]
+    return metrics.localisation_scores(maps, truth, correct, threshold)
+
+
+@dataclasses.dataclass
+class _Source:
+    """One map set of a batch to score: its maps (n, H, W) at input resolution, and, for
+    the true class, the rows whose map differs from the predicted class's (None: all)."""
+
+    maps: tf.Tensor
+    rows: np.ndarray | None = None
+
+
+def score_batch(model: Classifier, random_model: Classifier, remover: removal.Remover,
+                batch: dict, chosen: dict[str, str], scoring: Scoring, ids: np.ndarray
+                ) -> dict[str, dict[str, np.ndarray]]:
+    """Every per-image score of one batch, per method: {method: {key: (n, ...)}}.
+
+    `chosen` maps each method to its layer (methods.check_layer); `ids` (n,) are the
+    images' indices in the split, which key the random baseline and any method's random
+    numbers. Each method's dict also holds the baselines' scores (the same arrays) and
+    the shared "label", "predicted", "correct".
+    """
+    images, labels = batch["image"], batch["label"].numpy()
+    n, size = len(labels), images.shape[1:3]
+    features, probs = model.features(images)
+    predicted = np.argmax(probs.numpy(), axis=1)
+    correct = predicted == labels
+    wrong = np.flatnonzero(~correct)
+    classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
+    random_features = random_model.features(images)[0] if chosen else None
+    shared = {"label": labels, "predicted": predicted, "correct": correct}
+    sources: dict[str, tuple[_Source, _Source]] = {
+        suffix: (_Source(maps), _Source(maps, rows=np.zeros(0, np.int64)))
+        for suffix, maps in (("_center_baseline", metrics.centre_gaussian_maps(n, *size)),
+                             ("_random_baseline", random_maps(scoring.seed, ids, *size)))}
+    per_method: dict[str, dict[str, np.ndarray]] = {}
+    for method, layer in chosen.items():
+        started = time.perf_counter()
+        low_res = methods.maps_for_classes(method, model, features, classes, images, layer,
+                                           scoring.options, ids)
+        tf.reduce_sum(low_res).numpy()  # reading a value waits until the maps exist
+        seconds = time.perf_counter() - started
+        upsampled = cam_utils.upsample(low_res, size)
+        same = not methods.REGISTRY[method].class_specific
+        sources[method] = (_Source(upsampled[..., 0]),
+                           _Source(upsampled[..., 1], rows=np.zeros(0, np.int64) if same
+                                   else wrong))
+        random_low = methods.maps_for_classes(method, random_model, random_features,
+                                              classes[:, :1], images, layer,
+                                              scoring.options, ids)
+        per_method[method] = {
+            "map_seconds": np.full(n, seconds / n),
+            "sanity_rank_correlation": metrics.rank_correlation(
+                low_res[..., 0], random_low[..., 0]).numpy()}
+    scored = _score_sources(remover, batch, sources, classes.numpy(), correct, scoring)
+    baselines = {key: value for suffix in SOURCES[1:] for key, value in
+                 _keyed(scored[suffix], suffix).items()}
+    return {method: {**shared, **extra, **_keyed(scored[method], ""), **baselines}
+            for method, extra in per_method.items()}
+
+
+def _keyed(scores: tuple[dict, dict], suffix: str) -> dict[str, np.ndarray]:
+    return {f"{target}/{key}{suffix}": value for target, part in zip(TARGETS, scores,
+                                                                      strict=True)
+            for key, value in part.items()}
+
+
+def _score_sources(remover: removal.Remover, batch: dict,
+                   sources: dict[str, tuple[_Source, _Source]], classes: np.ndarray,
+                   correct: np.ndarray, scoring: Scoring
+                   ) -> dict[str, tuple[dict, dict]]:
+    """Localisation and deletion / insertion of every source, for both targets: the true
+    class's scores are those of the predicted class except on a source's `rows`."""
+    images = tf.cast(batch["image"], tf.float32)
+    n, height, width = images.shape[0], images.shape[1], images.shape[2]
+    baselines = metrics.blurred(images, scoring.blur_sigma * height)
+    plan = removal.Plan(n, scoring.steps, height * width)
+    maps, index = [], {}
+    for name, (first, second) in sources.items():
+        index[name] = (len(maps), len(maps) + 1)
+        maps += [first.maps, second.maps]
+        plan.add(index[name][0], np.arange(n))
+        plan.add(index[name][1], second.rows)
+    positions = tf.stack([removal.pixel_positions(one) for one in maps])
+    probs = remover.probabilities(plan, images, baselines, positions)
+    out = {}
+    for name, (first, second) in sources.items():
+        one = _localisation(first.maps, batch, correct, scoring.threshold)
+        one.update(plan.curves(probs, index[name][0], classes[:, 0]))
+        # The true class: the predicted class's maps and perturbed images, read at the
+        # true class, except on the rows where the true class has a map of its own.
+        two = {**one, **plan.curves(probs, index[name][0], classes[:, 1])}
+        rows = second.rows
+        if len(rows):
+            fresh = _localisation(second.maps, batch, correct, scoring.threshold, rows)
+            fresh.update(plan.curves(probs, index[name][1], classes[rows, 1]))
+            two = _merged(two, rows, fresh)
+        out[name] = (one, two)
+    return out
+
+
+def score_batches(batches: Iterable[dict], model: Classifier, random_model: Classifier,
+                  chosen: dict[str, str], scoring: Scoring, predict_batch: int = 256,
+                  num_batches: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """`score_batch` over all batches, with a progress bar: {method: {key: (images, ...)}};
+    {} if there is no image. A batch's "index" (data.evaluation_batches) gives the images'
+    positions in the split (the `ids` of score_batch); without one they are numbered in the
+    order given. Each method's dict holds it under "index"."""
+    # A bar redraws in place on a terminal; into a log file it writes one line at the end.
+    progress = keras.utils.Progbar(num_batches, unit_name="batch",
+                                   verbose=1 if sys.stdout.isatty() else 2)
+    forward = lambda images: model(images, training=False)  # noqa: E731
+    remover = removal.Remover(forward, predict_batch)
+    collected: dict[str, dict[str, list]] = {method: {} for method in chosen}
+    seen = 0
+    for batch in batches:
+        count = int(batch["label"].shape[0])
+        ids = (batch["index"].numpy() if "index" in batch
+               else np.arange(seen, seen + count)).astype(np.int64)
+        seen += count
+        for method, scores in score_batch(model, random_model, remover, batch, chosen,
+                                          scoring, ids).items():
+            for key, value in {**scores, "index": ids}.items():
+                collected[method].setdefault(key, []).append(np.asarray(value))
+        progress.add(1)
+    if not seen:
+        return {}
+    return {method: {key: np.concatenate(parts) for key, parts in scores.items()}
+            for method, scores in collected.items()}
+
+
+def statistics(scores: dict[str, np.ndarray], target: str) -> dict[str, intervals.Statistic]:
+    """Every metric of `target` (and its baselines) as a bootstrap statistic, keyed as in
+    metrics.json: means of the per-image scores, MaxBoxAccV2 of the hits, PxAP of the
+    pixel histograms (where it is defined)."""
+    out: dict[str, intervals.Statistic] = {}
+    prefix = f"{target}/"
+    for key, value in scores.items():
+        if key.startswith(prefix) and value.ndim == 1:
+            out[key[len(prefix):]] = intervals.mean_of(value)
+    for source in SOURCES:
+        hits = scores.get(f"{prefix}box_hits{source}")
+        if hits is not None:
+            out[f"maxboxacc_v2{source}"] = intervals.max_box_acc_v2_of(hits)
+        objects = scores.get(f"{prefix}pixel_hist_object{source}")
+        if objects is not None and objects.sum() > 0:
+            out[f"pxap{source}"] = intervals.pxap_of(
+                objects, scores[f"{prefix}pixel_hist_background{source}"])
+    return out
+
+
+def summarise(scores: dict[str, np.ndarray], names: list[str], seed: int = 0
+              ) -> dict[str, Any]:
+    """Means over images, the dataset-level scores, their 95% intervals (a bootstrap over
+    images seeded by `seed`: intervals.py), per-class breakdowns and the confusion matrix."""
+    labels, predicted = scores["label"], scores["predicted"]
+    summary: dict[str, Any] = {
+        "num_images": int(len(labels)),
+        "accuracy": float(np.mean(scores["correct"])),
+        "sanity_rank_correlation": float(np.mean(scores["sanity_rank_correlation"])),
+        # The maps of the predicted and the true class, forward pass excluded.
+        "ms_per_image": 1000 * float(np.mean(scores.get("map_seconds", np.zeros(1)))),
+    }
+    overall = intervals.resampled(
+        {key: intervals.mean_of(scores[key].astype(np.float64))
+         for key in ("correct", "sanity_rank_correlation")}, len(labels), seed)
+    summary["ci95"] = {"accuracy": intervals.interval(overall["correct"]),
+                       "sanity_rank_correlation": intervals.interval(
+                           overall["sanity_rank_correlation"])}
+    for target in TARGETS:
+        summary[target] = {key.split("/", 1)[1]: float(np.mean(value))
+                           for key, value in scores.items()
+                           if key.startswith(target) and value.ndim == 1}
+        for source in SOURCES:
+            hits = scores.get(f"{target}/box_hits{source}")
+            if hits is not None:
+                summary[target][f"maxboxacc_v2{source}"] = localisation.max_box_acc_v2(hits)
+            object_hist = scores.get(f"{target}/pixel_hist_object{source}")
+            if object_hist is not None and object_hist.sum() > 0:  # else PxAP is undefined
+                summary[target][f"pxap{source}"] = localisation.pxap(
+                    object_hist.sum(axis=0),
+                    scores[f"{target}/pixel_hist_background{source}"].sum(axis=0))
+        resampled = intervals.resampled(statistics(scores, target), len(labels), seed)
+        summary[target]["ci95"] = {key: intervals.interval(values)
+                                   for key, values in resampled.items()}
+    summary["ground_truth"] = {"box": "predicted_class/box_hits" in scores,
+                               "mask": "predicted_class/pixel_hist_object" in scores}
+    # Localisation scores the data could not give (no box, no mask, or no object pixel).
+    summary["not_computed"] = [key for key in (*metrics.BOX_METRICS, *metrics.MASK_METRICS,
+                                               *metrics.POINTING_METRICS)
+                               if key not in summary["predicted_class"]]
+    summary["per_class"] = _per_class(scores, names)
+    count = len(names)
+    summary["confusion_matrix"] = np.bincount(labels * count + predicted,
+                                              minlength=count * count).reshape(
+        count, count).tolist()
+    return summary
+
+
+def _per_class(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, dict]:
+    labels = scores["label"]
+    per_class = {}
+    for index, name in enumerate(names):
+        rows = labels == index
+        per_class[name] = {"images": int(rows.sum())}
+        if rows.any():
+            per_class[name]["accuracy"] = float(np.mean(scores["correct"][rows]))
+            for key in ("pointing_game", "box_localisation", "deletion_auc", "insertion_auc"):
+                values = scores.get(f"predicted_class/{key}")
+                if values is not None:
+                    per_class[name][key] = float(np.mean(values[rows]))
+    return per_class
+
+
+def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, dict],
+                keys: Iterable[str], seed: int = 0, target: str = "predicted_class"
+                ) -> dict[str, list[str]]:
+    """For each metric of `keys`: the methods that cannot be told apart from the best one,
+    by a paired bootstrap on the same resampled images (intervals.ties). `points`
+    {method: {metric: value}} are the reported numbers."""
+    first = next(iter(per_method.values()))
+    images = len(first["label"])
+    out = {}
+    for key in keys:
+        have = [m for m in per_method if key in points[m]]
+        if not have:
+            continue
+        stats = {m: statistics(per_method[m], target)[key] for m in have}
+        resampled = intervals.resampled(stats, images, seed)
+        out[key] = intervals.ties(resampled, {m: points[m][key] for m in have},
+                                  key not in LOWER_IS_BETTER)
+    return out

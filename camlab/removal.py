@@ -1,0 +1,142 @@
+"""Deletion and insertion (Petsiuk et al. 2018, "RISE", Sec. 4.1), for many maps at once.
+
+Pixels are ranked by map value, highest first. Deletion replaces the top fraction
+t = 0, 1/steps, ..., 1 of the pixels with a baseline (here a blurred copy); insertion
+starts from the baseline and puts the top pixels back. The class probability is tracked
+along the way and its curve integrated with the trapezoid rule: a faithful map gives a
+low deletion AUC and a high insertion AUC.
+
+Nearly all of an evaluation's time is these forward passes, so they are planned for a
+whole batch and every map source at once (the methods and the baselines): the end
+points (the image itself, and the fully replaced image) are the same for every map and
+run once per image, the other steps once per (map, image, step), and all of them go
+through the model in chunks of a fixed size (the last padded), so an image's
+probabilities do not depend on which other maps were scored beside it.
+
+Shapes: `images`, `baselines` (n, H, W, 3) float32; `maps` (n, H, W); `positions`
+(sources, n, H, W) int32, each pixel's rank in its map (0 = highest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+KINDS = ("deletion", "insertion")
+
+
+def pixel_positions(maps) -> tf.Tensor:
+    """Each pixel's rank (n, H, W) int32 in its map, highest value first, ties in
+    row-major order."""
+    maps = tf.convert_to_tensor(maps, tf.float32)
+    order = tf.argsort(tf.reshape(maps, [maps.shape[0], -1]), axis=1, direction="DESCENDING",
+                       stable=True)
+    return tf.reshape(tf.argsort(order, axis=1, stable=True), tf.shape(maps))
+
+
+def step_counts(steps: int, pixels: int) -> np.ndarray:
+    """How many pixels are moved at each of the steps + 1 points t = 0, 1/steps, ..., 1."""
+    return np.round(np.linspace(0.0, float(pixels), steps + 1)).astype(np.int32)
+
+
+class Plan:
+    """The perturbed images of one batch: which image, which map, how many pixels moved,
+    deletion or insertion. Call `curves` after Remover.probabilities ran it."""
+
+    def __init__(self, images: int, steps: int, pixels: int):
+        self.steps, self.pixels, self.counts = steps, pixels, step_counts(steps, pixels)
+        # Jobs 0 .. n - 1: the images; n .. 2n - 1: their baselines (every point t where
+        # nothing or everything has moved).
+        self.rows = [np.arange(images), np.arange(images)]
+        self.sources = [np.zeros(images, np.int32)] * 2
+        self.moved = [np.zeros(images, np.int32)] * 2
+        self.inserting = [np.zeros(images, bool), np.ones(images, bool)]
+        self.size = 2 * images
+        self.images = images
+        self._index: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, source: int, rows: np.ndarray) -> None:
+        """Plans the deletion and insertion curves of map `source` for `rows`."""
+        rows = np.asarray(rows, np.int64)
+        middle = [t for t in range(self.steps + 1) if 0 < self.counts[t] < self.pixels]
+        grid = len(rows) * len(middle)
+        for kind in KINDS:
+            self.rows.append(np.repeat(rows, len(middle)))
+            self.sources.append(np.full(grid, source, np.int32))
+            self.moved.append(np.tile(self.counts[middle], len(rows)))
+            self.inserting.append(np.full(grid, kind == "insertion"))
+            index = np.empty((len(rows), self.steps + 1), np.int64)
+            start, end = (rows, rows + self.images)[::1 if kind == "deletion" else -1]
+            for t, count in enumerate(self.counts):
+                index[:, t] = start if count == 0 else end  # overwritten for the middle
+            index[:, middle] = self.size + np.arange(grid).reshape(len(rows), len(middle))
+            self._index[(source, kind)] = (rows, index)
+            self.size += grid
+
+    def jobs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, sources, moved, inserting), one entry per perturbed image."""
+        return tuple(np.concatenate(part) for part in (self.rows, self.sources, self.moved,
+                                                        self.inserting))
+
+    def curves(self, probs: np.ndarray, source: int, classes: np.ndarray
+               ) -> dict[str, np.ndarray]:
+        """The planned rows' curves of map `source`: {"deletion_curve", "insertion_curve":
+        (rows, steps + 1), "deletion_auc", "insertion_auc": (rows,)} for `classes` (rows,),
+        from `probs` (jobs, classes) of Remover.probabilities."""
+        out = {}
+        for kind in KINDS:
+            _, index = self._index[(source, kind)]
+            curve = probs[index, np.asarray(classes)[:, None]]
+            out[f"{kind}_curve"] = curve
+            out[f"{kind}_auc"] = np.trapezoid(curve, dx=1.0 / self.steps, axis=1)
+        return out
+
+
+class Remover:
+    """Runs a Plan through `forward` ((chunk, H, W, 3) images -> (chunk, classes)
+    probabilities), `chunk` images per pass, every pass of the same size."""
+
+    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], chunk: int):
+        self.chunk = chunk
+
+        def perturbed(images, baselines, positions, rows, sources, moved, inserting):
+            rank = tf.gather_nd(positions, tf.stack([sources, rows], axis=1))
+            revealed = (rank < moved[:, None, None])[..., None]
+            clean, blurred = tf.gather(images, rows), tf.gather(baselines, rows)
+            inserting = inserting[:, None, None, None]
+            start = tf.where(inserting, blurred, clean)
+            end = tf.where(inserting, clean, blurred)
+            return tf.cast(forward(tf.where(revealed, end, start)), tf.float32)
+
+        self._perturbed = tf.function(perturbed, reduce_retracing=True)
+
+    def probabilities(self, plan: Plan, images, baselines, positions) -> np.ndarray:
+        """(jobs, classes) float32: the probabilities of every planned image."""
+        rows, sources, moved, inserting = plan.jobs()
+        padding = -len(rows) % self.chunk
+        rows, sources, moved = (np.pad(part, (0, padding)) for part in (rows, sources, moved))
+        inserting = np.pad(inserting, (0, padding))
+        images = tf.convert_to_tensor(images, tf.float32)
+        baselines = tf.convert_to_tensor(baselines, tf.float32)
+        positions = tf.convert_to_tensor(positions, tf.int32)
+        parts = [self._perturbed(images, baselines, positions,
+                                 *(tf.constant(part[start:start + self.chunk]) for part in
+                                   (rows.astype(np.int32), sources, moved, inserting)))
+                 for start in range(0, len(rows), self.chunk)]
+        return np.concatenate([part.numpy() for part in parts])[:plan.size]
+
+
+def deletion_insertion_auc(predict: Callable[[tf.Tensor], tf.Tensor], images, baselines,
+                           maps, classes, steps: int = 16, chunk: int = 256
+                           ) -> dict[str, np.ndarray]:
+    """Deletion and insertion of one map per image: {"deletion_auc", "insertion_auc":
+    (n,), "deletion_curve", "insertion_curve": (n, steps + 1)} of the probability of
+    `classes` (n,) under `predict` ((m, H, W, 3) -> (m, classes))."""
+    maps = tf.convert_to_tensor(maps, tf.float32)
+    plan = Plan(maps.shape[0], steps, maps.shape[1] * maps.shape[2])
+    plan.add(0, np.arange(maps.shape[0]))
+    probs = Remover(predict, chunk).probabilities(plan, images, baselines,
+                                                  pixel_positions(maps)[None])
+    return plan.curves(probs, 0, np.asarray(classes))
