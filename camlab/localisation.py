@@ -25,26 +25,41 @@ best IoU over all estimated x all ground-truth boxes; IoU >= level; one threshol
 images, chosen per IoU level; PxAP's histogram bins (value >= tau) pooled over all pixels,
 and its right Riemann sum without interpolation.
 
-Deliberate differences, each with its reason:
-- Box geometry. wsolevaluation's estimated box is [x, min(x + w, W - 1)] for a contour
+Box geometry: two protocols (BOX_PROTOCOLS, box_hits' `protocol`, the BOX_PROTOCOL setting).
+The 8-bit maps and cuts, hence the regions at each threshold, are the same in both.
+
+"lab", the default: the project's half-open pixel edges. A region's box is metrics.mask_box
+of it in pixels, ground-truth edges are rounded to the nearest pixel edge, and an area is
+(y1 - y0) * (x1 - x0). So a box-shaped map scores IoU 1 wherever the box lies, and IoUs are
+ratios of integers, so a tie at a level counts (>=) even for boxes stored as float32
+fractions. It differs from wsolevaluation's in three ways, each with its reason:
+- The extra pixel. wsolevaluation's estimated box is [x, min(x + w, W - 1)] for a contour
   covering columns x .. x + w - 1, its ground-truth boxes are truncated with int(), and its
   IoU counts x1 - x0 + 1 pixels: boxes grow by a pixel on the right and bottom, except
-  estimated boxes at the image border. Here boxes are the project's half-open pixel edges:
-  a region's box is metrics.mask_box of it in pixels, ground-truth edges are rounded to the
-  nearest pixel edge, and an area is (y1 - y0) * (x1 - x0). So a box-shaped map scores IoU 1
-  wherever the box lies, and IoUs are ratios of integers, so a tie at a level counts (>=)
-  even for boxes stored as float32 fractions, as with wsolevaluation's integers. Their extra
-  pixel raises the IoU of small boxes: scores here can be lower, more so on small maps.
-- Regions, not contours. cv2.findContours(RETR_TREE) gives the outer border of each
-  8-connected region, whose box is the region's box, as here; it also gives the inner
-  border of every hole, a box one pixel larger than the hole on each side, lying inside its
-  region's box. Hole boxes are left out: they come from the contour tracer, not from a
-  region of the map. They can only add matches, so scores differ only where a hole's box
-  fits an object better than every region's box.
+  estimated boxes at the image border. That pixel raises the IoU of small boxes: "lab"
+  scores can be lower, more so on small maps.
+- Regions, not contours. cv2.findContours(RETR_TREE) also gives the inner border of every
+  hole, a box one pixel larger than the hole on each side, lying inside its region's box.
+  "lab" leaves hole boxes out: they come from the contour tracer, not from a region of the
+  map. They can only add matches.
 - No region, no box. At a threshold with no region (a constant map only: the maximum of a
   normalised map exceeds every cut) wsolevaluation falls back to [0, 0, 0, 0], the top-left
-  pixel under its convention; here there is no box and the image is wrong. The two differ
-  only for a ground-truth box of at most 3 pixels touching that corner.
+  pixel under its convention; "lab" has no box and the image is wrong. The two differ only
+  for a ground-truth box of at most 3 pixels touching that corner.
+
+"wsolevaluation": their geometry with multi_contour_eval=True (MaxBoxAccV2's setting),
+restated without OpenCV (_contour_boxes): a box for every 8-connected region and for every
+hole, (x0, y0, x1, y1) = (x, y, min(x + w, W - 1), min(y + h, H - 1)) from the contour's
+cv2.boundingRect x, y, w, h; ground-truth edges int(edge in pixels) as resize_bbox's; IoU
+sides x1 - x0 + 1 as calculate_multiple_iou's; [0, 0, 0, 0] at a threshold with no contour.
+tests/test_localisation.py checks the hits equal to their algorithm run through OpenCV.
+Only the input differs: tfds stores box edges as float32 fractions where wsolevaluation
+reads integer pixels, so an edge is raised by _FLOAT32_SLACK of the side before int(), lest
+float32 rounding put a whole pixel just below itself; all-zero rows are padding, not boxes.
+
+Deliberate differences under both protocols:
+- Only multi_contour_eval=True: the largest contour alone (their original MaxBoxAcc) is not
+  offered.
 - A map holding NaN or inf raises ValueError; wsolevaluation scores it as a constant map.
 - Masks have no "ignore" pixels (wsolevaluation's OpenImages masks do): every pixel is
   object or background.
@@ -57,6 +72,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from camlab.errors import check_choice
+
 # wsolevaluation's command line and README sweep thresholds in steps of 0.01 (its training
 # code uses 0.001). Boxes come from 8-bit maps, which have only 255 distinct cuts: 0.001 visits
 # each about 4 times for 10 times the work, 0.01 visits 100 of them.
@@ -66,11 +83,21 @@ IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages MaxBoxAcc over these
 # box_hits labels at most this many pixels (images x cuts x H x W) at once, which bounds its
 # memory whatever the batch size: a few hundred MB at most.
 LABEL_PIXELS = 2**24
+# The box geometry of box_hits (the BOX_PROTOCOL setting): the project's own, the default, or
+# wsolevaluation's, to compare with published tables. The module docstring says how they differ.
+BOX_PROTOCOLS = ("lab", "wsolevaluation")
 
 # Connects each pixel to its 8 neighbours within its (H, W) plane and to nothing in the
 # planes before and after it, so one ndimage.label call labels every (image, cut) separately.
 _PLANE_8 = np.zeros((3, 3, 3), bool)
 _PLANE_8[1] = True
+# The same with 4 neighbours: the connectivity of background (hole) components.
+_PLANE_4 = np.zeros((3, 3, 3), bool)
+_PLANE_4[1] = ndimage.generate_binary_structure(2, 1)
+# wsolevaluation truncates box edges in pixels with int(). tfds stores them as float32
+# fractions, whose rounding (relative 2**-24) can put an edge that is a whole pixel just below
+# it: the edge in pixels is raised by this share of the image side before truncating.
+_FLOAT32_SLACK = 2.0**-20
 
 
 def normalise(maps) -> np.ndarray:
@@ -97,8 +124,14 @@ def _check_thresholds(thresholds) -> np.ndarray:
     return thresholds
 
 
-def _box_edges(boxes, batch: int, height: int, width: int) -> np.ndarray:
-    """Normalised boxes as (batch, max_boxes, 4) int64 pixel edges (y0, x0, y1, x1)."""
+def _box_edges(boxes, batch: int, height: int, width: int,
+               protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised boxes as pixel edges (y0, x0, y1, x1): (batch, max_boxes, 4) int64, and
+    which rows are boxes rather than all-zero padding: (batch, max_boxes) bool.
+
+    "lab" rounds each edge to the nearest pixel edge; "wsolevaluation" truncates it, as
+    their resize_bbox's int(), after _FLOAT32_SLACK.
+    """
     boxes = np.asarray(boxes, np.float64)
     if boxes.ndim == 2:
         boxes = boxes[:, None]
@@ -107,19 +140,24 @@ def _box_edges(boxes, batch: int, height: int, width: int) -> np.ndarray:
                          f"{batch}, got {np.shape(boxes)}")
     if not ((boxes >= 0) & (boxes <= 1)).all() or (boxes[..., 2:] < boxes[..., :2]).any():
         raise ValueError("boxes must be normalised (ymin, xmin, ymax, xmax) with min <= max")
-    return np.rint(boxes * [height, width, height, width]).astype(np.int64)
+    size = np.array([height, width, height, width])
+    pixels = boxes * size
+    edges = np.rint(pixels) if protocol == "lab" else np.floor(pixels + _FLOAT32_SLACK * size)
+    return edges.astype(np.int64), boxes.any(axis=-1)
 
 
-def _region_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every 8-connected region of each plane of (planes, H, W) bool masks, and its box.
+def _component_boxes(binary: np.ndarray, structure: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Every connected component of the on-pixels of each plane of (planes, H, W) bool masks,
+    connected as `structure` (_PLANE_8 or _PLANE_4), and its box.
 
-    Returns the plane of each region (regions,) and its pixel edges (regions, 4) int
-    (y0, x0, y1, x1), half-open: the region's rows are y0 .. y1 - 1.
+    Returns the plane of each component (components,) and its pixel edges (components, 4)
+    int (y0, x0, y1, x1), half-open: the component's rows are y0 .. y1 - 1.
     """
-    labels, count = ndimage.label(binary, _PLANE_8)
+    labels, count = ndimage.label(binary, structure)
     # Horizontal neighbours are connected, so each run of on-pixels along a row lies in one
-    # region, and a region's box spans its runs: reducing over runs rather than pixels gives
-    # the same boxes from far fewer elements (about 50x fewer for smooth maps).
+    # component, and a component's box spans its runs: reducing over runs rather than pixels
+    # gives the same boxes from far fewer elements (about 50x fewer for smooth maps).
     starts, ends = binary.copy(), binary.copy()
     starts[:, :, 1:] &= ~binary[:, :, :-1]
     ends[:, :, :-1] &= ~binary[:, :, 1:]
@@ -128,13 +166,13 @@ def _region_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     line, first = np.divmod(at, width)
     plane, row = np.divmod(line, height)
     last = np.flatnonzero(ends) % width  # runs end in the order they start
-    region = labels.reshape(-1)[at].astype(np.intp) - 1
+    component = labels.reshape(-1)[at].astype(np.intp) - 1
     owner = np.empty(count, np.intp)
-    owner[region] = plane  # all runs of a region write the same plane
+    owner[component] = plane  # all runs of a component write the same plane
 
     def reduce(ufunc, initial, values):
         out = np.full(count, initial, np.intp)
-        ufunc.at(out, region, values)
+        ufunc.at(out, component, values)
         return out
 
     return owner, np.stack([reduce(np.minimum, height, row), reduce(np.minimum, width, first),
@@ -142,45 +180,102 @@ def _region_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                            axis=1)
 
 
-def _best_ious(levels: np.ndarray, cuts: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Best IoU over all region boxes x all ground-truth boxes: (batch, cuts) float64.
+def _contour_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes of cv2.findContours(RETR_TREE) on each plane of (planes, H, W) bool masks:
+    (contours,) plane and (contours, 4) half-open pixel edges, as _component_boxes.
 
-    `levels`: (batch, H, W) uint8 maps, on at cut c where > c; `cuts`: (cuts,) int;
-    `truth`: (batch, max_boxes, 4) pixel edges. 0 where no region overlaps a box.
+    Suzuki and Abe's border following, which OpenCV implements, gives one outer border per
+    8-connected component of on-pixels, whose points include the component's extreme pixels:
+    its box is the component's. It gives one hole border per 4-connected component of
+    off-pixels that does not touch the image edge (OpenCV pads the image with off-pixels),
+    traced along the on-pixels next to the hole: the hole's box grown by a pixel on each
+    side. tests/test_localisation.py compares with OpenCV (4.10, 4.14 and 5.1 agree).
     """
-    binary = levels[:, None] > cuts[None, :, None, None]  # (batch, cuts, H, W)
-    owner, boxes = _region_boxes(binary.reshape(-1, *levels.shape[1:]))
-    boxes, truth = boxes[:, None], truth[owner // len(cuts)]  # (regions, 1 | max_boxes, 4)
-    sides = np.minimum(boxes[..., 2:], truth[..., 2:]) - np.maximum(boxes[..., :2], truth[..., :2])
+    owner, boxes = _component_boxes(binary, _PLANE_8)
+    hole_owner, holes = _component_boxes(~binary, _PLANE_4)
+    height, width = binary.shape[1:]
+    inside = ((holes[:, 0] > 0) & (holes[:, 1] > 0)
+              & (holes[:, 2] < height) & (holes[:, 3] < width))
+    return (np.concatenate([owner, hole_owner[inside]]),
+            np.concatenate([boxes, holes[inside] + [-1, -1, 1, 1]]))
+
+
+def _estimated_boxes(binary: np.ndarray, protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """The estimated boxes of each plane of (planes, H, W) bool masks: (boxes,) plane and
+    (boxes, 4) int (y0, x0, y1, x1).
+
+    "lab": each 8-connected region's half-open box. "wsolevaluation": each contour's box as
+    compute_bboxes_from_scoremaps makes it, x1 = min(x + w, W - 1) (and so y1), whose sides
+    calculate_multiple_iou counts as x1 - x0 + 1; no box for a plane with no contour.
+    """
+    if protocol == "lab":
+        return _component_boxes(binary, _PLANE_8)
+    owner, boxes = _contour_boxes(binary)
+    boxes[:, 2:] = np.minimum(boxes[:, 2:], np.array(binary.shape[1:]) - 1)
+    return owner, boxes
+
+
+def _iou(boxes: np.ndarray, truth: np.ndarray, grow: int) -> np.ndarray:
+    """IoU of (..., 4) boxes (y0, x0, y1, x1), broadcast; a side is y1 - y0 + grow pixels."""
+    sides = (np.minimum(boxes[..., 2:], truth[..., 2:])
+             - np.maximum(boxes[..., :2], truth[..., :2]) + grow)
     inter = np.prod(np.maximum(sides, 0), axis=-1)
 
     def area(box):
-        return (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1])
+        return (box[..., 2] - box[..., 0] + grow) * (box[..., 3] - box[..., 1] + grow)
 
-    iou = inter / (area(boxes) + area(truth) - inter)  # a region has area >= 1: no 0 / 0
-    best = np.zeros(binary.shape[0] * binary.shape[1])
+    # An estimated box has area >= 1 under either geometry: no 0 / 0.
+    return inter / (area(boxes) + area(truth) - inter)
+
+
+def _best_ious(levels: np.ndarray, cuts: np.ndarray, truth: np.ndarray, real: np.ndarray,
+               protocol: str) -> np.ndarray:
+    """Best IoU over all estimated boxes x all ground-truth boxes: (batch, cuts) float64.
+
+    `levels`: (batch, H, W) uint8 maps, on at cut c where > c; `cuts`: (cuts,) int;
+    `truth`: (batch, max_boxes, 4) pixel edges of _box_edges, `real` its non-padding rows.
+    0 where no estimated box overlaps a ground-truth box.
+    """
+    binary = levels[:, None] > cuts[None, :, None, None]  # (batch, cuts, H, W)
+    planes = binary.reshape(-1, *levels.shape[1:])
+    owner, boxes = _estimated_boxes(planes, protocol)
+    grow = int(protocol == "wsolevaluation")  # calculate_multiple_iou: sides x1 - x0 + 1
+    image = owner // len(cuts)
+    iou = np.where(real[image], _iou(boxes[:, None], truth[image], grow), 0)
+    best = np.zeros(len(planes))
     np.maximum.at(best, owner, iou.max(axis=1))
+    if protocol == "wsolevaluation":
+        # No contour (a constant map only): their box [0, 0, 0, 0], the top-left pixel.
+        empty = np.flatnonzero(np.bincount(owner, minlength=len(planes)) == 0)
+        corner = np.where(real, _iou(np.zeros(4, np.int64), truth, grow), 0).max(axis=1)
+        best[empty] = corner[empty // len(cuts)]
     return best.reshape(binary.shape[:2])
 
 
-def box_hits(maps, boxes, thresholds=THRESHOLDS) -> np.ndarray:
+def box_hits(maps, boxes, thresholds=THRESHOLDS, protocol: str = "lab") -> np.ndarray:
     """Whether each image is localised, per threshold and IoU level: (batch, T, 3) bool.
 
     `maps` (batch, H, W); `boxes` (batch, 4) or (batch, max_boxes, 4) normalised
-    (ymin, xmin, ymax, xmax), zero rows padding; `thresholds` (T,) increasing from 0, below 1.
-    At threshold tau the box of every 8-connected region of the 8-bit normalised map above
-    int(255 * tau) is an estimate; the image is correct at IoU level delta (IOU_LEVELS) when
-    the best IoU over its estimated x ground-truth boxes is >= delta. Concatenate over
-    batches for max_box_acc / max_box_acc_v2.
+    (ymin, xmin, ymax, xmax), zero rows padding; `thresholds` (T,) increasing from 0, below 1;
+    `protocol` one of BOX_PROTOCOLS, the box geometry (module docstring). At threshold tau
+    the box of every 8-connected region of the 8-bit normalised map above int(255 * tau) is
+    an estimate ("wsolevaluation": also every hole's contour box, or [0, 0, 0, 0] if there
+    is no region); the image is correct at IoU level delta (IOU_LEVELS) when the best IoU
+    over its estimated x ground-truth boxes is >= delta. Concatenate over batches for
+    max_box_acc / max_box_acc_v2.
     """
+    check_choice("BOX_PROTOCOL", protocol, BOX_PROTOCOLS)
     thresholds = _check_thresholds(thresholds)
     # (scoremap * 255).astype(uint8) truncates, as wsolevaluation does.
     levels = (normalise(maps) * 255).astype(np.uint8)
-    truth = _box_edges(boxes, *levels.shape)
-    # Thresholds with the same 8-bit cut give the same regions: label each cut once.
+    truth, real = _box_edges(boxes, *levels.shape, protocol)
+    # Thresholds with the same 8-bit cut give the same regions: label each cut once. The cut
+    # is wsolevaluation's int(tau * max level): the maximum is 255 but for a constant map,
+    # whose levels are all 0 and above no cut either way.
     cuts, which = np.unique((thresholds * 255).astype(np.int64), return_inverse=True)
     step = max(1, LABEL_PIXELS // (cuts.size * levels[0].size))
-    best = np.concatenate([_best_ious(levels[i:i + step], cuts, truth[i:i + step])
+    best = np.concatenate([_best_ious(levels[i:i + step], cuts, truth[i:i + step],
+                                      real[i:i + step], protocol)
                            for i in range(0, len(levels), step)])
     return best[:, which, None] >= np.array(IOU_LEVELS)
 

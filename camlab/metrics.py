@@ -184,7 +184,7 @@ POINTING_METRICS = ("pointing_game_strict", "pointing_game")  # on the mask, els
 
 
 def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
-                        threshold: float) -> dict[str, np.ndarray]:
+                        threshold: float, box_protocol: str = "lab") -> dict[str, np.ndarray]:
     """Per-image localisation scores against the ground truth `batch` has; {} if none.
 
     With a box ("bbox"): the CAM paper's box and top-1 localisation, and the per-threshold
@@ -192,6 +192,7 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
     The pointing game (with the paper's tolerance, and strict: on the object) uses the
     mask, else the pixels inside the box. Neither is made from the other for the box or
     mask scores: wsolevaluation scores CUB and ImageNet by boxes, OpenImages by masks.
+    `box_protocol` (localisation.BOX_PROTOCOLS) is the box geometry of MaxBoxAccV2's hits.
     """
     scores = {}
     if "bbox" in batch:
@@ -200,7 +201,8 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
                       # Choe et al. 2020 choose thresholds over the whole split: per-image
                       # hits at every threshold (and below, pixel histograms), pooled in
                       # summarise.
-                      box_hits=localisation.box_hits(maps, batch["bbox"].numpy()))
+                      box_hits=localisation.box_hits(maps, batch["bbox"].numpy(),
+                                                     protocol=box_protocol))
     if "mask" in batch:
         object_hist, background_hist = localisation.pixel_counts(maps, batch["mask"].numpy(),
                                                                  per_image=True)

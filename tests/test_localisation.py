@@ -7,7 +7,9 @@ import pytest
 from scipy import ndimage
 
 from camlab import localisation
+from camlab.errors import CamError
 from camlab.localisation import (
+    IOU_LEVELS,
     THRESHOLDS,
     box_hits,
     max_box_acc,
@@ -189,12 +191,18 @@ def test_diagonal_neighbours_are_one_region():
     assert box_hits(maps[None], boxes).all()
 
 
-def test_holes_add_no_boxes():
+@pytest.mark.parametrize("protocol, expected", [("lab", [True, False, False]),
+                                               ("wsolevaluation", [True, True, True])])
+def test_a_hole_gives_a_box_only_under_wsolevaluation(protocol, expected):
     maps = blob_map(10, 10, (0, 0, 10, 10))
-    maps[3:7, 3:7] = 0  # a ring; wsolevaluation would also try the hole's box, [2, 8)^2
+    maps[3:7, 3:7] = 0  # a ring around the hole [3, 7)^2
     boxes = np.array([[0.2, 0.2, 0.8, 0.8]])
-    # Only the ring's box, the whole image: IoU 36 / 100, a hit at 0.3 only.
-    assert box_hits(maps[None], boxes)[0].tolist() == [[True, False, False]] * len(THRESHOLDS)
+    # "lab": only the ring's box, the whole image: IoU 36 / 100, a hit at 0.3 only.
+    # "wsolevaluation": the ring's box (0, 0, 9, 9), 10 x 10 pixels, against the ground truth
+    # (2, 2, 8, 8), 7 x 7: 49 / 100. The hole's contour runs on the ring pixels around it,
+    # rows and columns 2 .. 7: box (2, 2, 8, 8) after x + w, the ground truth's: IoU 1.
+    assert box_hits(maps[None], boxes, protocol=protocol)[0].tolist() == [expected] * len(
+        THRESHOLDS)
 
 
 def test_several_ground_truth_boxes_and_padding_rows():
@@ -260,3 +268,147 @@ def test_pxap_matches_a_per_threshold_loop(batch, height, width):
 def test_bad_inputs_raise(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_an_unknown_box_protocol_names_the_choices():
+    with pytest.raises(CamError, match="BOX_PROTOCOL='cv2'; choose one of lab, wsolevaluation"):
+        box_hits(np.zeros((1, 4, 4)), np.zeros((1, 4)), protocol="cv2")
+
+
+# protocol="wsolevaluation": clovaai/wsolevaluation's box geometry, by hand, against their own
+# unit tests' answers, and against their algorithm run through OpenCV.
+
+
+def wsol_hits(maps, boxes, thresholds=THRESHOLDS):
+    return box_hits(maps, boxes, thresholds, protocol="wsolevaluation")
+
+
+def test_wsolevaluation_boxes_grow_by_a_pixel_except_at_the_border():
+    # One on-pixel; the ground truth is the 2 x 2 pixels from it down and right.
+    maps = np.stack([blob_map(6, 6, (2, 2, 3, 3)), blob_map(6, 6, (5, 5, 6, 6))])
+    boxes = np.array([[2 / 6, 2 / 6, 4 / 6, 4 / 6], [4 / 6, 4 / 6, 1, 1]])
+    # "lab": IoU 1 / 4 for both, a miss at every level.
+    assert not box_hits(maps, boxes).any()
+    # wsolevaluation: the pixel's box (2, 2, 3, 3), 2 x 2 pixels with their + 1, against the
+    # ground truth (2, 2, 4, 4), 3 x 3: IoU 4 / 9. At the border, (5, 5, min(6, 5), 5) is
+    # one pixel against 3 x 3: IoU 1 / 9.
+    hits = wsol_hits(maps, boxes)
+    assert hits[0].tolist() == [[True, False, False]] * len(THRESHOLDS)
+    assert not hits[1].any()
+
+
+def test_wsolevaluation_truncates_ground_truth_edges():
+    # Edges at 2.9 and 5.9 pixels: "lab" rounds them to 3 and 6, wsolevaluation's int() to
+    # 2 and 5.
+    maps = blob_map(10, 10, (2, 2, 5, 5))[None]
+    boxes = np.array([[0.29, 0.29, 0.59, 0.59]])
+    assert not box_hits(maps, boxes).any()  # [2, 5)^2 against [3, 6)^2: IoU 4 / 14
+    assert wsol_hits(maps, boxes).all()  # the region's box (2, 2, 5, 5) is the ground truth's
+    # float32(0.7) * 10 is just below 7: the edge is still pixel 7, as the integer it stored.
+    edges, real = localisation._box_edges(np.float32([[0.3, 0, 0.7, 1], [0, 0, 0, 0]]), 2, 10,
+                                          10, "wsolevaluation")
+    np.testing.assert_array_equal(edges[:, 0], [[3, 0, 7, 10], [0, 0, 0, 0]])
+    assert real.tolist() == [[True], [False]]
+
+
+def test_wsolevaluation_scores_every_region():
+    maps = blob_map(12, 12, (0, 0, 5, 5), (8, 8, 11, 11))[None]
+    # The smaller blob's box (8, 8, min(11, 11), 11) is the ground truth's int edges.
+    assert wsol_hits(maps, np.array([[8 / 12, 8 / 12, 11 / 12, 11 / 12]])).all()
+
+
+def test_wsolevaluation_scores_a_map_with_no_region_by_the_top_left_pixel():
+    maps = np.full((3, 6, 8), 0.7)  # constant: normalised to 0, no pixel above any cut
+    boxes = np.zeros((3, 2, 4))  # the second row of each image is padding
+    boxes[0, 0] = [0, 0, 0, 1 / 8]  # (0, 0, 0, 1): 1 x 2 pixels with [0, 0, 0, 0]'s: IoU 1 / 2
+    boxes[1, 0] = [0, 0, 1 / 6, 1 / 8]  # 2 x 2 pixels: IoU 1 / 4
+    boxes[2, 0] = [0.5, 0.5, 1, 1]  # away from the corner, and the padding row is no box
+    hits = wsol_hits(maps, boxes)
+    assert hits[0].tolist() == [[True, True, False]] * len(THRESHOLDS)
+    assert not hits[1:].any()
+    assert not box_hits(maps, boxes).any()  # "lab": no region, no box
+    # A padding row is no box against a region's either: in a 1 x 4 map, the top-left
+    # pixel's box (0, 0, 1, min(1, 0)) would meet [0, 0, 0, 0] at IoU 1 / 2.
+    top_left = np.array([[[1.0, 0.0, 0.0, 0.0]]])
+    assert not wsol_hits(top_left, np.array([[[0, 0.5, 1, 1], [0, 0, 0, 0]]])).any()
+
+
+@pytest.mark.parametrize("scoremap, expected, regions", [
+    # wsolevaluation's evaluation_test.py, compute_bboxes_from_scoremaps at thresholds 0,
+    # 0.2, ..., 0.8: the largest contour's box (x0, y0, x1, y1), which must be among ours,
+    # and the number of 8-connected regions at each threshold, by hand (no holes here).
+    ([[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.4, 0.4, 0.6], [0.0, 0.4, 1.0, 0.8, 0.6],
+      [0.0, 0.4, 0.4, 0.4, 0.6]],
+     [[1, 1, 4, 3], [1, 1, 4, 3], [2, 1, 4, 3], [2, 2, 4, 3], [2, 2, 3, 3]], [1, 1, 1, 1, 1]),
+    ([[0.4, 0.0, 0.2, 0.2, 0.2], [0.4, 0.4, 0.0, 0.4, 0.0], [0.0, 0.0, 0.0, 0.4, 0.0],
+      [1.0, 0.6, 0.8, 0.2, 0.2]],
+     [[0, 0, 4, 3], [0, 0, 2, 2], [0, 3, 3, 3], [2, 3, 3, 3], [0, 3, 1, 3]], [1, 2, 1, 2, 1]),
+])
+def test_wsolevaluation_boxes_include_their_unit_tests_answers(scoremap, expected, regions):
+    thresholds = np.arange(0, 1, 0.2)
+    levels = (normalise([scoremap]) * 255).astype(np.uint8)[0]
+    planes = levels > (thresholds * 255).astype(np.int64)[:, None, None]
+    owner, boxes = localisation._estimated_boxes(planes, "wsolevaluation")
+    for plane, box in enumerate(expected):
+        ours = [[x0, y0, x1, y1] for y0, x0, y1, x1 in boxes[owner == plane].tolist()]
+        assert box in ours
+    assert np.bincount(owner).tolist() == regions
+
+
+def wsolevaluation_reference_hits(cv2, maps, pixel_boxes, image_sizes, thresholds):
+    """clovaai/wsolevaluation's BoxEvaluator.accumulate with multi_contour_eval=True, one
+    image and threshold at a time through OpenCV: `pixel_boxes` integer (y0, x0, y1, x1) on
+    an image of `image_sizes` (h, w), resized to the map as their resize_bbox does."""
+    out = []
+    for scoremap, pixels, (h0, w0) in zip(normalise(maps), pixel_boxes, image_sizes,
+                                          strict=True):
+        h, w = scoremap.shape
+        truth = np.array([[int(x0 * w / w0), int(y0 * h / h0), int(x1 * w / w0),
+                           int(y1 * h / h0)] for y0, x0, y1, x1 in pixels])
+        image = (scoremap * 255).astype(np.uint8)[:, :, None]
+        best = []
+        for tau in thresholds:
+            _, on = cv2.threshold(image, int(tau * np.max(image)), 255, cv2.THRESH_BINARY)
+            contours = cv2.findContours(on, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+            estimates = [[x, y, min(x + bw, w - 1), min(y + bh, h - 1)]
+                         for x, y, bw, bh in map(cv2.boundingRect, contours)]
+            a, b = np.array(estimates or [[0, 0, 0, 0]])[:, None], truth[None]
+            inter = (np.maximum(0, np.minimum(a[..., 2], b[..., 2])
+                                - np.maximum(a[..., 0], b[..., 0]) + 1)
+                     * np.maximum(0, np.minimum(a[..., 3], b[..., 3])
+                                  - np.maximum(a[..., 1], b[..., 1]) + 1))
+            area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+            area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+            best.append((inter / (area_a + area_b - inter)).max())
+        out.append(np.array(best)[:, None] >= np.array(IOU_LEVELS))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("batch, height, width", [(8, 16, 16), (6, 23, 31)])
+def test_wsolevaluation_hits_match_their_algorithm_through_opencv(batch, height, width):
+    cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (requirements-dev.txt)")
+    rng = np.random.default_rng([11, batch, height, width])
+    # Smoothed noise, from none (many holes at every cut) to a few pixels; a 0/1 noise map;
+    # a constant map, whose no-contour box [0, 0, 0, 0] meets a ground truth at the corner.
+    maps = np.stack([ndimage.gaussian_filter(rng.random((height, width)), blur)
+                     for blur in rng.choice([0, 0.7, 1.5, 3], batch)])
+    maps[1] = rng.random((height, width)) < 0.5
+    maps[0] = 0.3
+    pixel_boxes, sizes = [], []
+    boxes = np.zeros((batch, 3, 4), np.float32)  # tfds' float32 fractions, zero rows padding
+    for i in range(batch):
+        # Every other image is at the map's size, so that edges land on whole pixels.
+        h0, w0 = (height, width) if i % 2 else tuple(int(v) for v in rng.integers(20, 400, 2))
+        pixels = [(*np.sort(rng.integers(0, h0 + 1, 2)), *np.sort(rng.integers(0, w0 + 1, 2)))
+                  for _ in range(rng.integers(1, 4))]
+        pixels = [(y0, x0, y1, x1) for y0, y1, x0, x1 in pixels]
+        if i == 0:
+            pixels[0] = (0, 0, 0, w0 // width)
+        pixel_boxes.append(pixels)
+        sizes.append((h0, w0))
+        boxes[i, :len(pixels)] = np.array(pixels) / [h0, w0, h0, w0]
+    hits = wsol_hits(maps, boxes)
+    expected = wsolevaluation_reference_hits(cv2, maps, pixel_boxes, sizes, THRESHOLDS)
+    assert hits.any() and not hits.all() and expected[0].any()
+    np.testing.assert_array_equal(hits, expected)
+    assert (hits != box_hits(maps, boxes)).any()  # a comparison that tells the protocols apart

@@ -218,3 +218,16 @@ def test_summarise_lists_what_the_ground_truth_could_not_give():
         "pixel_hist_object"]) for target in ("predicted_class", "true_class")}}
     summary = metrics.summarise(empty, ["a", "b"])  # no object pixel: PxAP is undefined
     assert "pxap" not in summary["predicted_class"] and "pxap" in summary["not_computed"]
+
+
+@pytest.mark.parametrize("box_protocol, expected", [("lab", [False] * 3),
+                                                    ("wsolevaluation", [True, False, False])])
+def test_localisation_scores_pass_the_box_protocol(box_protocol, expected):
+    # One on-pixel against the 2 x 2 pixels from it: IoU 1 / 4 in the lab's half-open
+    # geometry, 4 / 9 in wsolevaluation's, which grows both boxes by a pixel.
+    maps = np.zeros((1, 6, 6), np.float32)
+    maps[0, 2, 2] = 1.0
+    batch = {"bbox": tf.constant([[2 / 6, 2 / 6, 4 / 6, 4 / 6]], tf.float32)}
+    scores = metrics.localisation_scores(tf.constant(maps), batch, np.ones(1, bool), 0.3,
+                                         box_protocol=box_protocol)
+    assert scores["box_hits"][0].tolist() == [expected] * len(localisation.THRESHOLDS)
