@@ -26,7 +26,17 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import data, evaluation, groundtruth, intervals, methods, metrics, plots, runs, subject
+from camlab import (
+    data,
+    evaluation,
+    groundtruth,
+    leaderboard,
+    methods,
+    metrics,
+    plots,
+    runs,
+    subject,
+)
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -136,7 +146,7 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
                "pointing_tolerance_px": metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
-               "intervals": INTERVALS, **summary, "seconds": round(seconds, 1),
+               "intervals": leaderboard.INTERVALS, **summary, "seconds": round(seconds, 1),
                "config": config}
     path = run_dir / f"metrics{suffix}.json"
     runs.write_json(path, results)
@@ -144,75 +154,22 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
     return path
 
 
-INTERVALS = (f"ci95: {intervals.LEVEL:.0%} percentile bootstrap over images, "
-             f"{intervals.RESAMPLES} resamples seeded by SEED; MaxBoxAccV2 and PxAP pick "
-             "their thresholds again in each resample")
-LEADERBOARD_KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-                    "box_localisation", "deletion_auc", "insertion_auc")
-
-
 def write_leaderboard(config: dict[str, Any], run_dir: Path,
                       results: dict[str, dict[str, Any]],
                       per_image: dict[str, dict[str, np.ndarray]]) -> Path:
-    """leaderboard.json and .md: every method's headline scores for the predicted class with
-    their intervals, the two baselines, each method's map time, and per metric the methods
-    tied with the best (a paired bootstrap: evaluation.method_ties)."""
-    first = next(iter(results.values()))
-    scores = {method: {**{key: entry["predicted_class"][key] for key in LEADERBOARD_KEYS
-                          if key in entry["predicted_class"]},
-                       "ms_per_image": entry["ms_per_image"],
-                       "ci95": {key: entry["predicted_class"]["ci95"][key]
-                                for key in LEADERBOARD_KEYS
-                                if key in entry["predicted_class"]}}
-              for method, entry in results.items()}
-    baselines = {name: {**{key: first["predicted_class"][f"{key}{source}"]
-                           for key in LEADERBOARD_KEYS if key in first["predicted_class"]},
-                        "ci95": {key: first["predicted_class"]["ci95"][f"{key}{source}"]
-                                 for key in LEADERBOARD_KEYS
-                                 if key in first["predicted_class"]}}
-                 for name, source in (("centre", "_center_baseline"),
-                                      ("random", "_random_baseline"))}
-    ties = evaluation.method_ties(per_image, scores, LEADERBOARD_KEYS, config["SEED"])
-    board = {"methods": scores, "baselines": baselines, "ties": ties,
-             "num_images": first["num_images"], "run": run_dir.name,
-             "split": config["SPLIT"], "layer": first["layer"], "class": "predicted",
-             "not_computed": first["not_computed"], "intervals": INTERVALS,
-             "ties_rule": "the best by its value, and every method whose paired bootstrap "
-                          "interval of the difference from it holds 0"}
+    """leaderboard.json and .md (camlab.leaderboard): every method's headline scores for
+    the predicted class with their intervals, the two baselines, each method's map time,
+    and per metric the methods tied with the best."""
+    points = {method: entry["predicted_class"] for method, entry in results.items()}
+    board = leaderboard.board(results, evaluation.method_ties(per_image, points,
+                                                              leaderboard.KEYS, config["SEED"]))
     subset = file_suffixes(config, "")[1]
     path = run_dir / f"leaderboard{subset}.json"
     runs.write_json(path, board)
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
-        tmp.write_text(leaderboard_table(board), encoding="utf-8")
+        tmp.write_text("\n".join(leaderboard.markdown(board)) + "\n", encoding="utf-8")
     print(f"saved {path.with_suffix('.md')}")
     return path
-
-
-def leaderboard_table(board: dict[str, Any]) -> str:
-    """The leaderboard as Markdown: `0.743 [0.72, 0.77]`, sorted by the first headline
-    metric present, entries tied with the best of their column in bold."""
-    scores, ties = board["methods"], board["ties"]
-    order = next(key for key in LEADERBOARD_KEYS if key in scores[next(iter(scores))])
-    ranked = sorted(scores, key=lambda m: scores[m][order],
-                    reverse=order not in evaluation.LOWER_IS_BETTER)
-    columns = [key for key in (*LEADERBOARD_KEYS, "ms_per_image") if key in scores[ranked[0]]]
-
-    def cell(name: str, row: dict, key: str) -> str:
-        if key not in row:
-            return "-"
-        if key == "ms_per_image":
-            return f"{row[key]:.3f}"
-        low, high = row["ci95"][key]
-        text = f"{row[key]:.3f} [{low:.2f}, {high:.2f}]"
-        return f"**{text}**" if name in ties.get(key, ()) else text
-
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(cell(name, row, key) for key in columns) + " |"
-              for name, row in [*((m, scores[m]) for m in ranked), *board["baselines"].items()]]
-    lines += ["", f"{board['num_images']} images. [lo, hi]: {board['intervals']}. Bold: "
-              f"{board['ties_rule']}; a bold column with several entries names no best. "
-              f"Lower is better for {', '.join(sorted(evaluation.LOWER_IS_BETTER))}."]
-    return "\n".join(lines) + "\n"
 
 
 COMPARISON_IMAGES = 4  # rows of the methods' comparison figure: the split's first images

@@ -25,13 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import intervals, localisation, methods, metrics, randomness, removal
+from camlab import intervals, leaderboard, localisation, methods, metrics, randomness, removal
 from camlab.classifier import Classifier
 
 SOURCES = ("", "_center_baseline", "_random_baseline")
 TARGETS = ("predicted_class", "true_class")
-# Lower is better for these; higher for every other score.
-LOWER_IS_BETTER = {"deletion_auc"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +84,23 @@ class _Source:
     rows: np.ndarray | None = None
 
 
+def _method_maps(method: str, model: Classifier, features, images, classes: tf.Tensor,
+                 layer: str, options: methods.Options, ids: np.ndarray, wrong: np.ndarray
+                 ) -> tuple[tf.Tensor, tf.Tensor | None, np.ndarray]:
+    """The maps (n, h, w, 1) of the predicted class, and of the true class (rows, h, w, 1)
+    on the `rows` where it differs from the predicted class's map: the misclassified
+    images, none for a method that gives every class the same map. Returns
+    (predicted maps, true-class maps or None, rows)."""
+    low_res = methods.maps_for_classes(method, model, features, classes[:, :1], images,
+                                       layer, options, ids)
+    if not methods.REGISTRY[method].class_specific or not len(wrong):
+        return low_res, None, np.zeros(0, np.int64)
+    true_low = methods.maps_for_classes(
+        method, model, tf.gather(features, wrong), tf.gather(classes[:, 1:], wrong),
+        tf.gather(images, wrong), layer, options, ids[wrong])
+    return low_res, true_low, wrong
+
+
 def score_batch(model: Classifier, random_model: Classifier, remover: removal.Remover,
                 batch: dict, chosen: dict[str, str], scoring: Scoring, ids: np.ndarray
                 ) -> dict[str, dict[str, np.ndarray]]:
@@ -112,15 +127,14 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
     per_method: dict[str, dict[str, np.ndarray]] = {}
     for method, layer in chosen.items():
         started = time.perf_counter()
-        low_res = methods.maps_for_classes(method, model, features, classes, images, layer,
-                                           scoring.options, ids)
+        low_res, true_low, rows = _method_maps(method, model, features, images, classes,
+                                               layer, scoring.options, ids, wrong)
         tf.reduce_sum(low_res).numpy()  # reading a value waits until the maps exist
         seconds = time.perf_counter() - started
-        upsampled = cam_utils.upsample(low_res, size)
-        same = not methods.REGISTRY[method].class_specific
-        sources[method] = (_Source(upsampled[..., 0]),
-                           _Source(upsampled[..., 1], rows=np.zeros(0, np.int64) if same
-                                   else wrong))
+        upsampled = cam_utils.upsample(low_res, size)[..., 0]
+        second = upsampled if true_low is None else tf.tensor_scatter_nd_update(
+            upsampled, rows[:, None], cam_utils.upsample(true_low, size)[..., 0])
+        sources[method] = (_Source(upsampled), _Source(second, rows=rows))
         random_low = methods.maps_for_classes(method, random_model, random_features,
                                               classes[:, :1], images, layer,
                                               scoring.options, ids)
@@ -155,9 +169,11 @@ def _score_sources(remover: removal.Remover, batch: dict,
     for name, (first, second) in sources.items():
         index[name] = (len(maps), len(maps) + 1)
         maps += [first.maps, second.maps]
-        plan.add(index[name][0], np.arange(n))
-        plan.add(index[name][1], second.rows)
     positions = tf.stack([removal.pixel_positions(one) for one in maps])
+    ranks = positions.numpy()
+    for name, (_, second) in sources.items():
+        plan.add(index[name][0], np.arange(n), ranks[index[name][0]])
+        plan.add(index[name][1], second.rows, ranks[index[name][1]])
     probs = remover.probabilities(plan, images, baselines, positions)
     out = {}
     for name, (first, second) in sources.items():
@@ -304,5 +320,5 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
         stats = {m: statistics(per_method[m], target)[key] for m in have}
         resampled = intervals.resampled(stats, images, seed)
         out[key] = intervals.ties(resampled, {m: points[m][key] for m in have},
-                                  key not in LOWER_IS_BETTER)
+                                  key not in leaderboard.LOWER_IS_BETTER)
     return out

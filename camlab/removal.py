@@ -9,8 +9,8 @@ low deletion AUC and a high insertion AUC.
 Nearly all of an evaluation's time is these forward passes, so they are planned for a
 whole batch and every map source at once (the methods and the baselines): the end
 points (the image itself, and the fully replaced image) are the same for every map and
-run once per image, the other steps once per (map, image, step), and all of them go
-through the model in chunks of a fixed size (the last padded), so an image's
+run once per image, every other perturbed image once however many maps give it, and all
+go through the model in chunks of a fixed size (the last padded), so an image's
 probabilities do not depend on which other maps were scored beside it.
 
 Shapes: `images`, `baselines` (n, H, W, 3) float32; `maps` (n, H, W); `positions`
@@ -43,7 +43,14 @@ def step_counts(steps: int, pixels: int) -> np.ndarray:
 
 class Plan:
     """The perturbed images of one batch: which image, which map, how many pixels moved,
-    deletion or insertion. Call `curves` after Remover.probabilities ran it."""
+    deletion or insertion, each distinct image once. Call `curves` after
+    Remover.probabilities ran it.
+
+    Two maps of one image whose top pixels are the same set at a step (CAM and Grad-CAM
+    agree wherever CAM is positive) give the same perturbed image: it is planned once.
+    Candidates are found by a hash of the set and confirmed pixel by pixel, so sharing
+    never changes a number.
+    """
 
     def __init__(self, images: int, steps: int, pixels: int):
         self.steps, self.pixels, self.counts = steps, pixels, step_counts(steps, pixels)
@@ -55,25 +62,56 @@ class Plan:
         self.inserting = [np.zeros(images, bool), np.ones(images, bool)]
         self.size = 2 * images
         self.images = images
-        self._index: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self.shared = 0  # perturbed images another map had planned already
+        self._index: dict[tuple[int, str], np.ndarray] = {}
+        self._codes = np.random.default_rng(0).integers(0, 2**63, pixels, dtype=np.uint64)
+        self._positions: dict[int, np.ndarray] = {}
+        self._planned: dict[tuple[str, int, int, int], tuple[int, int]] = {}
 
-    def add(self, source: int, rows: np.ndarray) -> None:
-        """Plans the deletion and insertion curves of map `source` for `rows`."""
+    def add(self, source: int, rows: np.ndarray, positions: np.ndarray) -> None:
+        """Plans the deletion and insertion curves of map `source` for `rows`, its pixel
+        ranks `positions` (n, H, W) (pixel_positions) for all n images of the batch."""
         rows = np.asarray(rows, np.int64)
+        flat = np.asarray(positions).reshape(self.images, -1)
+        self._positions[source] = flat
         middle = [t for t in range(self.steps + 1) if 0 < self.counts[t] < self.pixels]
-        grid = len(rows) * len(middle)
+        # The hash of the set of the top c pixels: a sum of per-pixel codes (mod 2**64).
+        sums = np.cumsum(self._codes[np.argsort(flat[rows], axis=1)], axis=1)
         for kind in KINDS:
-            self.rows.append(np.repeat(rows, len(middle)))
-            self.sources.append(np.full(grid, source, np.int32))
-            self.moved.append(np.tile(self.counts[middle], len(rows)))
-            self.inserting.append(np.full(grid, kind == "insertion"))
             index = np.empty((len(rows), self.steps + 1), np.int64)
             start, end = (rows, rows + self.images)[::1 if kind == "deletion" else -1]
             for t, count in enumerate(self.counts):
                 index[:, t] = start if count == 0 else end  # overwritten for the middle
-            index[:, middle] = self.size + np.arange(grid).reshape(len(rows), len(middle))
-            self._index[(source, kind)] = (rows, index)
-            self.size += grid
+            new_rows, new_moved = [], []
+            for i, row in enumerate(rows):
+                for t in middle:
+                    count = int(self.counts[t])
+                    key = (kind, int(row), count, int(sums[i, count - 1]))
+                    job = self._same_image(key, source, row, count)
+                    if job is None:
+                        job = self.size + len(new_rows)
+                        self._planned[key] = (job, source)
+                        new_rows.append(row)
+                        new_moved.append(count)
+                    index[i, t] = job
+            self.rows.append(np.array(new_rows, np.int64))
+            self.sources.append(np.full(len(new_rows), source, np.int32))
+            self.moved.append(np.array(new_moved, np.int32))
+            self.inserting.append(np.full(len(new_rows), kind == "insertion"))
+            self._index[(source, kind)] = index
+            self.size += len(new_rows)
+
+    def _same_image(self, key: tuple, source: int, row: int, count: int) -> int | None:
+        """The job already planned for the same perturbed image, or None."""
+        found = self._planned.get(key)
+        if found is None:
+            return None
+        job, other = found
+        if not np.array_equal(self._positions[other][row] < count,
+                              self._positions[source][row] < count):
+            return None  # a hash collision: a different set of pixels
+        self.shared += 1
+        return job
 
     def jobs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, sources, moved, inserting), one entry per perturbed image."""
@@ -87,7 +125,7 @@ class Plan:
         from `probs` (jobs, classes) of Remover.probabilities."""
         out = {}
         for kind in KINDS:
-            _, index = self._index[(source, kind)]
+            index = self._index[(source, kind)]
             curve = probs[index, np.asarray(classes)[:, None]]
             out[f"{kind}_curve"] = curve
             out[f"{kind}_auc"] = np.trapezoid(curve, dx=1.0 / self.steps, axis=1)
@@ -136,7 +174,7 @@ def deletion_insertion_auc(predict: Callable[[tf.Tensor], tf.Tensor], images, ba
     `classes` (n,) under `predict` ((m, H, W, 3) -> (m, classes))."""
     maps = tf.convert_to_tensor(maps, tf.float32)
     plan = Plan(maps.shape[0], steps, maps.shape[1] * maps.shape[2])
-    plan.add(0, np.arange(maps.shape[0]))
-    probs = Remover(predict, chunk).probabilities(plan, images, baselines,
-                                                  pixel_positions(maps)[None])
+    positions = pixel_positions(maps)
+    plan.add(0, np.arange(maps.shape[0]), positions.numpy())
+    probs = Remover(predict, chunk).probabilities(plan, images, baselines, positions[None])
     return plan.curves(probs, 0, np.asarray(classes))

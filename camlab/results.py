@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab import leaderboard, settings
 from camlab.errors import CamError
+from camlab.tables import sig3, sig3_wide, table, thousands
 
 OUTPUTS = "outputs"  # folder the runs wrote their results to
 RESULTS = "docs/results"  # committed copies the README's tables are rendered from
@@ -173,23 +174,6 @@ def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[
 
 # ---- rendering docs/results/ into the README's tables ----
 
-def sig3(value: float) -> str:
-    """Three significant digits, trailing zeros kept: 2.0 -> "2.00", 166.5 -> "167"."""
-    return f"{value:#.3g}".rstrip(".")
-
-
-def sig3_wide(value: float) -> str:
-    """sig3, but 1,000 and above as a plain number with separators: 91257.2 -> "91,300"."""
-    if abs(value) < 1000:
-        return sig3(value)
-    return thousands(float(f"{value:.3g}"))
-
-
-def thousands(value: float) -> str:
-    """A count with thousands separators: 12894 -> "12,894"."""
-    return f"{round(value):,}"
-
-
 def provenance_line(name: str, content: dict[str, Any]) -> str:
     """`docs/results/<name>`: the command, the machine and the date its numbers come from."""
     where = content.get("provenance", {})
@@ -206,12 +190,6 @@ def provenance_line(name: str, content: dict[str, Any]) -> str:
         part for part in parts if part) + "."
 
 
-def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """A Markdown table."""
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("pointing_game_strict", "pointing, strict"),
                        ("pointing_game", "pointing"), ("box_localisation", "box IoU>=0.5"),
@@ -219,32 +197,14 @@ LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("insertion_auc", "insertion"), ("ms_per_image", "ms / image"))
 
 
-def score_cell(row: dict[str, float], key: str) -> str:
-    """A leaderboard cell: scores to 3 decimals as leaderboard.md has them, times to 3
-    significant digits (they are small), "-" where the row has no such score."""
-    if key not in row:
-        return "-"
-    return sig3(row[key]) if key == "ms_per_image" else f"{row[key]:.3f}"
-
-
 def render_leaderboard(board: dict[str, Any]) -> list[str]:
-    """Methods ranked as evaluate_cam.py ranks them (MaxBoxAccV2, else PxAP, else deletion
-    AUC), then the two baselines; columns for the keys any row has."""
-    methods, baselines = board["methods"], board.get("baselines", {})
-    rows = {**methods, **{f"{name} baseline": row for name, row in baselines.items()}}
-    columns = [(key, title) for key, title in LEADERBOARD_COLUMNS
-               if any(key in row for row in rows.values())]
-    order = next((key for key in ("maxboxacc_v2", "pxap", "deletion_auc")
-                  if all(key in row for row in methods.values())), None)
-    ranked = sorted(methods, key=lambda m: methods[m][order] * (1 if order == "deletion_auc"
-                                                                 else -1)) if order else methods
+    """The board as leaderboard.md shows it (camlab.leaderboard.markdown: ranked, each
+    score with its interval, ties in bold), under a line saying what was scored."""
     lines = [f"{thousands(board['num_images'])} images of the {board['split']} split, run "
              f"`{board['run']}`, layer `{board['layer']}`, scores for the {board['class']} "
              "class" + (f"; not computed: {', '.join(board['not_computed'])}"
                         if board.get("not_computed") else "") + ":", ""]
-    return lines + table(("method", *(title for _, title in columns)),
-                         [(name, *(score_cell(rows[name], key) for key, _ in columns))
-                          for name in [*ranked, *(f"{b} baseline" for b in baselines)]])
+    return lines + leaderboard.markdown(board, dict(LEADERBOARD_COLUMNS))
 
 
 def render_demo(files: dict[str, dict]) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import evaluate_cam
-from camlab import metrics, settings
+from camlab import evaluation, leaderboard, settings
 from helpers import run_fails
 
 
@@ -25,11 +25,11 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
         for key in ("maxboxacc_v2", "pxap", "pointing_game", "pointing_game_strict",
                     "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
                     "insertion_auc"):
-            for suffix in metrics.SOURCES:
+            for suffix in evaluation.SOURCES:
                 value = results[target][f"{key}{suffix}"]
                 assert 0.0 <= value <= 1.0, (target, key, suffix, value)
     for target in ("predicted_class", "true_class"):
-        for suffix in metrics.SOURCES:  # a hit on the object is a hit within the tolerance
+        for suffix in evaluation.SOURCES:  # a hit on the object is a hit within the tolerance
             assert (results[target][f"pointing_game_strict{suffix}"]
                     <= results[target][f"pointing_game{suffix}"])
     # The centre baseline ignores the model: the same on both targets.
@@ -83,15 +83,31 @@ def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     assert list(board["methods"]) == ["cam", "gradcam", "layercam"]
     assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random"}
     for method, row in board["methods"].items():
-        assert set(evaluate_cam.LEADERBOARD_KEYS) <= set(row) and row["ms_per_image"] > 0
+        assert set(leaderboard.KEYS) <= set(row) and row["ms_per_image"] > 0
         single = json.loads((run_dir / ("metrics_first16.json" if method == "cam" else
                                         f"metrics_{method}_first16.json")).read_text())
         assert row["maxboxacc_v2"] == single["predicted_class"]["maxboxacc_v2"]
-    table = (run_dir / "leaderboard_first16.md").read_text().splitlines()
+    table = [line for line in (run_dir / "leaderboard_first16.md").read_text().splitlines()
+             if line.startswith("|")]
     ranked = [line.split("|")[1].strip() for line in table[2:5]]
     assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m][
         "maxboxacc_v2"])
-    assert table[-2].startswith("| centre |") and table[-1].startswith("| random |")
+    assert table[-2].startswith("| centre baseline |")
+    assert table[-1].startswith("| random baseline |")
+    # Every number with its interval; the best of a column is always among its ties.
+    for name, row in [*board["methods"].items(), *board["baselines"].items()]:
+        for key in leaderboard.KEYS:
+            low, high = row["ci95"][key]
+            assert low <= row[key] + 1e-12 and row[key] <= high + 1e-12 or key in (
+                "maxboxacc_v2", "pxap"), (name, key)  # a max over thresholds may lie outside
+    for key, tied in board["ties"].items():
+        values = {m: board["methods"][m][key] for m in board["methods"]}
+        best = (min if key == "deletion_auc" else max)(values, key=values.get)
+        assert best in tied and set(tied) <= set(board["methods"])
+    first_row = table[2].split("|")[2].strip()
+    row = board["methods"][ranked[0]]
+    low, high = row["ci95"]["maxboxacc_v2"]
+    assert first_row.strip("*") == f"{row['maxboxacc_v2']:.3f} [{low:.2f}, {high:.2f}]"
     assert (run_dir / "comparison_first16.png").is_file()
     comparison = saved_figures[-1]
     axes = np.array(comparison.axes).reshape(evaluate_cam.COMPARISON_IMAGES, 4)

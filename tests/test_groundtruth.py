@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from scipy import ndimage
 
 import evaluate_cam
-from camlab import data, groundtruth, metrics, plots, shapes  # noqa: F401 (registers cam_shapes)
+from camlab import data, evaluation, groundtruth, metrics, plots, shapes  # noqa: F401 (registers cam_shapes)
 from camlab.errors import CamError
 from helpers import QUICK_TRAINING
 
@@ -188,7 +188,7 @@ def test_evaluate_on_birds_scores_boxes_and_masks(runs, saved_figures):
     assert results["not_computed"] == [] and results["num_images"] == 8
     for target in ("predicted_class", "true_class"):
         for key in (*metrics.BOX_METRICS, *metrics.MASK_METRICS, *metrics.POINTING_METRICS):
-            for suffix in metrics.SOURCES:
+            for suffix in evaluation.SOURCES:
                 assert 0.0 <= results[target][f"{key}{suffix}"] <= 1.0, (target, key, suffix)
     # Every bird covers the image centre after the resize: the centre baseline points at it.
     assert results["predicted_class"]["pointing_game_strict_center_baseline"] == 1.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import classifier, localisation, methods, metrics, models, runs
+from camlab import classifier, evaluation, localisation, methods, metrics, models, removal, runs
 
 
 def square_mask(size, top, left, side):
@@ -87,9 +87,9 @@ def test_perfect_explanation_has_deletion_auc_near_zero():
         (2, 16, 16))
     reversed_map = 1.0 - perfect
     predict = bright_pixel_model(weight_map)
-    good = metrics.deletion_insertion_auc(predict, images, baselines, perfect,
+    good = removal.deletion_insertion_auc(predict, images, baselines, perfect,
                                               np.array([0, 0]), steps=16)
-    bad = metrics.deletion_insertion_auc(predict, images, baselines, reversed_map,
+    bad = removal.deletion_insertion_auc(predict, images, baselines, reversed_map,
                                              np.array([0, 0]), steps=16)
     # The 16 evidence pixels are gone after the first step (1/16 of 256 pixels = 16).
     np.testing.assert_allclose(good["deletion_curve"][0, :3], [1, 0, 0], atol=1e-6)
@@ -110,9 +110,13 @@ def test_blur_keeps_constant_images_and_smooths_edges():
 def test_baseline_maps():
     centre = metrics.centre_gaussian_maps(2, 8, 8).numpy()
     assert np.unravel_index(centre[0].argmax(), (8, 8)) in {(3, 3), (3, 4), (4, 3), (4, 4)}
-    first = metrics.random_maps(2, 8, 8, seed=1).numpy()
-    np.testing.assert_array_equal(first, metrics.random_maps(2, 8, 8, seed=1).numpy())
-    assert not np.array_equal(first, metrics.random_maps(2, 8, 8, seed=2).numpy())
+    first = evaluation.random_maps(1, [0, 1], 8, 8).numpy()
+    np.testing.assert_array_equal(first, evaluation.random_maps(1, [0, 1], 8, 8).numpy())
+    assert not np.array_equal(first, evaluation.random_maps(2, [0, 1], 8, 8).numpy())
+    # An image's map is keyed by its index in the split, not its place in the batch.
+    np.testing.assert_array_equal(evaluation.random_maps(1, [5, 1], 8, 8).numpy()[1],
+                                  first[1])
+    assert not np.array_equal(first[0], first[1])
 
 
 def test_rank_correlation_of_same_reversed_and_monotone_maps():
@@ -132,12 +136,14 @@ def test_randomised_weights_change_the_maps(demo_run):
     images = np.random.default_rng(8).uniform(0, 255, (6, 64, 64, 3)).astype(np.float32)
     classes = np.tile(np.arange(6)[:, None], (1, 2)).astype(np.int32)
     features, _ = model.features(images)
+    random_features, _ = random_model.features(images)
     for method in ("cam", "gradcam"):
         trained_maps = methods.maps_for_classes(method, model, features, classes)[..., 0]
-        same = metrics.sanity_correlation(method, trained_maps, model, images, classes)
+        same = metrics.rank_correlation(trained_maps, methods.maps_for_classes(
+            method, model, features, classes)[..., 0]).numpy()
         np.testing.assert_allclose(same, 1.0, atol=1e-5)
-        randomised = metrics.sanity_correlation(method, trained_maps, random_model,
-                                                images, classes)
+        randomised = metrics.rank_correlation(trained_maps, methods.maps_for_classes(
+            method, random_model, random_features, classes)[..., 0]).numpy()
         assert randomised.mean() < 0.8, (method, randomised)
 
 
@@ -155,13 +161,13 @@ def test_summarise_pools_box_hits_and_pixel_histograms_over_batches():
     for key in ("box_hits", "pixel_hist_object", "pixel_hist_background", "pointing_game"):
         for target in ("predicted_class", "true_class"):
             scores[f"{target}/{key}"] = np.concatenate([part[key] for part in parts])
-    summary = metrics.summarise(scores, ["a", "b"])["predicted_class"]
+    summary = evaluation.summarise(scores, ["a", "b"])["predicted_class"]
     # Two perfect maps, two blank ones (no box at any threshold): half the images.
     assert summary["maxboxacc_v2"] == pytest.approx(0.5)
-    expected = localisation.pxap(parts[0]["pixel_hist_object"][0]
-                                 + parts[1]["pixel_hist_object"][0],
-                                 parts[0]["pixel_hist_background"][0]
-                                 + parts[1]["pixel_hist_background"][0])
+    expected = localisation.pxap(parts[0]["pixel_hist_object"].sum(axis=0)
+                                 + parts[1]["pixel_hist_object"].sum(axis=0),
+                                 parts[0]["pixel_hist_background"].sum(axis=0)
+                                 + parts[1]["pixel_hist_background"].sum(axis=0))
     assert summary["pxap"] == pytest.approx(expected) and 0 < expected < 1
 
 
@@ -210,13 +216,13 @@ def test_summarise_lists_what_the_ground_truth_could_not_give():
     for key, value in part.items():
         for target in ("predicted_class", "true_class"):
             scores[f"{target}/{key}"] = value
-    summary = metrics.summarise(scores, ["a", "b"])
+    summary = evaluation.summarise(scores, ["a", "b"])
     assert summary["ground_truth"] == {"box": False, "mask": True}
     assert summary["not_computed"] == list(metrics.BOX_METRICS)
     assert summary["predicted_class"]["pxap"] == pytest.approx(1.0)  # the map is the mask
     empty = {**scores, **{f"{target}/pixel_hist_object": np.zeros_like(part[
         "pixel_hist_object"]) for target in ("predicted_class", "true_class")}}
-    summary = metrics.summarise(empty, ["a", "b"])  # no object pixel: PxAP is undefined
+    summary = evaluation.summarise(empty, ["a", "b"])  # no object pixel: PxAP is undefined
     assert "pxap" not in summary["predicted_class"] and "pxap" in summary["not_computed"]
 
 

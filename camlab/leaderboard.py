@@ -1,0 +1,87 @@
+"""The leaderboard: every method's headline scores beside the baselines, with intervals
+and the methods that cannot be told apart from the best, as JSON and as Markdown; and
+the same across training seeds.
+
+A board is evaluate_cam.py's leaderboard.json: {"methods": {method: {metric: value,
+"ms_per_image", "ci95": {metric: [lo, hi]}}}, "baselines": {...}, "ties": {metric:
+[methods]}, "num_images", ...}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camlab import intervals
+from camlab.tables import sig3, table
+
+INTERVALS = (f"{intervals.LEVEL:.0%} percentile bootstrap over images, "
+             f"{intervals.RESAMPLES} resamples seeded by SEED; MaxBoxAccV2 and PxAP pick "
+             "their thresholds again in each resample")
+TIES_RULE = ("the best by its value, and every method whose paired bootstrap interval of "
+             "the difference from it holds 0")
+LOWER_IS_BETTER = {"deletion_auc"}  # higher is better for every other score
+KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
+        "box_localisation", "deletion_auc", "insertion_auc")
+
+
+def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:
+    """The leaderboard of the methods' metrics.json `results` {method: results}, with
+    `ties` {metric: methods tied with the best} (evaluation.method_ties)."""
+    first = next(iter(results.values()))
+    predicted = {method: entry["predicted_class"] for method, entry in results.items()}
+    scores = {method: {**{key: entry[key] for key in KEYS if key in entry},
+                       "ms_per_image": results[method]["ms_per_image"],
+                       "ci95": {key: entry["ci95"][key] for key in KEYS if key in entry}}
+              for method, entry in predicted.items()}
+    ours = first["predicted_class"]
+    baselines = {name: {**{key: ours[f"{key}{source}"] for key in KEYS if key in ours},
+                        "ci95": {key: ours["ci95"][f"{key}{source}"] for key in KEYS
+                                 if key in ours}}
+                 for name, source in (("centre", "_center_baseline"),
+                                      ("random", "_random_baseline"))}
+    return {"methods": scores, "baselines": baselines,
+            "ties": ties,
+            "num_images": first["num_images"], "run": first["run"], "split": first["split"],
+            "layer": first["layer"], "class": "predicted",
+            "not_computed": first["not_computed"], "intervals": INTERVALS,
+            "ties_rule": TIES_RULE}
+
+
+def ranked(scores: dict[str, dict]) -> list[str]:
+    """Methods sorted by the first headline metric they all have (best first)."""
+    order = next((key for key in KEYS if all(key in row for row in scores.values())), None)
+    if order is None:
+        return list(scores)
+    return sorted(scores, key=lambda m: scores[m][order],
+                  reverse=order not in LOWER_IS_BETTER)
+
+
+def cell(value: float, interval: list[float] | None, bold: bool) -> str:
+    """`0.743 [0.72, 0.77]`, in bold when tied with the best."""
+    text = f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+    return f"**{text}**" if bold else text
+
+
+def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> list[str]:
+    """The board as Markdown lines: methods ranked, then the baselines, every score with
+    its interval, entries tied with the best of their column in bold, and a footnote."""
+    titles = titles or {}
+    scores, ties = board["methods"], board.get("ties", {})
+    rows = {**scores, **{f"{name} baseline": row for name, row in board["baselines"].items()}}
+    columns = [key for key in (*KEYS, "ms_per_image") if any(key in r for r in rows.values())]
+
+    def shown(name: str, row: dict, key: str) -> str:
+        if key not in row:
+            return "-"
+        if key == "ms_per_image":
+            return sig3(row[key])
+        return cell(row[key], row.get("ci95", {}).get(key), name in ties.get(key, ()))
+
+    names = [*ranked(scores), *(f"{b} baseline" for b in board["baselines"])]
+    lower = ", ".join(titles.get(k, k) for k in sorted(LOWER_IS_BETTER))
+    return table(("method", *(titles.get(key, key) for key in columns)),
+                 [(name, *(shown(name, rows[name], key) for key in columns))
+                  for name in names]) + [
+        "", f"[lo, hi]: {board.get('intervals', INTERVALS)}. Bold: "
+            f"{board.get('ties_rule', TIES_RULE)}; a column with several bold entries has no "
+            f"single best. Lower is better for {lower}."]

@@ -1,0 +1,96 @@
+"""The shared scoring pass: several methods at once give each the numbers it gets alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import evaluate_cam
+from camlab import evaluation
+
+TIMING = {"seconds", "ms_per_image"}  # the only fields allowed to differ
+
+
+def without_timing(results: dict) -> dict:
+    return {key: value for key, value in results.items() if key not in TIMING}
+
+
+def test_several_methods_score_each_as_it_scores_alone(demo_run):
+    root, run_dir = demo_run
+    # 26 images in batches of 10: a short last batch; one epoch of training leaves many
+    # images misclassified, so the true class's own maps and curves are exercised.
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=26", "--BATCH_SIZE=10",
+              "--STEPS=4", "--PREDICT_BATCH_SIZE=64"]
+    chosen = ["cam", "gradcam", "eigencam", "saliency"]
+    evaluate_cam.main([*common, f"--METHOD={','.join(chosen)}"])
+    path = lambda m: run_dir / ("metrics_first26.json" if m == "cam"  # noqa: E731
+                                else f"metrics_{m}_first26.json")
+    together = {m: json.loads(path(m).read_text()) for m in chosen}
+    assert together["cam"]["accuracy"] < 0.95  # some true-class maps of their own
+    for method in chosen:
+        evaluate_cam.main([*common, f"--METHOD={method}"])
+        alone = json.loads(path(method).read_text())
+        assert without_timing(alone) == without_timing(together[method]), method
+
+
+def test_identical_maps_share_every_perturbed_image():
+    from camlab import removal
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 6, 5)).astype(np.float32)
+    positions = removal.pixel_positions(maps).numpy()
+    plan = removal.Plan(3, 4, 30)
+    plan.add(0, np.arange(3), positions)
+    alone = plan.size
+    plan.add(1, np.arange(3), positions)  # the same maps again: nothing new to run
+    assert plan.size == alone and plan.shared == alone - 6
+    reversed_positions = removal.pixel_positions(-maps).numpy()
+    plan.add(2, np.arange(3), reversed_positions)
+    # A map and its reverse have different top sets at every step between none and all.
+    assert plan.size == 2 * alone - 6
+
+
+def test_curves_of_a_shared_plan_equal_those_planned_alone():
+    from camlab import removal
+
+    rng = np.random.default_rng(1)
+    images = rng.random((4, 6, 6, 3)).astype(np.float32) * 255
+    baselines = rng.random((4, 6, 6, 3)).astype(np.float32) * 255
+    weights = rng.random((6, 6, 3)).astype(np.float32)
+
+    def predict(batch):
+        import tensorflow as tf
+        evidence = tf.reduce_mean(batch * weights, axis=[1, 2, 3]) / 255.0
+        return tf.stack([evidence, 1 - evidence], axis=1)
+
+    base = rng.random((4, 6, 6)).astype(np.float32)
+    relu_like = np.maximum(base - 0.5, 0)  # the same top pixels as `base` where it is > 0.5
+    alone = removal.deletion_insertion_auc(predict, images, baselines, relu_like, [0] * 4,
+                                           steps=6, chunk=8)
+    plan = removal.Plan(4, 6, 36)
+    maps = np.stack([base, relu_like])
+    positions = np.stack([removal.pixel_positions(m).numpy() for m in maps])
+    for source in range(2):
+        plan.add(source, np.arange(4), positions[source])
+    assert plan.shared > 0
+    probs = removal.Remover(predict, 8).probabilities(plan, images, baselines, positions)
+    shared = plan.curves(probs, 1, np.zeros(4, int))
+    for key, value in alone.items():
+        np.testing.assert_array_equal(shared[key], value)
+    # By hand: deleting the top third of relu_like's pixels of image 0.
+    third = positions[1][0] < 12
+    mixed = np.where(third[..., None], baselines[0], images[0])
+    expected = np.mean(mixed * weights) / 255.0
+    assert shared["deletion_curve"][0, 2] == pytest.approx(expected, rel=1e-5)
+
+
+def test_statistics_cover_every_reported_mean_and_dataset_score():
+    scores = {"label": np.zeros(3, int), "predicted_class/pointing_game": np.array([1.0, 0, 1]),
+              "predicted_class/box_hits": np.ones((3, 100, 3), bool),
+              "predicted_class/deletion_curve": np.zeros((3, 5))}
+    stats = evaluation.statistics(scores, "predicted_class")
+    assert set(stats) == {"pointing_game", "maxboxacc_v2"}
+    np.testing.assert_allclose(stats["pointing_game"](np.ones((1, 3))), [2 / 3])
+    np.testing.assert_allclose(stats["maxboxacc_v2"](np.array([[0.0, 3, 0]])), [1.0])
