@@ -31,6 +31,7 @@ from camlab import (
     evaluation,
     groundtruth,
     leaderboard,
+    localisation,
     methods,
     metrics,
     plots,
@@ -57,6 +58,7 @@ SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one pe
 BATCH_SIZE = 50  # images per batch; deletion/insertion feeds (STEPS + 1) x 2 x this
 PREDICT_BATCH_SIZE = 256  # images per forward pass inside deletion / insertion
 SEED = 0  # seeds the random baseline maps and the randomised model
+BOX_PROTOCOL = "lab"  # MaxBoxAccV2's box geometry: "lab" or "wsolevaluation" (the papers' tables)
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
@@ -83,6 +85,7 @@ def check_config(config: dict[str, Any]) -> None:
     if not config["BLUR_SIGMA"] > 0:
         raise CamError(f"BLUR_SIGMA={config['BLUR_SIGMA']} must be positive")
     check_choice("CONFUSION", config["CONFUSION"], CONFUSION_CHOICES)
+    check_choice("BOX_PROTOCOL", config["BOX_PROTOCOL"], localisation.BOX_PROTOCOLS)
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
 
 
@@ -108,6 +111,7 @@ def scoring(config: dict[str, Any]) -> evaluation.Scoring:
     """How the settings score maps (evaluation.Scoring)."""
     return evaluation.Scoring(threshold=config["THRESHOLD"], steps=config["STEPS"],
                               blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"],
+                              box_protocol=config["BOX_PROTOCOL"],
                               options=methods.Options.from_config(config))
 
 
@@ -146,8 +150,8 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                "removal_baseline": f"gaussian blur, sigma {config['BLUR_SIGMA'] * 100:g}% "
                                    "of the image side", "steps": config["STEPS"],
                "pointing_tolerance_px": metrics.POINTING_TOLERANCE * trained["IMAGE_SIZE"],
-               "intervals": leaderboard.INTERVALS, **summary, "seconds": round(seconds, 1),
-               "config": config}
+               "box_protocol": config["BOX_PROTOCOL"], "intervals": leaderboard.INTERVALS,
+               **summary, "seconds": round(seconds, 1), "config": config}
     path = run_dir / f"metrics{suffix}.json"
     runs.write_json(path, results)
     print_table(results)

@@ -36,12 +36,13 @@ TARGETS = ("predicted_class", "true_class")
 class Scoring:
     """How maps are scored: the mask-IoU cut, deletion / insertion steps, the removal
     baseline's blur (a fraction of the side), the seed of the random baseline and of the
-    bootstrap, and the methods' options."""
+    bootstrap, MaxBoxAccV2's box geometry, and the methods' options."""
 
     threshold: float = 0.3
     steps: int = 16
     blur_sigma: float = 0.1
     seed: int = 0
+    box_protocol: str = "lab"  # localisation.BOX_PROTOCOLS
     options: methods.Options = methods.DEFAULT_OPTIONS
 
 
@@ -64,7 +65,7 @@ def _merged(base: dict[str, np.ndarray], rows: np.ndarray, fresh: dict[str, np.n
     return out
 
 
-def _localisation(maps: tf.Tensor, batch: dict, correct: np.ndarray, threshold: float,
+def _localisation(maps: tf.Tensor, batch: dict, correct: np.ndarray, scoring: Scoring,
                   rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """metrics.localisation_scores of all images, or only of `rows`."""
     truth = {key: batch[key] for key in ("bbox", "mask") if key in batch}
@@ -72,7 +73,8 @@ def _localisation(maps: tf.Tensor, batch: dict, correct: np.ndarray, threshold: 
         maps = tf.gather(maps, rows)
         truth = {key: tf.gather(value, rows) for key, value in truth.items()}
         correct = correct[rows]
-    return metrics.localisation_scores(maps, truth, correct, threshold)
+    return metrics.localisation_scores(maps, truth, correct, scoring.threshold,
+                                       box_protocol=scoring.box_protocol)
 
 
 @dataclasses.dataclass
@@ -177,14 +179,14 @@ def _score_sources(remover: removal.Remover, batch: dict,
     probs = remover.probabilities(plan, images, baselines, positions)
     out = {}
     for name, (first, second) in sources.items():
-        one = _localisation(first.maps, batch, correct, scoring.threshold)
+        one = _localisation(first.maps, batch, correct, scoring)
         one.update(plan.curves(probs, index[name][0], classes[:, 0]))
         # The true class: the predicted class's maps and perturbed images, read at the
         # true class, except on the rows where the true class has a map of its own.
         two = {**one, **plan.curves(probs, index[name][0], classes[:, 1])}
         rows = second.rows
         if len(rows):
-            fresh = _localisation(second.maps, batch, correct, scoring.threshold, rows)
+            fresh = _localisation(second.maps, batch, correct, scoring, rows)
             fresh.update(plan.curves(probs, index[name][1], classes[rows, 1]))
             two = _merged(two, rows, fresh)
         out[name] = (one, two)

@@ -52,9 +52,10 @@ def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
     root, run_dir = demo_run
     path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
                               "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=gradcam",
-                              "--LAYER=conv3_1"])
+                              "--LAYER=conv3_1", "--BOX_PROTOCOL=wsolevaluation"])
     assert path == run_dir / "metrics_gradcam_conv3_1_first16.json"
     results = json.loads(path.read_text())
+    assert results["box_protocol"] == "wsolevaluation"  # which geometry made MaxBoxAccV2
     assert results["layer"] == "conv3_1" and results["num_images"] == 16
     assert 0 <= results["predicted_class"]["pointing_game"] <= 1
     assert "maps of layer conv3_1" in capsys.readouterr().out
@@ -63,6 +64,7 @@ def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--METHOD=lime"], "METHOD='lime'"),
     (["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
+    (["--BOX_PROTOCOL=voc"], "BOX_PROTOCOL='voc'"),
     (["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
     (["--LAYER=nope"], "LAYER='nope' is not a layer of this model with a 4-D output; choose one "
                        "of preprocess, block1_conv1, block1_conv2"),
