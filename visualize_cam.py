@@ -21,7 +21,7 @@ if __name__ == "__main__":
 import numpy as np
 
 import cam_utils
-from camlab import data, methods, plots, runs, subject
+from camlab import data, image_io, methods, plots, runs, subject
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -65,7 +65,7 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
         raise CamError(f"THRESHOLD={config['THRESHOLD']} must be between 0 and 1")
     plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
-    check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
+    check_choice("RESIZE", config["RESIZE"], image_io.RESIZE_MODES)
     if config["SCORECAM_BATCH"] < 1:
         raise CamError(f"SCORECAM_BATCH={config['SCORECAM_BATCH']} must be at least 1")
     if config["DPI"] < 1:
@@ -97,16 +97,14 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
 
     Returns "image" (n, S, S, 3) float32 in [0, 255], "label" (n,) (-1 for files), and
     "bbox" (n, 4) where the dataset has boxes; for files also "file" (n,) names and
-    "photo": each photo's square (see data.square) at its own resolution.
+    "photo": each photo's square (see image_io.square) at its own resolution.
     """
     size = trained["IMAGE_SIZE"]
     if not config["IMAGES"] and not trained["DATASET"]:
         raise CamError("MODEL needs images to explain: set IMAGES (your files) or DATASET "
                        "(a tfds name or an image folder)")
     if config["IMAGES"]:
-        paths = data.expand_image_paths(config["IMAGES"])
-        photos = [data.square(data.read_photo(path), config["RESIZE"]) for path in paths]
-        images = np.stack([data.resize_image(photo, size).numpy() for photo in photos])
+        images, photos, paths = image_io.read_images(config["IMAGES"], size, config["RESIZE"])
         return {"image": images, "label": np.full(len(paths), -1), "photo": photos,
                 "file": np.array([path.name for path in paths])}
     builder = data.get_run_dataset(trained)
