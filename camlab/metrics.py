@@ -434,3 +434,17 @@ def summarise(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]
                                               minlength=count * count).reshape(
         count, count).tolist()
     return summary
+
+
+def pooled(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """One number per localisation score from the per-image scores of all batches (the
+    keys of localisation_scores, each concatenated over batches): the mean of a per-image
+    value (batch,); MaxBoxAccV2 from all images' box_hits, one threshold for the whole
+    set; PxAP from the summed pixel histograms, left out without object pixels."""
+    out = {key: float(np.mean(value)) for key, value in scores.items() if value.ndim == 1}
+    if "box_hits" in scores:
+        out["maxboxacc_v2"] = localisation.max_box_acc_v2(scores["box_hits"])
+    if "pixel_hist_object" in scores and scores["pixel_hist_object"].sum() > 0:
+        out["pxap"] = localisation.pxap(scores["pixel_hist_object"].sum(axis=0),
+                                        scores["pixel_hist_background"].sum(axis=0))
+    return out
