@@ -160,14 +160,15 @@ def test_maps_are_the_classes_cams_at_the_size_asked(model, explainer, images, c
 def test_a_single_image_files_and_pil_images_are_read_as_images_reads_them(
         explainer, images, tmp_path):
     """A 40 x 30 photo is centre-cropped to 30 x 30 and resized to the model's 24 px, from
-    a file path, a glob or a PIL image; one (H, W, 3) image is a batch of one."""
+    a file path, a glob, a PIL image or an array; one (H, W, 3) image is a batch of one,
+    and a tensor of the model's size is taken as it is."""
     photo = np.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     path = write_png(tmp_path / "portrait.png", photo)
     fitted = tf.image.resize(photo[5:35].astype(np.float32), (SIDE, SIDE)).numpy()
     expected = explainer.maps(fitted, "gradcam")
     assert expected.shape == (1, SIDE, SIDE)
-    for given in ([path], [str(tmp_path / "*.png")], str(path),
-                  PIL.Image.fromarray(photo), [photo]):
+    for given in ([path], [str(tmp_path / "*.png")], str(path), PIL.Image.fromarray(photo),
+                  [photo], tf.constant(fitted[None]), photo[None]):
         np.testing.assert_allclose(explainer.maps(given, "gradcam"), expected, rtol=1e-5,
                                    atol=1e-8)
     pad = camlab.explain(small_nested(), resize="pad")
