@@ -3,7 +3,10 @@
 Run `python visualize_cam.py` after train_cam.py, with the same RUN_NAME. Everything about
 the model (dataset, backbone, image size, class names) is read from the run's config.json.
 Or explain a Keras classifier of your own: --MODEL=path/to/model.keras (see MODEL below).
-Writes outputs/<RUN_NAME>/heatmaps.png (or .pdf, .svg: FORMAT) and cams.npz.
+Writes outputs/<RUN_NAME>/heatmaps.png (or .pdf, .svg: FORMAT) and cams.npz: the METHOD's
+maps of the top classes (`maps`, `classes`), the CAMs of every class where CAM applies
+(`cam_all_classes`), and in `settings` what each array holds. The maps come from
+camlab.api, the same calls a notebook makes (docs/api.md).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-import cam_utils
-from camlab import data, methods, plots, runs, subject
+from camlab import api, data, image_io, methods, plots, runs, subject
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
@@ -65,31 +67,11 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
         raise CamError(f"THRESHOLD={config['THRESHOLD']} must be between 0 and 1")
     plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
-    check_choice("RESIZE", config["RESIZE"], data.RESIZE_MODES)
+    check_choice("RESIZE", config["RESIZE"], image_io.RESIZE_MODES)
     if config["SCORECAM_BATCH"] < 1:
         raise CamError(f"SCORECAM_BATCH={config['SCORECAM_BATCH']} must be at least 1")
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
-
-
-def compute_maps(model, images: np.ndarray, method: str, top_k: int, threshold: float,
-                 layer: str = "", options: methods.Options = methods.DEFAULT_OPTIONS
-                 ) -> dict[str, np.ndarray]:
-    """Runs the model once on (n, S, S, 3) images; returns what the figure and npz need.
-
-    "cams": (n, h, w, classes) raw CAMs of every class (when CAM applies to the model);
-    "probs": (n, classes); and for
-    each image's top_k classes by METHOD, "maps" (n, top_k, S, S) as the seed displays
-    them, "top_probs" and "top_classes" (n, top_k).
-    """
-    features, probs = model.features(images)
-    shown = methods.top_k_maps(method, model, features, probs, top_k, threshold,
-                               images.shape[1:3], images, layer, options)
-    cams = ({} if model.cam_kernel is None else  # CAM needs a GAP -> Dense head
-            {"cams": cam_utils.class_activation_maps(features, model.cam_kernel).numpy()})
-    return {**cams, "probs": np.asarray(probs, np.float32), "maps": shown["maps"].numpy(),
-            "low_res": shown["low_res"], "top_probs": shown["probs"].numpy(),
-            "top_classes": shown["classes"].numpy()}
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -97,16 +79,14 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
 
     Returns "image" (n, S, S, 3) float32 in [0, 255], "label" (n,) (-1 for files), and
     "bbox" (n, 4) where the dataset has boxes; for files also "file" (n,) names and
-    "photo": each photo's square (see data.square) at its own resolution.
+    "photo": each photo's square (see image_io.square) at its own resolution.
     """
     size = trained["IMAGE_SIZE"]
     if not config["IMAGES"] and not trained["DATASET"]:
         raise CamError("MODEL needs images to explain: set IMAGES (your files) or DATASET "
                        "(a tfds name or an image folder)")
     if config["IMAGES"]:
-        paths = data.expand_image_paths(config["IMAGES"])
-        photos = [data.square(data.read_photo(path), config["RESIZE"]) for path in paths]
-        images = np.stack([data.resize_image(photo, size).numpy() for photo in photos])
+        images, photos, paths = image_io.read_images(config["IMAGES"], size, config["RESIZE"])
         return {"image": images, "label": np.full(len(paths), -1), "photo": photos,
                 "file": np.array([path.name for path in paths])}
     builder = data.get_run_dataset(trained)
@@ -114,46 +94,61 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
     return data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
 
 
-def full_resolution(photos: list[np.ndarray], low_res, threshold: float):
-    """Each photo's square at its own resolution, uint8, with its maps (k, side, side) shown
-    as the seed shows them at that size. Photos differ in size, so this goes photo by
-    photo; it is a handful of user files, not a hot path."""
-    squares = [np.round(photo).clip(0, 255).astype(np.uint8) for photo in photos]
-    maps = [cam_utils.display_maps(low_res[i:i + 1], threshold, photo.shape[:2])[0].numpy()
-            for i, photo in enumerate(squares)]
-    return squares, maps
+def array_contents(explainer: api.Explainer, method: str, layer: str, top_k: int,
+                   maps_shape: tuple[int, ...], cams: bool) -> dict[str, str]:
+    """What each array of cams<suffix>.npz holds, as its `settings` say."""
+    shape = "x".join(str(side) for side in maps_shape[1:3])
+    where = ("the input pixels" if methods.REGISTRY[method].on_input else
+             f"layer {methods.layer_name(explainer.classifier, layer)}")
+    contents = {
+        "maps": f"{methods.TITLES[method]} maps (METHOD={method!r}) of {where}, {shape}, "
+                f"float32 (images, h, w, TOP_K={top_k}), before the figure's display "
+                "transform: each image's most probable classes, in `classes`",
+        "classes": "(images, TOP_K) int32: the classes of `maps`, most probable first",
+        "probs": "(images, classes) float32: the model's probabilities of every class",
+        "images": "(images, S, S, 3) uint8: the images the model saw, rounded",
+    }
+    if cams:
+        contents["cam_all_classes"] = (
+            f"CAM (F @ W, no bias) of every class on layer {explainer.default_layer}, "
+            "(images, h, w, classes) float32, whatever METHOD is: their spatial means plus "
+            "the Dense bias are the logits")
+    return contents
 
 
-def draw(config: dict[str, Any], run_dir: Path, model, batch: dict, names: list[str],
-         method: str) -> Path:
-    """One method's grid and arrays for the chosen images; returns the figure's path."""
+def draw(config: dict[str, Any], run_dir: Path, explainer: api.Explainer, batch: dict,
+         names: list[str], method: str, cams: np.ndarray | None) -> Path:
+    """One method's grid and arrays for the chosen images; returns the figure's path.
+    `cams`: the CAMs of every class (images, h, w, classes), or None where CAM does not
+    apply."""
+    model = explainer.classifier
     layer = methods.check_layer(method, model, config["LAYER"])
     print(f"{method}: maps of layer {methods.layer_name(model, layer)}")
-    result = compute_maps(model, batch["image"], method, config["TOP_K"], config["THRESHOLD"],
-                          layer, methods.Options.from_config(config))
-    images = np.round(batch["image"]).clip(0, 255).astype(np.uint8)
-    shown, maps = images, result["maps"]
-    if config["FULL_RESOLUTION"] and "photo" in batch:
-        shown, maps = full_resolution(batch["photo"], result["low_res"], config["THRESHOLD"])
+    top = explainer.top_k(batch["image"], method, config["TOP_K"], config["THRESHOLD"], layer)
     where = "your images" if config["IMAGES"] else f"{config['SPLIT']} split"
-    fig = plots.cam_grid(
-        shown, maps, result["top_probs"], result["top_classes"], names, labels=batch["label"],
-        style=plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"]),
-        threshold=config["THRESHOLD"], show_image=config["SHOW_IMAGE"],
+    fig = api.figure(
+        explainer, batch["image"], method, config["TOP_K"], top=top, class_names=names,
+        labels=batch["label"], boxes=batch.get("bbox"), row_names=batch.get("file"),
+        layer=layer, threshold=config["THRESHOLD"], style=config["STYLE"],
+        cmap=config["CMAP"], alpha=config["ALPHA"], show_image=config["SHOW_IMAGE"],
         title=f"{methods.TITLES[method]} — run {run_dir.name}, layer "
               f"{methods.layer_name(model, layer)}, {where}",
-        boxes=batch.get("bbox"), row_names=batch.get("file"))
+        photos=batch["photo"] if config["FULL_RESOLUTION"] and "photo" in batch else None)
     # Own images, other methods and layers get their own files, so the split's CAM grid stays.
     suffix = ("_images" if config["IMAGES"] else "") + (
         "" if method == "cam" else f"_{method}") + (f"_{layer}" if layer else "")
     figure_path = run_dir / f"heatmaps{suffix}.{config['FORMAT']}"
     plots.save_figure(fig, figure_path, config["DPI"])
     arrays_path = run_dir / f"cams{suffix}.npz"
+    contents = array_contents(explainer, method, layer, config["TOP_K"], top["maps"].shape,
+                              cams is not None)
     with runs.atomic_path(arrays_path) as tmp:
-        np.savez_compressed(tmp, images=images, probs=result["probs"],
-                            **({"cams": result["cams"]} if "cams" in result else {}),
+        np.savez_compressed(tmp, images=image_io.as_uint8(batch["image"]),
+                            probs=top["all_probs"], maps=top["maps"], classes=top["classes"],
+                            **({"cam_all_classes": cams} if cams is not None else {}),
                             labels=batch["label"], class_names=np.array(names),
-                            settings=json.dumps(config),  # what drew the figure
+                            # what drew the figure, and what each array holds
+                            settings=json.dumps({**config, "arrays": contents}),
                             **({"bboxes": batch["bbox"]} if "bbox" in batch else {}),
                             **({"files": batch["file"]} if "file" in batch else {}))
     print(f"saved {arrays_path}")
@@ -168,9 +163,13 @@ def run(config: dict[str, Any]) -> Path:
     check_config(config, len(names))
     for method in chosen:  # every name checked before any image is read or drawn
         methods.check_layer(method, model, config["LAYER"])
+    explainer = api.Explainer(model, methods.Options.from_config(config), config["RESIZE"])
     batch = chosen_images(config, trained)
+    cams = (None if model.cam_kernel is None else  # CAM needs a GAP -> Dense head
+            explainer.maps(batch["image"], "cam", classes="all", size="features"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths = [draw(config, run_dir, model, batch, names, method) for method in chosen]
+    paths = [draw(config, run_dir, explainer, batch, names, method, cams)
+             for method in chosen]
     print("next: " + settings.command(Path(__file__).with_name("evaluate_cam.py"), config,
                                       ("RUN_NAME", "OUTPUT_DIR", "METHOD", "LAYER",
                                        *subject.MODEL_SETTINGS)))

@@ -6,22 +6,20 @@ IMAGE_SIZE and left in RGB [0, 255]: the models preprocess inside themselves.
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import socket
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import PIL.Image
-import PIL.ImageOps
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
+from camlab import folders, groundtruth
 from camlab.errors import CamError, check_choice
+from camlab.image_io import resize_image
 
 # tfds labels imagenette with WordNet ids; the seed post names them like this.
 IMAGENETTE_NAMES = {
@@ -44,8 +42,6 @@ class _NoEmptyVariantWarning(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_NoEmptyVariantWarning())
-MAX_IMAGE_PIXELS = 50_000_000  # a user's image larger than this is refused, not decoded
-RESIZE_MODES = ("crop", "pad")
 PROBE_TIMEOUT = 5.0  # seconds to wait for a download host before calling it unreachable
 
 
@@ -54,7 +50,7 @@ def get_builder(name: str, data_dir: str = "", split_names: tuple[str, str] = (
     """The dataset DATASET names: a tfds builder ("imagenette/320px", "cam_shapes", ...), or
     a folders.FolderData when it is a folder of labelled images (see camlab.folders; the
     split names, VALIDATION_FRACTION and SEED decide its splits)."""
-    from camlab import folders, shapes  # noqa: F401  (shapes registers cam_shapes with tfds)
+    from camlab import shapes  # noqa: F401  (importing it registers cam_shapes with tfds)
 
     if folders.is_folder(name):
         return folders.open_folder(name, split_names, validation_fraction, seed)
@@ -77,8 +73,6 @@ def get_run_dataset(run_config: dict):
 
 def class_names(builder) -> list[str]:
     """Human-readable label names; imagenette's WordNet ids become the seed's names."""
-    from camlab import folders
-
     if isinstance(builder, folders.FolderData):
         return builder.class_names
     names = builder.info.features["label"].names
@@ -120,8 +114,6 @@ def prepare(builder: tfds.core.DatasetBuilder, data_dir: str = "") -> None:
     unless the archive is already in the manual folder, where tfds looks before fetching.
     A folder of images is checked for unreadable files instead.
     """
-    from camlab import folders
-
     if isinstance(builder, folders.FolderData):
         folders.check_readable(builder)
         return
@@ -176,8 +168,6 @@ def load_split(builder, split: str, data_dir: str = "",
     Examples hold "image", "label" and, where the dataset has them, "bbox" and "mask"
     (camlab.groundtruth.standardise, whatever the dataset's own feature names).
     """
-    from camlab import folders, groundtruth
-
     if isinstance(builder, folders.FolderData):
         return folders.load(builder, split, setting)
     prepare(builder, data_dir)
@@ -190,11 +180,6 @@ def load_split(builder, split: str, data_dir: str = "",
     examples = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                                   read_config=read_config)
     return groundtruth.standardise(examples, groundtruth.find(builder))
-
-
-def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """(h, w, 3) or (b, h, w, 3) uint8 -> square float32 RGB in [0, 255], bilinear as the seed."""
-    return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size])
 
 
 def batches(examples: tf.data.Dataset, image_size: int, num_classes: int, batch_size: int,
@@ -271,73 +256,4 @@ def resized_example(example: dict, image_size: int) -> dict:
         out["mask"] = mask[..., 0] > 0
     if "bbox" in example:
         out["bbox"] = example["bbox"]
-    return out
-
-
-def expand_image_paths(patterns: tuple[str, ...]) -> list[Path]:
-    """Paths named by IMAGES: plain paths and globs ("photos/*.png"), in the given order."""
-    paths: list[Path] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(os.path.expanduser(pattern)))
-            if not matches:
-                raise CamError(f"no file matches {pattern!r}")
-            paths += [Path(match) for match in matches]
-        else:
-            path = Path(pattern).expanduser()
-            if not path.is_file():
-                raise CamError(f"image file {pattern!r} not found")
-            paths.append(path)
-    return paths
-
-
-def read_photo(path: Path) -> np.ndarray:
-    """A user's image file as a person sees it: (h, w, 3) float32 RGB in [0, 255].
-
-    The EXIF orientation is applied (a phone's portrait photo stands upright); 16-bit
-    files are scaled to [0, 255]; grayscale becomes RGB; transparency is composited over
-    white; an animation gives its first frame. Raises CamError naming the file when it
-    cannot be read, and before decoding when it is larger than MAX_IMAGE_PIXELS.
-    """
-    try:
-        with PIL.Image.open(path) as image:  # reads the header only: size before decoding
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise CamError(f"{path} is {width}x{height} pixels, more than "
-                               f"{MAX_IMAGE_PIXELS:,}: downscale it first")
-            try:
-                image.load()
-                return _rgb(PIL.ImageOps.exif_transpose(image))
-            except (OSError, SyntaxError, ValueError) as error:
-                raise CamError(f"{path} is corrupt or truncated ({error})") from None
-    except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, OSError) as error:
-        raise CamError(f"{path} is not an image file this script can read ({error})") from None
-
-
-def _rgb(image: PIL.Image.Image) -> np.ndarray:
-    """(h, w, 3) float32 RGB in [0, 255] from a decoded PIL image of any mode."""
-    if image.mode.startswith("I"):  # 16- or 32-bit grayscale holding 16-bit values
-        gray = np.asarray(image, np.float32) / 257.0
-        return np.repeat(gray[..., None], 3, axis=-1)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"), np.float32)
-        alpha = rgba[..., 3:] / 255.0
-        return rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    return np.asarray(image.convert("RGB"), np.float32)
-
-
-def square(image: np.ndarray, resize: str) -> np.ndarray:
-    """The square part of an (h, w, 3) image the model sees: RESIZE "crop" keeps the
-    centred square of side min(h, w); "pad" centres the whole image on a black square of
-    side max(h, w), as Keras' pad_to_aspect_ratio does. Either way nothing is squashed."""
-    check_choice("RESIZE", resize, RESIZE_MODES)
-    height, width = image.shape[:2]
-    if resize == "crop":
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        return image[top:top + side, left:left + side]
-    side = max(height, width)
-    out = np.zeros((side, side, 3), image.dtype)
-    top, left = (side - height) // 2, (side - width) // 2
-    out[top:top + height, left:left + width] = image
     return out

@@ -5,7 +5,7 @@ Two layouts, the ones tfds' ImageFolder and Keras' image_dataset_from_directory 
 train_cam.py asks for (TRAIN_SPLIT, VALIDATION_SPLIT: train/ and validation/ by default);
 else `root/<class>/<image>`, split into "train" and "validation" by Keras with the run's
 SEED and VALIDATION_FRACTION. Class names are the folder names, sorted. Keras indexes the
-files; each image is then read as visualize_cam.py reads a photo (data.read_photo: EXIF
+files; each image is then read as visualize_cam.py reads a photo (image_io.read_photo: EXIF
 orientation, 16-bit, grayscale, transparency), centre-cropped to a square.
 """
 
@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from camlab import image_io
 from camlab.errors import CamError, check_choice
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what Keras indexes
@@ -120,15 +121,13 @@ def open_folder(name: str, split_names: tuple[str, str], validation_fraction: fl
 
 
 def check_readable(folder: FolderData) -> None:
-    """Decodes every image once, as training will (data.read_photo), and reports all
+    """Decodes every image once, as training will (image_io.read_photo), and reports all
     unreadable files at once, before any training, rather than failing mid-epoch."""
-    from camlab import data  # data imports this module to dispatch DATASET
-
     unreadable = []
     for paths, _ in folder.splits.values():
         for path in paths:
             try:
-                data.read_photo(Path(path))
+                image_io.read_photo(Path(path))
             except CamError as error:
                 reason = str(error).removeprefix(str(path)).strip()
                 unreadable.append(f"{path} ({reason})")
@@ -164,9 +163,7 @@ def load(folder: FolderData, split: str, setting: str = "SPLIT") -> tf.data.Data
         paths, labels = paths[part], labels[part]
 
     def read(path):
-        from camlab import data  # data imports this module to dispatch DATASET
-
-        return data.square(data.read_photo(Path(path.decode())), "crop").astype(np.float32)
+        return image_io.square(image_io.read_photo(Path(path.decode())), "crop").astype(np.float32)
 
     def example(path, label):
         image = tf.numpy_function(read, [path], tf.float32, stateful=False)

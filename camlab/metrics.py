@@ -216,3 +216,17 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
     scores.update(pointing_game=pointing_game(maps, target).numpy(),
                   pointing_game_strict=pointing_game(maps, target, 0).numpy())
     return scores
+
+
+def pooled(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """One number per localisation score from the per-image scores of all batches (the
+    keys of localisation_scores, each concatenated over batches): the mean of a per-image
+    value (batch,); MaxBoxAccV2 from all images' box_hits, one threshold for the whole
+    set; PxAP from the summed pixel histograms, left out without object pixels."""
+    out = {key: float(np.mean(value)) for key, value in scores.items() if value.ndim == 1}
+    if "box_hits" in scores:
+        out["maxboxacc_v2"] = localisation.max_box_acc_v2(scores["box_hits"])
+    if "pixel_hist_object" in scores and scores["pixel_hist_object"].sum() > 0:
+        out["pxap"] = localisation.pxap(scores["pixel_hist_object"].sum(axis=0),
+                                        scores["pixel_hist_background"].sum(axis=0))
+    return out

@@ -7,12 +7,17 @@ arrays from it; `save_figure` writes it as png, pdf or svg.
 from __future__ import annotations
 
 import csv
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # scripts write files; no window, no display needed
+# Scripts write files: no window, no display needed. A caller that chose a backend (a
+# notebook's inline one, or pyplot already in use) keeps it.
+if "MPLBACKEND" not in os.environ and "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -86,6 +91,18 @@ def heat_layer(cam: np.ndarray, style: Style, threshold: float) -> np.ndarray:
     else:
         rgba[..., 3] = style.alpha
     return rgba
+
+
+def overlay(image: np.ndarray, shown: np.ndarray, style: Style, threshold: float
+            ) -> np.ndarray:
+    """(H, W, 3) uint8: a panel of cam_grid as one picture, the (H, W) display map `shown`
+    (in [0, 1], cut at `threshold`: cam_utils.display_maps) coloured by heat_layer and
+    blended over `image` (H, W, 3) uint8, or over its grey for a grey_image style."""
+    base = (grey(image) if style.grey_image else image).astype(np.float32)
+    heat = heat_layer(shown, style, threshold)
+    opacity = heat[..., 3:]
+    blended = base * (1.0 - opacity) + 255.0 * heat[..., :3] * opacity
+    return np.round(blended).clip(0, 255).astype(np.uint8)
 
 
 def panel_title(ax, name: str, prob: float, mark: str) -> None:

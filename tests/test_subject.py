@@ -48,10 +48,10 @@ def test_visualize_explains_a_nested_model_on_own_images(nested_file, image_file
     assert "cam: maps of layer vgg16/block5_pool" in out
     saved = np.load(run_dir / "cams_images.npz")
     assert list(saved["class_names"]) == ["cat", "dog", "fox", "owl"]
-    assert saved["cams"].shape == (2, 1, 1, 4) and saved["probs"].shape == (2, 4)
+    assert saved["cam_all_classes"].shape == (2, 1, 1, 4) and saved["probs"].shape == (2, 4)
     # CAM leaves the Dense bias out: softmax(mean CAM + bias) is the model's probability.
     bias = keras.models.load_model(nested_file).get_layer("predictions").bias.numpy()
-    logits = saved["cams"].mean(axis=(1, 2)) + bias
+    logits = saved["cam_all_classes"].mean(axis=(1, 2)) + bias
     softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(saved["probs"], softmax / softmax.sum(axis=1, keepdims=True),
                                rtol=1e-4, atol=1e-6)

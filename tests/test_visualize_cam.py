@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import matplotlib.image
 import numpy as np
 import pytest
+import tensorflow as tf
 
+import camlab
 import visualize_cam
-from camlab import settings
-from helpers import run_fails
+from camlab import image_io, methods, settings
+from helpers import run_fails, sequential_cnn, write_png
 
 
 def test_visualize_draws_the_grid_from_the_run_alone(trained_run, mock_imagenette,
@@ -36,9 +39,9 @@ def test_visualize_draws_the_grid_from_the_run_alone(trained_run, mock_imagenett
             expected = f"{mark}{names[c]} - {100 * saved['probs'][row, c]:.1f}%"
             assert axes[row, rank].get_title() == expected
     assert saved["images"].shape == (4, 32, 32, 3) and saved["images"].dtype == np.uint8
-    assert saved["cams"].shape == (4, 1, 1, 10)
+    assert saved["cam_all_classes"].shape == (4, 1, 1, 10)
     # The maps are the run's own: their means are the logits behind the saved softmax.
-    logits = saved["cams"].mean(axis=(1, 2))
+    logits = saved["cam_all_classes"].mean(axis=(1, 2))
     softmax = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), saved["probs"],
                                rtol=1e-4, atol=1e-6)
@@ -155,7 +158,9 @@ def test_every_setting_arrives_in_the_run(trained_run, mock_imagenette):
     assert path == run_dir / "heatmaps_gradcam.png"
     saved = np.load(run_dir / "cams_gradcam.npz")
     recorded = json.loads(str(saved["settings"]))
+    contents = recorded.pop("arrays")
     assert recorded == {**settings.resolve(visualize_cam.__file__, argv), "IMAGES": []}
+    assert set(contents) == {"maps", "classes", "probs", "images", "cam_all_classes"}
     assert saved["images"].shape[0] == 2 and recorded["TOP_K"] == 4
 
 
@@ -187,3 +192,75 @@ def test_several_methods_draw_one_grid_each(demo_run):
         saved = np.load(run_dir / f"cams_{method}.npz")
         assert json.loads(str(saved["settings"]))["METHOD"] == "all"
         assert (run_dir / f"heatmaps_{method}.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def every_method(tmp_path_factory):
+    """(saved arrays by method, the model's probabilities, its CAMs by hand, its Classifier,
+    the images it saw): visualize_cam.py --METHOD=all
+    on two photos through MODEL, a Sequential GAP CNN (13 x 13 maps, 5 classes)."""
+    folder = tmp_path_factory.mktemp("every_method")
+    model = sequential_cnn()
+    model.save(folder / "seq.keras")
+    rng = np.random.default_rng(8)
+    files = [write_png(folder / f"p{i}.png", rng.integers(0, 256, (32, 40, 3), np.uint8))
+             for i in range(2)]
+    visualize_cam.main([f"--MODEL={folder / 'seq.keras'}", f"--OUTPUT_DIR={folder}",
+                        f"--IMAGES={','.join(map(str, files))}", "--METHOD=all",
+                        "--TOP_K=2", "--DPI=10", "--SCORECAM_BATCH=8"])
+    saved = {method: np.load(folder / "seq" / ("cams_images.npz" if method == "cam" else
+                                               f"cams_images_{method}.npz"))
+             for method in methods.METHODS}
+    images = image_io.read_images(files, 32)[0]
+    probs = model(images).numpy()
+    trunk = keras.Model(model.inputs[0], model.get_layer("c2").output)
+    cams = np.einsum("bhwc,ck->bhwk", trunk(images).numpy(),
+                     model.get_layer("out").kernel.numpy())  # F @ W by hand, all classes
+    # camlab.explain works on a copy: the model here keeps its softmax.
+    return saved, probs, cams, camlab.explain(model).classifier, images
+
+
+@pytest.mark.parametrize("method", methods.METHODS)
+def test_the_npz_holds_the_maps_of_its_method(every_method, method):
+    """cams_<method>.npz: `maps` are METHOD's maps of the top-2 classes in `classes`, as the
+    method computes them; the CAMs of all classes are `cam_all_classes`; `settings` say
+    which is which."""
+    saved, probs, cams, explained, images = every_method
+    arrays = saved[method]
+    np.testing.assert_array_equal(arrays["classes"], np.argsort(-probs, axis=1)[:, :2])
+    np.testing.assert_allclose(arrays["probs"], probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(arrays["cam_all_classes"], cams, rtol=1e-4, atol=1e-5)
+    top_cams = np.take_along_axis(cams, arrays["classes"][:, None, None, :], axis=3)
+    features, _ = explained.features(images)
+    direct = methods.REGISTRY[method].maps(explained, features, tf.constant(arrays["classes"]),
+                                           tf.constant(images), "",
+                                           methods.Options(scorecam_batch=8))
+    side = 32 if methods.REGISTRY[method].on_input else 13
+    assert arrays["maps"].shape == (2, side, side, 2) and arrays["maps"].dtype == np.float32
+    np.testing.assert_allclose(arrays["maps"], direct, rtol=1e-4, atol=1e-6)
+    if method == "cam":
+        np.testing.assert_allclose(arrays["maps"], top_cams, rtol=1e-4, atol=1e-5)
+    if method == "gradcam":  # on a GAP + linear head: ReLU(CAM) / (h * w)
+        np.testing.assert_allclose(arrays["maps"], np.maximum(top_cams, 0) / 169, rtol=1e-4,
+                                   atol=1e-7)
+    if method not in ("cam", "saliency"):  # the defect: the npz held CAMs for any METHOD
+        assert not np.allclose(arrays["maps"], top_cams, rtol=1e-2)
+    contents = json.loads(str(arrays["settings"]))["arrays"]
+    assert contents["maps"].startswith(f"{methods.TITLES[method]} maps (METHOD={method!r})")
+    assert "CAM (F @ W, no bias) of every class on layer c2" in contents["cam_all_classes"]
+
+
+def test_a_model_without_cam_saves_its_methods_maps_and_no_cams(tmp_path, image_files):
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(8, activation="relu"),
+        keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "deep_head.keras")
+    visualize_cam.main([f"--MODEL={tmp_path / 'deep_head.keras'}", f"--OUTPUT_DIR={tmp_path}",
+                        f"--IMAGES={image_files['rgb']}", "--METHOD=gradcam", "--TOP_K=2",
+                        "--DPI=10"])
+    saved = np.load(tmp_path / "deep_head" / "cams_images_gradcam.npz")
+    assert "cam_all_classes" not in saved and saved["maps"].shape == (1, 30, 30, 2)
+    assert set(json.loads(str(saved["settings"]))["arrays"]) == {"maps", "classes", "probs",
+                                                                 "images"}
