@@ -29,7 +29,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 import cam_utils
-from camlab import classifier, image_io, methods, metrics, plots, subject
+from camlab import classifier, evaluation, image_io, intervals, methods, metrics, plots, subject
 from camlab.errors import CamError, check_choice
 from camlab.method_spec import DEFAULT_OPTIONS, Options
 
@@ -353,7 +353,7 @@ def _at_photo_size(photos: Sequence[np.ndarray], maps: np.ndarray, threshold: fl
 
 
 def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
-          threshold: float = 0.3) -> dict[str, float]:
+          threshold: float = 0.3, seed: int = 0) -> dict[str, Any]:
     """Localisation scores of maps against ground truth, pooled over all the images as
     evaluate_cam.py pools a split's (metrics.localisation_scores, then metrics.pooled).
 
@@ -365,7 +365,9 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
     "mask_iou" (the map cut at `threshold` of its maximum); with either "pointing_game"
     (15 px at 224 px of tolerance) and "pointing_game_strict" (on the mask, else in the
     box)}: fractions in [0, 1]. With `labels` and `predicted` (batch,), the true and the
-    predicted classes, also "top1_localisation": box hit and right class.
+    predicted classes, also "top1_localisation": box hit and right class. "ci95": {score:
+    [lo, hi]}, each score's 95% interval, a bootstrap over the images seeded by `seed`
+    (camlab.intervals), as in evaluate_cam.py's metrics.json.
     """
     maps = _score_maps(maps)
     _check_threshold(threshold)
@@ -386,12 +388,15 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
             correct[part], threshold)
         for key, value in scores.items():
             per_image.setdefault(key, []).append(np.asarray(value))
-    # metrics.pooled gets every image's values: the intervals of the leaderboard issue
-    # belong there, beside the means, and score returns what it gives.
-    pooled = metrics.pooled({key: np.concatenate(parts) for key, parts in per_image.items()})
+    joined = {key: np.concatenate(parts) for key, parts in per_image.items()}
+    pooled = metrics.pooled(joined)
     if labels is None:
         pooled.pop("top1_localisation", None)
-    return {"num_images": count, **{key: pooled[key] for key in SCORE_ORDER if key in pooled}}
+    keys = [key for key in SCORE_ORDER if key in pooled]
+    resampled = intervals.resampled({key: evaluation.statistics(joined)[key] for key in keys},
+                                    count, seed)
+    return {"num_images": count, **{key: pooled[key] for key in keys},
+            "ci95": {key: intervals.interval(resampled[key]) for key in keys}}
 
 
 def _score_maps(maps) -> np.ndarray:

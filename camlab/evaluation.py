@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import intervals, leaderboard, localisation, methods, metrics, randomness, removal
+from camlab import intervals, leaderboard, methods, metrics, randomness, removal
 from camlab.classifier import Classifier
 
 SOURCES = ("", "_center_baseline", "_random_baseline")
@@ -223,30 +223,40 @@ def score_batches(batches: Iterable[dict], model: Classifier, random_model: Clas
             for method, scores in collected.items()}
 
 
-def statistics(scores: dict[str, np.ndarray], target: str) -> dict[str, intervals.Statistic]:
-    """Every metric of `target` (and its baselines) as a bootstrap statistic, keyed as in
-    metrics.json: means of the per-image scores, MaxBoxAccV2 of the hits, PxAP of the
-    pixel histograms (where it is defined)."""
-    out: dict[str, intervals.Statistic] = {}
-    prefix = f"{target}/"
+def of_source(scores: dict[str, np.ndarray], target: str, source: str
+              ) -> dict[str, np.ndarray]:
+    """The per-image scores of one target and source, keyed as localisation_scores keys
+    them: {"box_hits": ..., "deletion_auc": ...}."""
+    out = {}
     for key, value in scores.items():
-        if key.startswith(prefix) and value.ndim == 1:
-            out[key[len(prefix):]] = intervals.mean_of(value)
-    for source in SOURCES:
-        hits = scores.get(f"{prefix}box_hits{source}")
-        if hits is not None:
-            out[f"maxboxacc_v2{source}"] = intervals.max_box_acc_v2_of(hits)
-        objects = scores.get(f"{prefix}pixel_hist_object{source}")
-        if objects is not None and objects.sum() > 0:
-            out[f"pxap{source}"] = intervals.pxap_of(
-                objects, scores[f"{prefix}pixel_hist_background{source}"])
+        if not key.startswith(f"{target}/"):
+            continue
+        name = key.split("/", 1)[1]
+        suffix = next((s for s in SOURCES[1:] if name.endswith(s)), "")
+        if suffix == source:
+            out[name[:len(name) - len(suffix)]] = value
+    return out
+
+
+def statistics(scores: dict[str, np.ndarray]) -> dict[str, intervals.Statistic]:
+    """Every score of metrics.pooled as a bootstrap statistic of the same per-image
+    scores (localisation_scores' keys): means, MaxBoxAccV2 of the hits, PxAP of the pixel
+    histograms (where it is defined)."""
+    out: dict[str, intervals.Statistic] = {key: intervals.mean_of(value)
+                                           for key, value in scores.items() if value.ndim == 1}
+    if "box_hits" in scores:
+        out["maxboxacc_v2"] = intervals.max_box_acc_v2_of(scores["box_hits"])
+    if "pixel_hist_object" in scores and scores["pixel_hist_object"].sum() > 0:
+        out["pxap"] = intervals.pxap_of(scores["pixel_hist_object"],
+                                        scores["pixel_hist_background"])
     return out
 
 
 def summarise(scores: dict[str, np.ndarray], names: list[str], seed: int = 0
               ) -> dict[str, Any]:
-    """Means over images, the dataset-level scores, their 95% intervals (a bootstrap over
-    images seeded by `seed`: intervals.py), per-class breakdowns and the confusion matrix."""
+    """Means over images, the dataset-level scores (metrics.pooled), their 95% intervals (a
+    bootstrap over images seeded by `seed`: intervals.py), per-class breakdowns and the
+    confusion matrix."""
     labels, predicted = scores["label"], scores["predicted"]
     summary: dict[str, Any] = {
         "num_images": int(len(labels)),
@@ -262,21 +272,14 @@ def summarise(scores: dict[str, np.ndarray], names: list[str], seed: int = 0
                        "sanity_rank_correlation": intervals.interval(
                            overall["sanity_rank_correlation"])}
     for target in TARGETS:
-        summary[target] = {key.split("/", 1)[1]: float(np.mean(value))
-                           for key, value in scores.items()
-                           if key.startswith(target) and value.ndim == 1}
+        values, stats = {}, {}
         for source in SOURCES:
-            hits = scores.get(f"{target}/box_hits{source}")
-            if hits is not None:
-                summary[target][f"maxboxacc_v2{source}"] = localisation.max_box_acc_v2(hits)
-            object_hist = scores.get(f"{target}/pixel_hist_object{source}")
-            if object_hist is not None and object_hist.sum() > 0:  # else PxAP is undefined
-                summary[target][f"pxap{source}"] = localisation.pxap(
-                    object_hist.sum(axis=0),
-                    scores[f"{target}/pixel_hist_background{source}"].sum(axis=0))
-        resampled = intervals.resampled(statistics(scores, target), len(labels), seed)
-        summary[target]["ci95"] = {key: intervals.interval(values)
-                                   for key, values in resampled.items()}
+            part = of_source(scores, target, source)
+            values.update({f"{k}{source}": v for k, v in metrics.pooled(part).items()})
+            stats.update({f"{k}{source}": v for k, v in statistics(part).items()})
+        resampled = intervals.resampled(stats, len(labels), seed)
+        summary[target] = {**values, "ci95": {key: intervals.interval(resampled[key])
+                                              for key in values}}
     summary["ground_truth"] = {"box": "predicted_class/box_hits" in scores,
                                "mask": "predicted_class/pixel_hist_object" in scores}
     # Localisation scores the data could not give (no box, no mask, or no object pixel).
@@ -319,7 +322,7 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
         have = [m for m in per_method if key in points[m]]
         if not have:
             continue
-        stats = {m: statistics(per_method[m], target)[key] for m in have}
+        stats = {m: statistics(of_source(per_method[m], target, ""))[key] for m in have}
         resampled = intervals.resampled(stats, images, seed)
         out[key] = intervals.ties(resampled, {m: points[m][key] for m in have},
                                   key not in leaderboard.LOWER_IS_BETTER)

@@ -86,11 +86,17 @@ def test_curves_of_a_shared_plan_equal_those_planned_alone():
     assert shared["deletion_curve"][0, 2] == pytest.approx(expected, rel=1e-5)
 
 
-def test_statistics_cover_every_reported_mean_and_dataset_score():
-    scores = {"label": np.zeros(3, int), "predicted_class/pointing_game": np.array([1.0, 0, 1]),
+def test_statistics_cover_every_pooled_score_of_each_source():
+    scores = {"label": np.zeros(3, int),
+              "predicted_class/pointing_game": np.array([1.0, 0, 1]),
+              "predicted_class/pointing_game_random_baseline": np.array([0.0, 0, 1]),
               "predicted_class/box_hits": np.ones((3, 100, 3), bool),
               "predicted_class/deletion_curve": np.zeros((3, 5))}
-    stats = evaluation.statistics(scores, "predicted_class")
+    ours = evaluation.of_source(scores, "predicted_class", "")
+    assert set(ours) == {"pointing_game", "box_hits", "deletion_curve"}
+    stats = evaluation.statistics(ours)
     assert set(stats) == {"pointing_game", "maxboxacc_v2"}
     np.testing.assert_allclose(stats["pointing_game"](np.ones((1, 3))), [2 / 3])
     np.testing.assert_allclose(stats["maxboxacc_v2"](np.array([[0.0, 3, 0]])), [1.0])
+    chance = evaluation.of_source(scores, "predicted_class", "_random_baseline")
+    assert list(chance) == ["pointing_game"] and chance["pointing_game"].sum() == 1
