@@ -36,6 +36,7 @@ from camlab import (
     metrics,
     plots,
     runs,
+    shards,
     subject,
 )
 from camlab.errors import CamError, check_choice
@@ -64,6 +65,8 @@ STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 CONFUSION = "counts"  # confusion matrix cells: "counts", or "rows" (share of the true class)
+SHARD = ""  # "i/n": score batches i, i + n, i + 2n, ... only (0 <= i < n), into <run>/shards/
+MERGE_SHARDS = 0  # n: combine the n shards of SHARD="0/n" ... "n-1/n" into the files one run writes
 FORMAT = "png"  # file format of the figures: png, pdf or svg
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
 # ---- end of settings ----
@@ -86,22 +89,52 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError(f"BLUR_SIGMA={config['BLUR_SIGMA']} must be positive")
     check_choice("CONFUSION", config["CONFUSION"], CONFUSION_CHOICES)
     check_choice("BOX_PROTOCOL", config["BOX_PROTOCOL"], localisation.BOX_PROTOCOLS)
+    parse_shard(config["SHARD"])
+    if config["MERGE_SHARDS"] < 0 or config["MERGE_SHARDS"] == 1:
+        raise CamError(f"MERGE_SHARDS={config['MERGE_SHARDS']} must be 0 (no merge) or the "
+                       "number of shards, 2 or more")
+    if config["SHARD"] and config["MERGE_SHARDS"]:
+        raise CamError("SHARD scores one shard and MERGE_SHARDS combines them: set one of "
+                       "the two")
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
+
+
+def parse_shard(text: str) -> tuple[int, int] | None:
+    """SHARD "i/n" as (i, n); None for ""."""
+    if not text:
+        return None
+    parts = text.split("/")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts) or not (
+            0 <= int(parts[0]) < int(parts[1])):
+        raise CamError(f"SHARD={text!r} must be \"i/n\" with 0 <= i < n, e.g. \"0/4\" for the "
+                       "first of 4 shards, or \"\" for the whole split")
+    return int(parts[0]), int(parts[1])
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
                  layers: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
     """Every per-image score of SPLIT (its first MAX_IMAGES images) for every method of
-    `layers` {method: layer}, in one pass over the split (evaluation.score_batches)."""
+    `layers` {method: layer}, in one pass over the split (evaluation.score_batches); with
+    SHARD "i/n", of batches i, i + n, ... only: the same batches, so the same numbers, as
+    in a run of the whole split."""
     builder = data.get_run_dataset(trained)
     print(groundtruth.find(builder).describe())
     batches = data.evaluation_batches(
         data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
         trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])
     count = int(batches.cardinality())
+    shard = parse_shard(config["SHARD"])
+    if shard:
+        index, shards = shard
+        batches = batches.enumerate().filter(
+            lambda number, _: number % shards == index).map(lambda _, batch: batch)
+        count = len(range(index, count, shards)) if count > 0 else count
     scores = evaluation.score_batches(
         batches, model, random_model, layers, scoring(config),
         predict_batch=config["PREDICT_BATCH_SIZE"], num_batches=count if count > 0 else None)
+    if not scores and shard:
+        raise CamError(f"SHARD={config['SHARD']!r} has no batch of the split to score: give "
+                       "fewer shards than batches")
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
     return scores
@@ -113,6 +146,16 @@ def scoring(config: dict[str, Any]) -> evaluation.Scoring:
                               blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"],
                               box_protocol=config["BOX_PROTOCOL"],
                               options=methods.Options.from_config(config))
+
+
+# Settings that change no score: a shard may differ from the merge in these alone.
+NOT_SCORED = ("SHARD", "MERGE_SHARDS", "FORMAT", "CONFUSION", "TENSORFLOW_LOG", "PRESET")
+
+
+def shard_identity(config: dict[str, Any], chosen: tuple[str, ...]) -> dict[str, Any]:
+    """What every shard of one evaluation shares: the settings that change a score."""
+    return {**{key: value for key, value in config.items() if key not in NOT_SCORED},
+            "METHOD": list(chosen)}
 
 
 def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
@@ -215,8 +258,16 @@ def run(config: dict[str, Any]) -> Path:
     for method in chosen:
         print(f"{method}: maps of layer {methods.layer_name(model, layers[method])}")
     started = time.perf_counter()
-    scores = scored_split(config, trained, model, random_model, layers)
-    seconds = time.perf_counter() - started
+    if config["MERGE_SHARDS"]:
+        scores, seconds = shards.merged(run_dir, shard_identity(config, chosen),
+                                        config["MERGE_SHARDS"])
+    else:
+        scores = scored_split(config, trained, model, random_model, layers)
+        seconds = time.perf_counter() - started
+    if config["SHARD"]:
+        index, count = parse_shard(config["SHARD"])
+        return shards.save(run_dir, shard_identity(config, chosen), index, count, scores,
+                           seconds)
     results, paths = {}, {}
     for method in chosen:
         paths[method] = write_results({**config, "METHOD": method}, trained, run_dir,

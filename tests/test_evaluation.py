@@ -9,6 +9,7 @@ import pytest
 
 import evaluate_cam
 from camlab import evaluation
+from helpers import run_fails
 
 TIMING = {"seconds", "ms_per_image"}  # the only fields allowed to differ
 
@@ -100,3 +101,55 @@ def test_statistics_cover_every_pooled_score_of_each_source():
     np.testing.assert_allclose(stats["maxboxacc_v2"](np.array([[0.0, 3, 0]])), [1.0])
     chance = evaluation.of_source(scores, "predicted_class", "_random_baseline")
     assert list(chance) == ["pointing_game"] and chance["pointing_game"].sum() == 1
+
+
+def test_three_shards_merge_to_the_numbers_of_one_run(demo_run):
+    root, run_dir = demo_run
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=30", "--BATCH_SIZE=8",
+              "--STEPS=2", "--METHOD=cam,gradcam"]
+    whole = evaluate_cam.main(common)  # the leaderboard, and metrics_*_first30.json
+    expected = {m: json.loads((run_dir / name).read_text()) for m, name in
+                (("cam", "metrics_first30.json"), ("gradcam", "metrics_gradcam_first30.json"))}
+    board = json.loads(whole.read_text())
+    for index in range(3):  # 4 batches (8, 8, 8, 6): shards of 2, 1 and 1 batches
+        path = evaluate_cam.main([*common, f"--SHARD={index}/3"])
+        assert path == run_dir / "shards" / f"shard_{index}_of_3.npz"
+    merged = json.loads(evaluate_cam.main([*common, "--MERGE_SHARDS=3"]).read_text())
+    for entry in (board, merged):  # map times: the one field that may differ
+        for row in entry["methods"].values():
+            row.pop("ms_per_image")
+    assert merged == board
+    for method, name in (("cam", "metrics_first30.json"),
+                         ("gradcam", "metrics_gradcam_first30.json")):
+        again = json.loads((run_dir / name).read_text())
+        assert again["config"]["MERGE_SHARDS"] == 3
+        again["config"]["MERGE_SHARDS"] = 0
+        assert without_timing(again) == without_timing(expected[method]), method
+
+
+def test_a_missing_or_mismatched_shard_is_refused(demo_run):
+    root, run_dir = demo_run
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=12", "--BATCH_SIZE=6",
+              "--STEPS=2", "--METHOD=cam"]
+    shards = run_dir / "shards"
+    for path in shards.glob("shard_*_of_2.npz"):
+        path.unlink()
+    evaluate_cam.main([*common, "--SHARD=0/2"])
+    run_fails(evaluate_cam.main, [*common, "--MERGE_SHARDS=2"], run_dir,
+              "shard 1 of 2 is missing")
+    evaluate_cam.main([*common, "--SHARD=1/2", "--SEED=5"])
+    message = run_fails(evaluate_cam.main, [*common, "--MERGE_SHARDS=2"], run_dir,
+                        "shard 1 of 2")
+    assert "was scored with other settings (SEED)" in message
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--SHARD=3/3"], "SHARD='3/3' must be \"i/n\" with 0 <= i < n"),
+    (["--SHARD=a"], "SHARD='a' must be"),
+    (["--MERGE_SHARDS=1"], "MERGE_SHARDS=1 must be 0 (no merge) or the number of shards"),
+    (["--SHARD=0/2", "--MERGE_SHARDS=2"], "set one of the two"),
+])
+def test_bad_shard_settings_get_one_line(demo_run, args, message):
+    root, run_dir = demo_run
+    run_fails(evaluate_cam.main, ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", *args], run_dir,
+              message)
