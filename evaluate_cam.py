@@ -42,7 +42,7 @@ from camlab import (
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
-RUN_NAME = ""  # the training run to score, a folder in OUTPUT_DIR; "" = "imagenette"
+RUN_NAME = ""  # the run to score, a folder in OUTPUT_DIR; "" = "imagenette"; "demo_s*": each seed
 OUTPUT_DIR = "outputs"  # folder holding one subfolder per run
 MODEL = ""  # your own saved classifier (.keras or full-model .h5) instead of a run
 DATASET = ""  # MODEL: tfds name or image folder whose SPLIT is scored
@@ -244,6 +244,30 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
                               f"{config['FORMAT']}", 150)
 
 
+def run_seeds(config: dict[str, Any]) -> Path:
+    """RUN_NAME with a "*" (train_cam.py's runs of several SEEDs, "demo_s*"): scores every
+    matching run, then writes OUTPUT_DIR/<RUN_NAME, * as N>/seeds_leaderboard.json and .md
+    (leaderboard.across_seeds): each method's mean, spread and per-seed values."""
+    pattern = config["RUN_NAME"]
+    found = sorted(path.name for path in Path(config["OUTPUT_DIR"]).glob(pattern)
+                   if (path / "config.json").is_file())
+    if config["MODEL"] or len(found) < 2 or len(methods.parse_methods(config["METHOD"])) < 2:
+        raise CamError(f"RUN_NAME={pattern!r} scores several training runs, one per seed: it "
+                       f"needs at least 2 runs matching it in {config['OUTPUT_DIR']} (found "
+                       f"{len(found)}), several METHODs, and no MODEL")
+    boards = {name: json.loads(run({**config, "RUN_NAME": name}).read_text(encoding="utf-8"))
+              for name in found}
+    summary = leaderboard.across_seeds(boards)
+    subset = file_suffixes(config, "")[1]
+    path = (Path(config["OUTPUT_DIR"]) / pattern.replace("*", "N")
+            / f"seeds_leaderboard{subset}.json")
+    runs.write_json(path, {**summary, "config": config})
+    with runs.atomic_path(path.with_suffix(".md")) as tmp:
+        tmp.write_text("\n".join(leaderboard.seeds_markdown(summary)) + "\n", encoding="utf-8")
+    print(f"saved {path.with_suffix('.md')}")
+    return path
+
+
 def run(config: dict[str, Any]) -> Path:
     """Scores a run's maps with a resolved configuration, all methods in one pass over the
     split; returns the metrics path (the leaderboard's when METHOD names several)."""
@@ -301,7 +325,9 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    return settings.run_script(__file__, run, argv)
+    return settings.run_script(
+        __file__, lambda config: (run_seeds if "*" in config["RUN_NAME"] else run)(config),
+        argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from camlab import intervals
 from camlab.tables import sig3, table
 
@@ -47,9 +49,11 @@ def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dic
             "ties_rule": TIES_RULE}
 
 
-def ranked(scores: dict[str, dict]) -> list[str]:
-    """Methods sorted by the first headline metric they all have (best first)."""
-    order = next((key for key in KEYS if all(key in row for row in scores.values())), None)
+def ranked(scores: dict[str, dict], order: str | None = None) -> list[str]:
+    """Methods sorted by `order`, else the first headline metric they all have (best
+    first)."""
+    order = order or next((key for key in KEYS if all(key in row for row in scores.values())),
+                          None)
     if order is None:
         return list(scores)
     return sorted(scores, key=lambda m: scores[m][order],
@@ -85,3 +89,60 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
         "", f"[lo, hi]: {board.get('intervals', INTERVALS)}. Bold: "
             f"{board.get('ties_rule', TIES_RULE)}; a column with several bold entries has no "
             f"single best. Lower is better for {lower}."]
+
+
+def across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The leaderboards of one preset trained with several seeds {run: board}: for each
+    method and metric the mean over seeds, the standard deviation (ddof 1) and the
+    per-seed values; per metric, each seed's ranking and the methods tied with the best
+    in every seed ("always_tied_with_best")."""
+    runs = list(boards)
+    names = [m for m in boards[runs[0]]["methods"] if all(m in b["methods"] for b in
+                                                          boards.values())]
+    methods: dict[str, dict[str, Any]] = {}
+    for method in names:
+        methods[method] = {}
+        for key in KEYS:
+            values = [boards[run]["methods"][method].get(key) for run in runs]
+            if None in values:
+                continue
+            methods[method][key] = {"mean": float(np.mean(values)),
+                                    "std": float(np.std(values, ddof=1)) if len(values) > 1
+                                    else 0.0,
+                                    "per_seed": dict(zip(runs, values, strict=True))}
+    rankings = {}
+    for key in KEYS:
+        have = [m for m in names if key in methods[m]]
+        if not have:
+            continue
+        per_seed = {run: ranked({m: boards[run]["methods"][m] for m in have}, key)
+                    for run in runs}
+        always = [m for m in have if all(m in boards[run].get("ties", {}).get(key, ())
+                                         for run in runs)]
+        rankings[key] = {"per_seed": per_seed, "always_tied_with_best": always,
+                         "same_order_in_every_seed": len({tuple(r) for r in
+                                                          per_seed.values()}) == 1}
+    first = boards[runs[0]]
+    return {"runs": runs, "num_images": {run: b["num_images"] for run, b in boards.items()},
+            "split": first["split"], "layer": first["layer"], "class": first["class"],
+            "methods": methods, "rankings": rankings}
+
+
+def seeds_markdown(summary: dict[str, Any]) -> list[str]:
+    """The seeds' table: mean +- std over seeds per metric, ranked by the first metric's
+    mean; then which methods were tied with the best in every seed."""
+    methods = summary["methods"]
+    columns = [key for key in KEYS if any(key in row for row in methods.values())]
+    means = {m: {k: v["mean"] for k, v in row.items()} for m, row in methods.items()}
+    lines = table(("method", *columns),
+                  [(m, *(f"{methods[m][k]['mean']:.3f} ± {methods[m][k]['std']:.3f}"
+                         if k in methods[m] else "-" for k in columns))
+                   for m in ranked(means)])
+    lines += ["", f"Mean ± standard deviation over {len(summary['runs'])} training seeds "
+              f"({', '.join(summary['runs'])}). Tied with the best (paired 95% interval) in "
+              "every seed:"]
+    for key, entry in summary["rankings"].items():
+        lines.append(f"- {key}: {', '.join(entry['always_tied_with_best']) or 'none'}"
+                     + ("; same order in every seed" if entry["same_order_in_every_seed"]
+                        else ""))
+    return lines
