@@ -56,6 +56,10 @@ SPLIT = "validation"  # tfds split to score, in its stored order
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
 SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
+SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
+ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
+AUG_SMOOTH = False  # CAM family: True = mean map over flips x scales 0.9/1/1.1 (6x the cost)
+EIGEN_SMOOTH = False  # CAM family: True = 1st principal component of w_c * A_c, not their sum
 BATCH_SIZE = 50  # images per batch; deletion/insertion feeds (STEPS + 1) x 2 x this
 PREDICT_BATCH_SIZE = 256  # images per forward pass inside deletion / insertion
 SEED = 0  # seeds the random baseline maps and the randomised model
@@ -77,10 +81,16 @@ CONFUSION_CHOICES = ("counts", "rows")
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
-    methods.parse_methods(config["METHOD"])
-    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS", "SCORECAM_BATCH"):
+    options = methods.Options.from_config(config)
+    for method in methods.parse_methods(config["METHOD"]):
+        methods.check_options(method, options)
+    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS", "SCORECAM_BATCH",
+                 "ABLATION_BATCH"):
         if config[name] < 1:
             raise CamError(f"{name}={config[name]} must be at least 1")
+    if config["SCORECAM_MAX_CHANNELS"] < 0:
+        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
+                       "(all channels) or more")
     if config["MAX_IMAGES"] < 0:
         raise CamError(f"MAX_IMAGES={config['MAX_IMAGES']} must be 0 (all) or more")
     if not 0.0 <= config["THRESHOLD"] <= 1.0:

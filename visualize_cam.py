@@ -50,6 +50,10 @@ FORMAT = "png"  # file format of the figure: png, pdf or svg
 SEED = 0  # chooses which images are drawn
 METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
 SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
+SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
+ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
+AUG_SMOOTH = False  # CAM family: True = mean map over flips x scales 0.9/1/1.1 (6x the cost)
+EIGEN_SMOOTH = False  # CAM family: True = 1st principal component of w_c * A_c, not their sum
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 RESIZE = "crop"  # IMAGES: "crop" (the centred square) or "pad" (whole photo on black); no squash
@@ -68,8 +72,15 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
     check_choice("RESIZE", config["RESIZE"], image_io.RESIZE_MODES)
-    if config["SCORECAM_BATCH"] < 1:
-        raise CamError(f"SCORECAM_BATCH={config['SCORECAM_BATCH']} must be at least 1")
+    for name in ("SCORECAM_BATCH", "ABLATION_BATCH"):
+        if config[name] < 1:
+            raise CamError(f"{name}={config[name]} must be at least 1")
+    if config["SCORECAM_MAX_CHANNELS"] < 0:
+        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
+                       "(all channels) or more")
+    options = methods.Options.from_config(config)
+    for method in methods.parse_methods(config["METHOD"]):
+        methods.check_options(method, options)
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
 

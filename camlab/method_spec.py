@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory cap
+ABLATION_BATCH = 64  # ablated copies of the layer per pass of Ablation-CAM's head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +29,20 @@ class Options:
     lower-case name of a script setting (SCORECAM_BATCH -> scorecam_batch), with the
     setting's default. `seed` seeds the methods that draw random numbers; they draw per
     image, keyed by (seed, the image's index in its split: `ids`), so a batch, a shard or
-    the whole split give an image the same map."""
+    the whole split give an image the same map.
+
+    `scorecam_max_channels` N > 0 keeps each image's N channels of highest variance in
+    Score-CAM (Faster Score-CAM); 0 keeps them all. `aug_smooth` and `eigen_smooth` apply
+    to the CAM family (camlab.cam_family): the mean map over 6 flipped and scaled views
+    (6 times every pass, plus the views' forward pass), and the first principal component
+    of the weighted activations instead of their sum (an SVD per image and class).
+    """
 
     scorecam_batch: int = SCORECAM_BATCH
+    scorecam_max_channels: int = 0
+    ablation_batch: int = ABLATION_BATCH
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
     seed: int = 0
 
     @classmethod
@@ -53,3 +65,5 @@ class Method:
     needs_images: bool = False  # needs the images even on the default layer
     class_specific: bool = True  # False: the same map for every class (Eigen-CAM)
     passes: str = ""  # forward and backward passes per image, for docs/benchmarks.md
+    smoothing: bool = False  # takes AUG_SMOOTH and EIGEN_SMOOTH (the CAM family)
+    needs_head: bool = False  # runs the layers after LAYER alone: no skip may bypass it

@@ -1,7 +1,7 @@
 """The map methods as the scripts choose them: names, layers, and the figure's top-k maps.
 
 Every method is a `method_spec.Method` of camlab.cam_family (maps of a layer's
-activations: CAM, Grad-CAM, Grad-CAM++, Score-CAM, LayerCAM, Eigen-CAM) or of
+activations: CAM, Grad-CAM, Grad-CAM++, Score-CAM, LayerCAM, Eigen-CAM, HiResCAM, ...) or of
 camlab.attribution (maps of the input pixels: saliency), all of one shape: a
 `classifier.Classifier`, its default layer's maps `features` (batch, h, w, channels) from
 `Classifier.features`, and `classes` (batch, k) -> maps (batch, h, w, k) float32, at the
@@ -20,7 +20,8 @@ from camlab.errors import CamError, check_choice
 from camlab.method_spec import DEFAULT_OPTIONS, SCORECAM_BATCH, Method, Options
 
 __all__ = ["DEFAULT_OPTIONS", "METHODS", "REGISTRY", "SCORECAM_BATCH", "Method", "Options",
-           "check_layer", "layer_name", "maps_for_classes", "parse_methods", "top_k_maps"]
+           "check_layer", "check_options", "layer_name", "maps_for_classes", "parse_methods",
+           "top_k_maps"]
 
 REGISTRY: dict[str, Method] = {**cam_family.METHODS, **attribution.METHODS}
 METHODS = tuple(REGISTRY)  # the names METHOD takes, in the order "all" runs them
@@ -50,12 +51,16 @@ def check_layer(method: str, model: Classifier, layer: str) -> str:
 
     CAM needs a GAP -> Dense head and is exact only on GAP's input, so any other model or
     layer is refused for it; a map of the input pixels (saliency) takes no layer; a name
-    the model lacks gets the list of valid ones.
+    the model lacks gets the list of valid ones; a method that reruns the layers after the
+    explained one alone (Ablation-CAM) refuses a layer a skip connection bypasses.
     """
     check_choice("METHOD", method, METHODS)
     if method == "cam" and model.cam_kernel is None:
         raise CamError(f"METHOD=\"cam\" does not apply to this model: {model.cam_refusal}")
-    if not layer or model.layer(layer) == model.default_layer:
+    explained = model.layer(layer) if layer else model.default_layer
+    if REGISTRY[method].needs_head:
+        cam_family.require_head(model, explained, method)
+    if explained == model.default_layer:
         return ""
     if method == "cam":
         raise CamError(f"METHOD=\"cam\" works only on the feature maps that feed GAP (CAM "
@@ -64,7 +69,18 @@ def check_layer(method: str, model: Classifier, layer: str) -> str:
     if REGISTRY[method].on_input:
         raise CamError(f"METHOD=\"{method}\" is a map of the input pixels and has no layer, "
                        f"not LAYER={layer!r}; use LAYER=\"\" with it")
-    return model.layer(layer)
+    return explained
+
+
+def check_options(method: str, options: Options) -> None:
+    """One CamError when `options` ask METHOD for what it cannot do: AUG_SMOOTH and
+    EIGEN_SMOOTH exist for the CAM family only (Method.smoothing)."""
+    asked = [name.upper() for name in ("aug_smooth", "eigen_smooth") if getattr(options, name)]
+    if asked and not REGISTRY[method].smoothing:
+        family = ",".join(name for name, spec in REGISTRY.items() if spec.smoothing)
+        raise CamError(f"{' and '.join(f'{name}=True' for name in asked)}: smoothing applies "
+                       f"to the CAM family's maps only, not to METHOD=\"{method}\"; choose "
+                       f"METHOD among {family}, or set {' and '.join(asked)} False")
 
 
 def layer_name(model: Classifier, layer: str) -> str:
@@ -86,6 +102,7 @@ def maps_for_classes(method: str, model: Classifier, features: tf.Tensor,
     see randomness.image_ids).
     """
     layer = check_layer(method, model, layer)
+    check_options(method, options)
     spec = REGISTRY[method]
     if images is None and (layer or spec.needs_images):
         raise ValueError(f"METHOD={method!r}" + (f" on layer {layer!r}" if layer else "")
@@ -108,7 +125,8 @@ def top_k_maps(method: str, model: Classifier, features: tf.Tensor, probs: tf.Te
     "probs": (batch, k), "classes": (batch, k)}. CAM, the default, is one compiled
     computation from the probabilities and features to the maps (cam_utils.top_k_cam_maps).
     """
-    if method == "cam" and not check_layer(method, model, layer):  # the common case
+    smoothed = options.aug_smooth or options.eigen_smooth
+    if method == "cam" and not smoothed and not check_layer(method, model, layer):  # common
         return cam_utils.top_k_cam_maps(features, model.cam_kernel, probs, k, threshold, size)
     top_probs, top_classes = cam_utils.top_k_classes(probs, k)
     maps = maps_for_classes(method, model, features, top_classes, images, layer, options, ids)

@@ -66,6 +66,11 @@ def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
     (["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
     (["--BOX_PROTOCOL=voc"], "BOX_PROTOCOL='voc'"),
     (["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
+    (["--SCORECAM_MAX_CHANNELS=-1"], "SCORECAM_MAX_CHANNELS=-1 must be 0 (all channels) or more"),
+    (["--ABLATION_BATCH=0"], "ABLATION_BATCH=0 must be at least 1"),
+    (["--AUG_SMOOTH=True", "--METHOD=all"],
+     'AUG_SMOOTH=True: smoothing applies to the CAM family\'s maps only, not to '
+     'METHOD="saliency"'),
     (["--LAYER=nope"], "LAYER='nope' is not a layer of this model with a 4-D output; choose one "
                        "of preprocess, block1_conv1, block1_conv2"),
     (["--LAYER=block4_conv4"], 'METHOD="cam" works only on the feature maps that feed GAP'),

@@ -91,7 +91,10 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--NUM_IMAGES=0"], "NUM_IMAGES=0 must be between 1"),
     (["--NUM_IMAGES=13"], "NUM_IMAGES=13 must be between 1 and the split's size, 12"),
     (["--METHOD=lime"], "METHOD='lime': 'lime' is not a method; choose one or more of cam, "
-                        "gradcam, gradcam++, scorecam, layercam, eigencam, saliency"),
+                        "gradcam, gradcam++, scorecam, layercam, eigencam, hirescam,"),
+    (["--EIGEN_SMOOTH=True", "--METHOD=saliency"],
+     'EIGEN_SMOOTH=True: smoothing applies to the CAM family\'s maps only, not to '
+     'METHOD="saliency"'),
     (["--TOP_K=three"], "--TOP_K='three': expected int"),
     (["--TOPK=3"], "unknown constant 'TOPK'"),
     (["--RUN_NAME=nothere"], "config.json not found"),
@@ -188,7 +191,8 @@ def test_several_methods_draw_one_grid_each(demo_run):
     path = visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=10",
                                "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16"])
     assert path == run_dir / "heatmaps_saliency.png"
-    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency"):
+    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "hirescam",
+                   "gradcamelementwise", "xgradcam", "ablationcam", "eigengradcam", "saliency"):
         saved = np.load(run_dir / f"cams_{method}.npz")
         assert json.loads(str(saved["settings"]))["METHOD"] == "all"
         assert (run_dir / f"heatmaps_{method}.png").is_file()
