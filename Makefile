@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint train visualize evaluate demo demo-evaluate bench results clean
+.PHONY: test lint train visualize evaluate demo demo-evaluate demo-seeds bench results clean
 
 # What the scripts need; the tests' tools (requirements-dev.txt) come on top, for lint and test.
 $(VENV)/.installed: requirements.txt
@@ -37,6 +37,17 @@ demo: $(VENV)/.installed
 
 demo-evaluate: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --METHOD=all
+
+# The training seed moves the maps more than the images do: the demo trained with SEEDS,
+# each run scored with SEED_METHODS, then outputs/demo_sN/seeds_leaderboard.json and .md.
+SEEDS ?= 1 2 3
+SEED_METHODS ?= cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency
+demo-seeds: $(VENV)/.installed
+	for seed in $(SEEDS); do \
+	  test -f outputs/demo_s$$seed/model.keras || \
+	    $(PY) train_cam.py --PRESET=demo --SEED=$$seed --RUN_NAME=demo_s$$seed || exit 1; \
+	done
+	$(PY) evaluate_cam.py --PRESET=demo --RUN_NAME='demo_s*' --METHOD=$(SEED_METHODS)
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_cam.py
