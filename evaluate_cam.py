@@ -63,6 +63,7 @@ EIGEN_SMOOTH = False  # CAM family: True = 1st principal component of w_c * A_c,
 BATCH_SIZE = 50  # images per batch; deletion/insertion feeds (STEPS + 1) x 2 x this
 PREDICT_BATCH_SIZE = 256  # images per forward pass inside deletion / insertion
 SEED = 0  # seeds the random baseline maps and the randomised model
+ROAD = False  # also ROAD (Rong et al. 2022): 18 passes and imputations per map, ~50 ms at 64 px
 BOX_PROTOCOL = "lab"  # MaxBoxAccV2's box geometry: "lab" or "wsolevaluation" (the papers' tables)
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
@@ -154,7 +155,7 @@ def scoring(config: dict[str, Any]) -> evaluation.Scoring:
     """How the settings score maps (evaluation.Scoring)."""
     return evaluation.Scoring(threshold=config["THRESHOLD"], steps=config["STEPS"],
                               blur_sigma=config["BLUR_SIGMA"], seed=config["SEED"],
-                              box_protocol=config["BOX_PROTOCOL"],
+                              box_protocol=config["BOX_PROTOCOL"], road=config["ROAD"],
                               options=methods.Options.from_config(config))
 
 

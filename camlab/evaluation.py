@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import intervals, leaderboard, methods, metrics, randomness, removal
+from camlab import faithfulness, intervals, leaderboard, methods, metrics, randomness, removal
 from camlab.classifier import Classifier
 
 SOURCES = ("", "_center_baseline", "_random_baseline")
@@ -43,6 +43,7 @@ class Scoring:
     blur_sigma: float = 0.1
     seed: int = 0
     box_protocol: str = "lab"  # localisation.BOX_PROTOCOLS
+    road: bool = False  # ROAD too (faithfulness.road): 18 forward passes and imputations a map
     options: methods.Options = methods.DEFAULT_OPTIONS
 
 
@@ -144,7 +145,7 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
             "map_seconds": np.full(n, seconds / n),
             "sanity_rank_correlation": metrics.rank_correlation(
                 low_res[..., 0], random_low[..., 0]).numpy()}
-    scored = _score_sources(remover, batch, sources, classes.numpy(), correct, scoring)
+    scored = _score_sources(remover, batch, sources, classes.numpy(), correct, scoring, ids)
     baselines = {key: value for suffix in SOURCES[1:] for key, value in
                  _keyed(scored[suffix], suffix).items()}
     return {method: {**shared, **extra, **_keyed(scored[method], ""), **baselines}
@@ -159,7 +160,7 @@ def _keyed(scores: tuple[dict, dict], suffix: str) -> dict[str, np.ndarray]:
 
 def _score_sources(remover: removal.Remover, batch: dict,
                    sources: dict[str, tuple[_Source, _Source]], classes: np.ndarray,
-                   correct: np.ndarray, scoring: Scoring
+                   correct: np.ndarray, scoring: Scoring, ids: np.ndarray
                    ) -> dict[str, tuple[dict, dict]]:
     """Localisation and deletion / insertion of every source, for both targets: the true
     class's scores are those of the predicted class except on a source's `rows`."""
@@ -178,19 +179,53 @@ def _score_sources(remover: removal.Remover, batch: dict,
         plan.add(index[name][1], second.rows, ranks[index[name][1]])
     probs = remover.probabilities(plan, images, baselines, positions)
     out = {}
+    clean = probs[:n]  # the plan's first jobs: the images themselves
     for name, (first, second) in sources.items():
+        explained = remover.forward(images * faithfulness.normalised_maps(first.maps)[..., None])
         one = _localisation(first.maps, batch, correct, scoring)
         one.update(plan.curves(probs, index[name][0], classes[:, 0]))
+        one.update(_confidence(clean, explained.numpy(), classes[:, 0]))
+        if scoring.road:
+            one.update(_road(remover, images, first.maps, classes[:, 0], clean, scoring, ids))
         # The true class: the predicted class's maps and perturbed images, read at the
         # true class, except on the rows where the true class has a map of its own.
-        two = {**one, **plan.curves(probs, index[name][0], classes[:, 1])}
+        two = {**one, **plan.curves(probs, index[name][0], classes[:, 1]),
+               **_confidence(clean, explained.numpy(), classes[:, 1])}
+        other = np.setdiff1d(np.flatnonzero(classes[:, 0] != classes[:, 1]), second.rows)
+        if scoring.road and len(other):  # the same images, read at another class
+            two = _merged(two, other, _road(remover, tf.gather(images, other),
+                                            tf.gather(first.maps, other), classes[other, 1],
+                                            clean[other], scoring, ids[other]))
         rows = second.rows
         if len(rows):
             fresh = _localisation(second.maps, batch, correct, scoring, rows)
             fresh.update(plan.curves(probs, index[name][1], classes[rows, 1]))
+            own = tf.gather(second.maps, rows)
+            fresh.update(_confidence(clean[rows], remover.forward(
+                tf.gather(images, rows) * faithfulness.normalised_maps(own)[..., None]
+            ).numpy(), classes[rows, 1]))
+            if scoring.road:
+                fresh.update(_road(remover, tf.gather(images, rows), own, classes[rows, 1],
+                                   clean[rows], scoring, ids[rows]))
             two = _merged(two, rows, fresh)
         out[name] = (one, two)
     return out
+
+
+def _road(remover, images, maps, classes, clean, scoring: Scoring, ids) -> dict:
+    """ROAD's per-image scores of one map set (faithfulness.road), through the same
+    fixed-size passes as every other perturbed image."""
+    rows = np.arange(len(classes))
+    return faithfulness.road(remover.forward, images, maps, classes, seed=scoring.seed,
+                             ids=ids, probabilities=clean[rows, classes])
+
+
+def _confidence(full: np.ndarray, explained: np.ndarray, classes: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """Average Drop and Increase in Confidence per image (faithfulness.drop_and_increase)
+    from the probabilities (n, classes) of the images and of the images times their maps."""
+    rows = np.arange(len(classes))
+    return faithfulness.drop_and_increase(full[rows, classes], explained[rows, classes])
 
 
 def score_batches(batches: Iterable[dict], model: Classifier, random_model: Classifier,

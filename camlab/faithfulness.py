@@ -76,10 +76,19 @@ def average_drop_increase(predict: Callable, images, maps, classes,
     kept = class_probability(predict, explained, classes)
     full = (class_probability(predict, images, classes) if probabilities is None
             else tf.convert_to_tensor(probabilities, tf.float32))
-    drop = 100 * tf.math.divide_no_nan(tf.nn.relu(full - kept), full)
-    return {"average_drop": drop.numpy(),
-            "increase_in_confidence": 100 * tf.cast(kept > full, tf.float32).numpy(),
+    return {**drop_and_increase(full.numpy(), kept.numpy()),
             "explanation_probability": kept.numpy()}
+
+
+def drop_and_increase(full: np.ndarray, kept: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image, from Y_c `full` and O_c `kept` (batch,): "average_drop" = max(0, Y_c -
+    O_c) / Y_c x 100 (0 where Y_c = 0) and "increase_in_confidence" = 100 where O_c > Y_c,
+    else 0 (average_drop_increase)."""
+    full, kept = np.asarray(full, np.float32), np.asarray(kept, np.float32)
+    drop = 100 * np.divide(np.maximum(full - kept, 0), full, out=np.zeros_like(full),
+                           where=full != 0)
+    return {"average_drop": drop.astype(np.float32),
+            "increase_in_confidence": (100 * (kept > full)).astype(np.float32)}
 
 
 def _check_maps(image_shape, map_shape) -> None:

@@ -21,9 +21,11 @@ INTERVALS = (f"{intervals.LEVEL:.0%} percentile bootstrap over images, "
              "their thresholds again in each resample")
 TIES_RULE = ("the best by its value, and every method whose paired bootstrap interval of "
              "the difference from it holds 0")
-LOWER_IS_BETTER = {"deletion_auc"}  # higher is better for every other score
+# Lower is better for these; higher for every other score.
+LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf"}
 KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-        "box_localisation", "deletion_auc", "insertion_auc")
+        "box_localisation", "deletion_auc", "insertion_auc", "average_drop",
+        "increase_in_confidence", "road_morf", "road_lerf", "road_combined")
 
 
 def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:

@@ -149,6 +149,17 @@ class Remover:
             return tf.cast(forward(tf.where(revealed, end, start)), tf.float32)
 
         self._perturbed = tf.function(perturbed, reduce_retracing=True)
+        self._forward = tf.function(lambda images: tf.cast(forward(images), tf.float32),
+                                    reduce_retracing=True)
+
+    def forward(self, images) -> tf.Tensor:
+        """(n, classes) float32 probabilities of any n images, through the same fixed-size
+        passes as the planned images (the last one padded)."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        count = images.shape[0]
+        padded = tf.pad(images, [[0, -count % self.chunk], [0, 0], [0, 0], [0, 0]])
+        return tf.concat([self._forward(padded[start:start + self.chunk])
+                          for start in range(0, padded.shape[0], self.chunk)], axis=0)[:count]
 
     def probabilities(self, plan: Plan, images, baselines, positions) -> np.ndarray:
         """(jobs, classes) float32: the probabilities of every planned image."""

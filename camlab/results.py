@@ -194,7 +194,10 @@ LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("pointing_game_strict", "pointing, strict"),
                        ("pointing_game", "pointing"), ("box_localisation", "box IoU>=0.5"),
                        ("deletion_auc", "deletion (lower better)"),
-                       ("insertion_auc", "insertion"), ("ms_per_image", "ms / image"))
+                       ("insertion_auc", "insertion"),
+                       ("average_drop", "Average Drop % (lower better)"),
+                       ("increase_in_confidence", "Increase in Confidence %"),
+                       ("ms_per_image", "ms / image"))
 
 
 def render_leaderboard(board: dict[str, Any]) -> list[str]:

@@ -28,6 +28,9 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
             for suffix in evaluation.SOURCES:
                 value = results[target][f"{key}{suffix}"]
                 assert 0.0 <= value <= 1.0, (target, key, suffix, value)
+        for key in ("average_drop", "increase_in_confidence"):  # percentages
+            for suffix in evaluation.SOURCES:
+                assert 0.0 <= results[target][f"{key}{suffix}"] <= 100.0, (target, key)
     for target in ("predicted_class", "true_class"):
         for suffix in evaluation.SOURCES:  # a hit on the object is a hit within the tolerance
             assert (results[target][f"pointing_game_strict{suffix}"]
@@ -84,13 +87,15 @@ def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, 
 def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     root, run_dir = demo_run
     path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
-                              "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=cam,gradcam,layercam"])
+                              "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=cam,gradcam,layercam",
+                              "--ROAD=True"])
     assert path == run_dir / "leaderboard_first16.json"
     board = json.loads(path.read_text())
     assert list(board["methods"]) == ["cam", "gradcam", "layercam"]
     assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random"}
     for method, row in board["methods"].items():
         assert set(leaderboard.KEYS) <= set(row) and row["ms_per_image"] > 0
+        assert -1 <= row["road_morf"] <= row["road_lerf"] + 1  # probabilities minus Y_c
         single = json.loads((run_dir / ("metrics_first16.json" if method == "cam" else
                                         f"metrics_{method}_first16.json")).read_text())
         assert row["maxboxacc_v2"] == single["predicted_class"]["maxboxacc_v2"]
