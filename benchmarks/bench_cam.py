@@ -27,7 +27,7 @@ from camlab import settings  # noqa: E402
 
 PARTS = ("cam", "overhead", "pipeline", "precision", "backbones", "methods",
          "tf_keras_vis")  # what to measure: any of these, --PARTS=cam,methods
-DEMO = False  # True also times make demo's two commands, train and visualize (minutes)
+DEMO = False  # True also times make demo's commands and the 7 methods' leaderboard (minutes)
 OUTPUT = "outputs/bench/bench.json"  # results; fewer PARTS write bench_<parts>.json beside it
 # ---- end of settings ----
 
@@ -462,6 +462,28 @@ def bench_demo(commands: list[list[str]], run_name: str = DEMO_RUN, root: Path =
             "demo_val_accuracy": {"value": accuracy, "run_name": run_name}}
 
 
+LEADERBOARD_METHODS = "cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"  # issue 19's
+
+
+def bench_leaderboard(run_name: str = DEMO_RUN, root: Path = REPO,
+                      methods_list: str = LEADERBOARD_METHODS) -> dict:
+    """i. Wall time of `evaluate_cam.py --PRESET=demo` on the demo run's validation split
+    (1,000 images), CAM alone and the seven methods' leaderboard, as subprocesses one after
+    the other on the same data: what the shared scoring pass costs beside one method."""
+    seconds = {}
+    for name, chosen in (("one_method", "cam"), ("leaderboard", methods_list)):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "evaluate_cam.py", "--PRESET=demo",
+                        f"--RUN_NAME={run_name}", f"--METHOD={chosen}"], cwd=root, check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds[name] = time.perf_counter() - start
+    where = {"run_name": run_name, "split": "validation", "methods": methods_list}
+    return {"one_method_seconds": {"value": seconds["one_method"], "method": "cam", **where},
+            "leaderboard_seconds": {"value": seconds["leaderboard"],
+                                    "vs_one_method": seconds["leaderboard"]
+                                    / seconds["one_method"], **where}}
+
+
 def output_path(output: str, parts: tuple[str, ...], demo: bool) -> Path:
     """OUTPUT for a run of every part; for fewer, bench_<parts>.json beside it, so that a
     partial run never replaces the full results."""
@@ -523,6 +545,7 @@ def measure(parts: tuple[str, ...], demo: bool) -> dict:
             random_images(TKV_BATCH, TKV_SCORECAM_SIZE)))
     if demo:
         results.update(bench_demo(demo_commands(DEMO_RUN)))
+        results.update(bench_leaderboard(DEMO_RUN))
     return results
 
 

@@ -263,6 +263,8 @@ BENCH_GLOSS = {  # a few words per key; the definitions are in docs/benchmarks.m
     "methods_ms_per_image": "ms per image of each map method",
     "demo_seconds": "`make demo`'s train and visualize commands, data prepared, s",
     "demo_val_accuracy": "validation accuracy of that demo run",
+    "one_method_seconds": "`evaluate_cam.py --PRESET=demo`, CAM alone, 1,000 images, s",
+    "leaderboard_seconds": "the same, the seven methods of issue 19 in one pass, s",
 }
 
 

@@ -100,6 +100,16 @@ def test_demo_is_the_two_commands_wall_time_and_the_last_epochs_accuracy(tmp_pat
     assert result["demo_val_accuracy"]["value"] == 0.75 == seconds["demo_val_accuracy"]
 
 
+def test_leaderboard_times_one_method_then_seven_on_the_same_run(tmp_path):
+    (tmp_path / "evaluate_cam.py").write_text(
+        "import sys, time; time.sleep(0.3 if ',' in sys.argv[-1] else 0.05)")
+    result = bench.bench_leaderboard("demo", tmp_path)
+    one, board = result["one_method_seconds"], result["leaderboard_seconds"]
+    assert one["method"] == "cam" and board["methods"] == bench.LEADERBOARD_METHODS
+    assert board["value"] > one["value"] >= 0.05
+    assert board["vs_one_method"] == pytest.approx(board["value"] / one["value"])
+
+
 def test_partial_runs_write_beside_the_full_results():
     full = "outputs/bench/bench.json"
     assert bench.output_path(full, bench.ALL_PARTS, True) == Path(full)
