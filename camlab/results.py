@@ -71,6 +71,7 @@ SOURCES = (
            "python evaluate_cam.py --PRESET=demo --METHOD=all"),
     Source("demo_leaderboard.json", "demo/leaderboard.json",
            "python evaluate_cam.py --PRESET=demo --METHOD=all"),
+    Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard.json", "make demo-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
 )
 
@@ -392,6 +393,11 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
         [provenance_line("demo_leaderboard.json", files["demo_leaderboard.json"]), ""]
         + render_leaderboard(files["demo_leaderboard.json"])
         if "demo_leaderboard.json" in files else [missing("demo_leaderboard.json")]),
+    "seeds": lambda files: (
+        [provenance_line("demo_seeds_leaderboard.json", files["demo_seeds_leaderboard.json"]),
+         ""] + leaderboard.seeds_markdown(files["demo_seeds_leaderboard.json"])
+        if "demo_seeds_leaderboard.json" in files
+        else [missing("demo_seeds_leaderboard.json")]),
     "bench": lambda files: (render_bench(files["bench.json"]) if "bench.json" in files
                             else [missing("bench.json")]),
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
