@@ -48,7 +48,7 @@ SHOW_IMAGE = False  # True adds a first column with the plain image
 DPI = 300  # resolution of the figure, dots per inch
 FORMAT = "png"  # file format of the figure: png, pdf or svg
 SEED = 0  # chooses which images are drawn
-METHOD = "cam"  # cam gradcam gradcam++ scorecam layercam eigencam saliency; a,b list or "all"
+METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
 SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
 SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
 ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
