@@ -51,6 +51,14 @@ THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
+NOISE_SAMPLES = 50  # smoothgrad: noisy copies of each image (Smilkov et al. 2017: 50)
+NOISE_LEVEL = 0.15  # smoothgrad: noise std as a fraction of the image's max - min (0.15)
+IG_STEPS = 50  # integratedgradients: Riemann steps from the baseline to the image
+IG_BASELINE = "black"  # integratedgradients: start from "black" or "blur" (the blurred image)
+OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side, a fraction of the image's side
+OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side (225 places)
+RISE_MASKS = 2000  # rise: random masks per image, one forward pass each (the paper: 4000-8000)
+ATTRIBUTION_BATCH = 32  # input-resolution methods: images per model pass (their memory cap)
 CONFUSION = "counts"  # confusion matrix cells: "counts", or "rows" (share of the true class)
 FORMAT = "png"  # file format of the figures: png, pdf or svg
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
@@ -74,6 +82,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError(f"BLUR_SIGMA={config['BLUR_SIGMA']} must be positive")
     check_choice("CONFUSION", config["CONFUSION"], CONFUSION_CHOICES)
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
+    methods.Options.from_config(config).check()
 
 
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,

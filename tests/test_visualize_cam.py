@@ -181,9 +181,12 @@ def test_own_photos_keep_their_names_shape_and_resolution(trained_run, image_fil
 def test_several_methods_draw_one_grid_each(demo_run):
     root, run_dir = demo_run
     path = visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=10",
-                               "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16"])
-    assert path == run_dir / "heatmaps_saliency.png"
-    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency"):
+                               "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16",
+                               "--NOISE_SAMPLES=2", "--IG_STEPS=2", "--RISE_MASKS=8"])
+    assert path == run_dir / "heatmaps_rise.png"
+    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "saliency",
+                   "smoothgrad", "integratedgradients", "guidedbackprop", "guidedgradcam",
+                   "occlusion", "rise"):
         saved = np.load(run_dir / f"cams_{method}.npz")
         assert json.loads(str(saved["settings"]))["METHOD"] == "all"
         assert (run_dir / f"heatmaps_{method}.png").is_file()
