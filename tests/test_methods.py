@@ -109,8 +109,9 @@ def test_maps_of_different_classes_differ_except_eigen_cam():
         maps = methods.maps_for_classes(method, model, features, tf.constant([[0, 1]]), image)
         if method == "eigencam":  # class-independent by definition
             np.testing.assert_array_equal(maps[..., 0], maps[..., 1])
-        else:
-            assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05), method
+        else:  # on the maps' own scale: Guided Grad-CAM's values here are ~1e-10
+            scaled = maps.numpy() / np.abs(maps.numpy()).max()
+            assert not np.allclose(scaled[..., 0], scaled[..., 1], rtol=0.05), method
 
 
 def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
