@@ -94,6 +94,8 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--RUN_NAME=nothere"], "config.json not found"),
     (["--LAYER=block9"], "LAYER='block9' is not a layer of this model with a 4-D output"),
     (["--LAYER=block5_conv1"], 'METHOD="cam" works only on the feature maps that feed GAP'),
+    (["--IG_BASELINE=grey"], "IG_BASELINE='grey'; choose one of black, blur"),
+    (["--OCCLUSION_STRIDE=0"], "OCCLUSION_STRIDE=0.0 must be above 0 and at most 1"),
 ])
 def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette,
                                                               args, message):
