@@ -98,8 +98,9 @@ def rise_grids(count: int, height: int, width: int, seed: int
 def rise_masks(grids: np.ndarray, shifts: np.ndarray, height: int, width: int) -> tf.Tensor:
     """(n, H, W) float32 masks in [0, 1] (Petsiuk et al. 2018): each (s, s) grid
     upsampled bilinearly (cam_utils.interpolation_matrix, tf.image.resize's half-pixel
-    convention, edges clamped) to (s + 1) x the cell size, ceil(side / s), then cropped to
-    the image at its shift. Resize and crop are one matrix per side: its crop's rows."""
+    convention, edges clamped; the authors' code mirrors them, which changes only the
+    outer half cell) to (s + 1) x the cell size, ceil(side / s), then cropped to the image
+    at its shift. Resize and crop are one matrix per side: its crop's rows."""
     crops = []
     for axis, side in enumerate((height, width)):
         cell = math.ceil(side / RISE_GRID)
