@@ -69,6 +69,14 @@ THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
+NOISE_SAMPLES = 50  # smoothgrad: noisy copies of each image (Smilkov et al. 2017: 50)
+NOISE_LEVEL = 0.15  # smoothgrad: noise std as a fraction of the image's max - min (0.15)
+IG_STEPS = 50  # integratedgradients: Riemann steps from the baseline to the image
+IG_BASELINE = "black"  # integratedgradients: start from "black" or "blur" (the blurred image)
+OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side, a fraction of the image's side
+OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side (225 places)
+RISE_MASKS = 2000  # rise: random masks per image, one forward pass each (the paper: 4000-8000)
+ATTRIBUTION_BATCH = 32  # input-resolution methods: images per model pass (their memory cap)
 CONFUSION = "counts"  # confusion matrix cells: "counts", or "rows" (share of the true class)
 SHARD = ""  # "i/n": score batches i, i + n, i + 2n, ... only (0 <= i < n), into <run>/shards/
 MERGE_SHARDS = 0  # n: combine the n shards of SHARD="0/n" ... "n-1/n" into the files one run writes
@@ -108,6 +116,7 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError("SHARD scores one shard and MERGE_SHARDS combines them: set one of "
                        "the two")
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
+    methods.Options.from_config(config).check()
 
 
 def parse_shard(text: str) -> tuple[int, int] | None:

@@ -56,6 +56,14 @@ AUG_SMOOTH = False  # CAM family: True = mean map over flips x scales 0.9/1/1.1 
 EIGEN_SMOOTH = False  # CAM family: True = 1st principal component of w_c * A_c, not their sum
 IMAGES = ()  # your own image files or globs instead of SPLIT: --IMAGES=a.jpg,photos/*.png
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
+NOISE_SAMPLES = 50  # smoothgrad: noisy copies of each image (Smilkov et al. 2017: 50)
+NOISE_LEVEL = 0.15  # smoothgrad: noise std as a fraction of the image's max - min (0.15)
+IG_STEPS = 50  # integratedgradients: Riemann steps from the baseline to the image
+IG_BASELINE = "black"  # integratedgradients: start from "black" or "blur" (the blurred image)
+OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side, a fraction of the image's side
+OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side (225 places)
+RISE_MASKS = 2000  # rise: random masks per image, one forward pass each (the paper: 4000-8000)
+ATTRIBUTION_BATCH = 32  # input-resolution methods: images per model pass (their memory cap)
 RESIZE = "crop"  # IMAGES: "crop" (the centred square) or "pad" (whole photo on black); no squash
 FULL_RESOLUTION = False  # IMAGES: True draws each map over the photo's square at its own pixels
 TENSORFLOW_LOG = False  # True shows TensorFlow's C++ log lines (hidden: they are noise on CPUs)
@@ -83,6 +91,7 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
         methods.check_options(method, options)
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
+    methods.Options.from_config(config).check()
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:

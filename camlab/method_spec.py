@@ -19,8 +19,19 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from camlab.errors import CamError, check_choice
+
 SCORECAM_BATCH = 64  # masked images per forward pass of Score-CAM: its memory cap
 ABLATION_BATCH = 64  # ablated copies of the layer per pass of Ablation-CAM's head
+# The input-resolution methods' settings; their scripts' lines say the same.
+NOISE_SAMPLES = 50  # SmoothGrad: noisy copies per image (Smilkov et al. 2017)
+NOISE_LEVEL = 0.15  # SmoothGrad: noise std as a fraction of the image's max - min
+IG_STEPS = 50  # Integrated Gradients: Riemann steps from the baseline to the image
+IG_BASELINES = ("black", "blur")  # IG_BASELINE's choices; blur: metrics.blurred, 0.1 side
+OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side as a fraction of the image's
+OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side
+RISE_MASKS = 2000  # RISE: random masks, shared by all images (Petsiuk et al. 2018)
+ATTRIBUTION_BATCH = 32  # inputs per model pass of the input-resolution methods
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +55,35 @@ class Options:
     aug_smooth: bool = False
     eigen_smooth: bool = False
     seed: int = 0
+    noise_samples: int = NOISE_SAMPLES
+    noise_level: float = NOISE_LEVEL
+    ig_steps: int = IG_STEPS
+    ig_baseline: str = IG_BASELINES[0]
+    occlusion_patch: float = OCCLUSION_PATCH
+    occlusion_stride: float = OCCLUSION_STRIDE
+    rise_masks: int = RISE_MASKS
+    attribution_batch: int = ATTRIBUTION_BATCH
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Options:
         """The options a script's resolved settings give; settings it lacks keep defaults."""
         return cls(**{field.name: config[field.name.upper()]
                       for field in dataclasses.fields(cls) if field.name.upper() in config})
+
+    def check(self) -> Options:
+        """These options, or one CamError naming the first setting out of its range."""
+        for name in ("noise_samples", "ig_steps", "rise_masks", "attribution_batch"):
+            if getattr(self, name) < 1:
+                raise CamError(f"{name.upper()}={getattr(self, name)} must be at least 1")
+        if not self.noise_level >= 0:
+            raise CamError(f"NOISE_LEVEL={self.noise_level} must be 0 or more (a fraction "
+                           "of the image's range)")
+        for name in ("occlusion_patch", "occlusion_stride"):
+            if not 0 < getattr(self, name) <= 1:
+                raise CamError(f"{name.upper()}={getattr(self, name)} must be above 0 and at "
+                               "most 1 (a fraction of the image's side)")
+        check_choice("IG_BASELINE", self.ig_baseline, IG_BASELINES)
+        return self
 
 
 DEFAULT_OPTIONS = Options()
@@ -67,3 +101,5 @@ class Method:
     passes: str = ""  # forward and backward passes per image, for docs/benchmarks.md
     smoothing: bool = False  # takes AUG_SMOOTH and EIGEN_SMOOTH (the CAM family)
     needs_head: bool = False  # runs the layers after LAYER alone: no skip may bypass it
+    refusal: Callable[[Any], str] | None = None  # Classifier -> why the method does not
+    # apply to it ("" when it does); methods.check_layer raises it as one CamError

@@ -1,8 +1,9 @@
 """The map methods as the scripts choose them: names, layers, and the figure's top-k maps.
 
 Every method is a `method_spec.Method` of camlab.cam_family (maps of a layer's
-activations: CAM, Grad-CAM, Grad-CAM++, Score-CAM, LayerCAM, Eigen-CAM, HiResCAM, ...) or of
-camlab.attribution (maps of the input pixels: saliency), all of one shape: a
+activations: CAM, Grad-CAM, Grad-CAM++, Score-CAM, LayerCAM, Eigen-CAM, HiResCAM, ...), of
+camlab.attribution (gradient maps of the input pixels: saliency, SmoothGrad, ...) or of
+camlab.perturbation (occlusion, RISE), all of one shape: a
 `classifier.Classifier`, its default layer's maps `features` (batch, h, w, channels) from
 `Classifier.features`, and `classes` (batch, k) -> maps (batch, h, w, k) float32, at the
 input's resolution (batch, H, W, k) for a map of the input pixels. With a `layer` (LAYER)
@@ -14,7 +15,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 import cam_utils
-from camlab import attribution, cam_family, randomness
+from camlab import attribution, cam_family, perturbation, randomness
 from camlab.classifier import Classifier
 from camlab.errors import CamError, check_choice
 from camlab.method_spec import DEFAULT_OPTIONS, SCORECAM_BATCH, Method, Options
@@ -23,7 +24,8 @@ __all__ = ["DEFAULT_OPTIONS", "METHODS", "REGISTRY", "SCORECAM_BATCH", "Method",
            "check_layer", "check_options", "layer_name", "maps_for_classes", "parse_methods",
            "top_k_maps"]
 
-REGISTRY: dict[str, Method] = {**cam_family.METHODS, **attribution.METHODS}
+REGISTRY: dict[str, Method] = {**cam_family.METHODS, **attribution.METHODS,
+                              **perturbation.METHODS}
 METHODS = tuple(REGISTRY)  # the names METHOD takes, in the order "all" runs them
 TITLES = {name: method.title for name, method in REGISTRY.items()}
 
@@ -50,13 +52,18 @@ def check_layer(method: str, model: Classifier, layer: str) -> str:
     model's default layer (the last 4-D output before its scores).
 
     CAM needs a GAP -> Dense head and is exact only on GAP's input, so any other model or
-    layer is refused for it; a map of the input pixels (saliency) takes no layer; a name
-    the model lacks gets the list of valid ones; a method that reruns the layers after the
-    explained one alone (Ablation-CAM) refuses a layer a skip connection bypasses.
+    layer is refused for it; so is any method for a model its Method.refusal names a
+    reason for (guided backpropagation without a ReLU); a map of the input pixels
+    (saliency) takes no layer; a name the model lacks gets the list of valid ones; a
+    method that reruns the layers after the explained one alone (Ablation-CAM) refuses a
+    layer a skip connection bypasses.
     """
     check_choice("METHOD", method, METHODS)
     if method == "cam" and model.cam_kernel is None:
         raise CamError(f"METHOD=\"cam\" does not apply to this model: {model.cam_refusal}")
+    refusal = REGISTRY[method].refusal and REGISTRY[method].refusal(model)
+    if refusal:
+        raise CamError(f"METHOD=\"{method}\" does not apply to this model: {refusal}")
     explained = model.layer(layer) if layer else model.default_layer
     if REGISTRY[method].needs_head:
         cam_family.require_head(model, explained, method)

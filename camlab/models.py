@@ -131,14 +131,16 @@ def weights_source(name: str, weights: str) -> str | None:
     return str(path)
 
 
-def flat_call(model: keras.Model, inputs, record=None, prefix: str = ""):
+def flat_call(model: keras.Model, inputs, record=None, prefix: str = "", substitute=None):
     """Calls `model` on the symbolic `inputs` layer by layer, opening every nested model
     (Sequential or functional) on the way, so that its layers join the caller's graph as
     they are, with their names and weights. Keras' own graph walk (Functional's
     `_run_through_graph`, a private method) replays each node with the same arguments.
 
     `record(name, layer, args, outputs)`, when given, sees every layer call; a layer of a
-    nested model is named by its path, "vgg16/block5_conv3".
+    nested model is named by its path, "vgg16/block5_conv3". `substitute(layer)`, when
+    given, returns what to call in that layer's place (attribution.py's guided ReLUs on
+    real tensors), or None to keep the layer.
     """
     def replay(operation, path):
         if isinstance(operation, keras.Sequential):
@@ -150,12 +152,13 @@ def flat_call(model: keras.Model, inputs, record=None, prefix: str = ""):
         if isinstance(operation, keras.Model):
             return lambda *args, **kwargs: flat_call(
                 operation, args[0] if len(args) == 1 else list(args), record,
-                f"{path}{operation.name}/")
+                f"{path}{operation.name}/", substitute)
+        called = (substitute(operation) if substitute else None) or operation
         if record is None:
-            return operation
+            return called
 
         def recorded(*args, **kwargs):
-            outputs = operation(*args, **kwargs)
+            outputs = called(*args, **kwargs)
             record(path + operation.name, operation, args, outputs)
             return outputs
         return recorded

@@ -39,15 +39,28 @@ def _draw(seeds: tf.Tensor, shape: tf.Tensor, normal: bool) -> tf.Tensor:
     return tf.map_fn(lambda one: draw(shape, one), seeds, fn_output_signature=tf.float32)
 
 
-def uniform(seed: int, ids, stream: str, shape: tuple[int, ...]) -> tf.Tensor:
-    """(batch, *shape) float32, uniform in [0, 1), each image's from its own key."""
-    seeds = image_seeds(seed, ids, stream)
+def _with_draws(seeds: tf.Tensor, draws) -> tf.Tensor:
+    """`seeds` (batch, 2) with each row's draw number folded in (tf.random's fold_in): a
+    key per (image, draw), the same whatever other rows come with it."""
+    if draws is None:
+        return seeds
+    draws = tf.cast(tf.convert_to_tensor(draws), tf.int64)
+    return tf.map_fn(lambda pair: tf.random.experimental.stateless_fold_in(pair[0], pair[1]),
+                     (seeds, draws), fn_output_signature=tf.int64)
+
+
+def uniform(seed: int, ids, stream: str, shape: tuple[int, ...], draws=None) -> tf.Tensor:
+    """(batch, *shape) float32, uniform in [0, 1), each image's from its own key. `draws`
+    (batch,) int, when given, numbers several draws of one image (SmoothGrad's noisy
+    copies): rows of the same image and draw number get the same numbers."""
+    seeds = _with_draws(image_seeds(seed, ids, stream), draws)
     return _draw(seeds, tf.constant(shape, tf.int32), False)
 
 
-def normal(seed: int, ids, stream: str, shape: tuple[int, ...]) -> tf.Tensor:
-    """(batch, *shape) float32, standard normal, each image's from its own key."""
-    seeds = image_seeds(seed, ids, stream)
+def normal(seed: int, ids, stream: str, shape: tuple[int, ...], draws=None) -> tf.Tensor:
+    """(batch, *shape) float32, standard normal, each image's from its own key; `draws`
+    as in `uniform`."""
+    seeds = _with_draws(image_seeds(seed, ids, stream), draws)
     return _draw(seeds, tf.constant(shape, tf.int32), True)
 
 

@@ -109,8 +109,9 @@ def test_maps_of_different_classes_differ_except_eigen_cam():
         maps = methods.maps_for_classes(method, model, features, tf.constant([[0, 1]]), image)
         if method == "eigencam":  # class-independent by definition
             np.testing.assert_array_equal(maps[..., 0], maps[..., 1])
-        else:
-            assert not np.allclose(maps[..., 0], maps[..., 1], rtol=0.05), method
+        else:  # on the maps' own scale: Guided Grad-CAM's values here are ~1e-10
+            scaled = maps.numpy() / np.abs(maps.numpy()).max()
+            assert not np.allclose(scaled[..., 0], scaled[..., 1], rtol=0.05), method
 
 
 def test_grad_cam_of_the_layer_feeding_gap_is_the_default_path():
@@ -341,15 +342,19 @@ def test_every_method_runs_on_vgg19_at_a_shallow_layer_and_by_default():
                 "ablationcam": np.maximum(np.einsum("bk,kbn->bn", vectors ** 2, weights) / cam,
                                           0)}
     expected["gradcam++"] = expected["gradcamelementwise"] = expected["layercam"]
+    few = methods.Options(noise_samples=2, ig_steps=2, rise_masks=4, occlusion_patch=0.5,
+                          occlusion_stride=0.5)  # few passes per image
     for method in methods.METHODS:
+        on_input = methods.REGISTRY[method].on_input
         if method != "scorecam":  # by default: 2 x 512 forward passes, too slow for a test
-            shape = (2, 32, 32, 2) if method == "saliency" else (2, 1, 1, 2)
-            maps = methods.maps_for_classes(method, model, features, classes, images)
+            shape = (2, 32, 32, 2) if on_input else (2, 1, 1, 2)
+            maps = methods.maps_for_classes(method, model, features, classes, images,
+                                            options=few)
             assert tuple(maps.shape) == shape and np.isfinite(maps).all(), method
             if method in expected:
                 np.testing.assert_allclose(maps.numpy()[:, 0, 0], expected[method],
                                            rtol=1e-4, atol=1e-6, err_msg=method)
-        if method not in ("cam", "saliency", "ablationcam"):  # ablation: 2 x 64 head passes
+        if method not in ("cam", "ablationcam") and not on_input:  # ablation: 2 x 64 passes
             maps = methods.maps_for_classes(method, model, features, classes, images,
                                             "block1_pool", methods.Options(scorecam_batch=32))
             assert tuple(maps.shape) == (2, 16, 16, 2) and np.isfinite(maps).all(), method

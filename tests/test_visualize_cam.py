@@ -100,6 +100,8 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--RUN_NAME=nothere"], "config.json not found"),
     (["--LAYER=block9"], "LAYER='block9' is not a layer of this model with a 4-D output"),
     (["--LAYER=block5_conv1"], 'METHOD="cam" works only on the feature maps that feed GAP'),
+    (["--IG_BASELINE=grey"], "IG_BASELINE='grey'; choose one of black, blur"),
+    (["--OCCLUSION_STRIDE=0"], "OCCLUSION_STRIDE=0.0 must be above 0 and at most 1"),
 ])
 def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette,
                                                               args, message):
@@ -189,10 +191,10 @@ def test_own_photos_keep_their_names_shape_and_resolution(trained_run, image_fil
 def test_several_methods_draw_one_grid_each(demo_run):
     root, run_dir = demo_run
     path = visualize_cam.main(["--PRESET=demo", f"--OUTPUT_DIR={root}", "--DPI=10",
-                               "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16"])
-    assert path == run_dir / "heatmaps_saliency.png"
-    for method in ("gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "hirescam",
-                   "gradcamelementwise", "xgradcam", "ablationcam", "eigengradcam", "saliency"):
+                               "--NUM_IMAGES=2", "--METHOD=all", "--SCORECAM_BATCH=16",
+                               "--NOISE_SAMPLES=2", "--IG_STEPS=2", "--RISE_MASKS=8"])
+    assert path == run_dir / "heatmaps_rise.png"
+    for method in methods.METHODS:
         saved = np.load(run_dir / f"cams_{method}.npz")
         assert json.loads(str(saved["settings"]))["METHOD"] == "all"
         assert (run_dir / f"heatmaps_{method}.png").is_file()
