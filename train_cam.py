@@ -174,6 +174,7 @@ def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]
 DERIVED_FILES = ("heatmaps*", "cams*.npz", "metrics*.json", "leaderboard*", "comparison*",
                  "confusion_matrix*", "deletion_insertion*")
 RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR", "WORKER_TIMEOUT")  # not the training
+SINCE_ADDED = {"TRAIN_LAYERS": "all"}  # settings newer than some runs: what those runs did
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:
@@ -186,9 +187,11 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     """
     run_dir = check_resume(config)
     if not config["RESUME"]:
-        # The feature cache stays: its files are named by what their values depend on, so
-        # a fresh run with the same settings reuses them, and one with others ignores them.
+        # A probe's feature cache stays: its files are named by what their values depend
+        # on, so a fresh run with the same settings reuses them, one with others ignores them.
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        if config["TRAIN_LAYERS"] != "head":
+            probe.remove_cache(run_dir)
         for stale in ("weights.weights.h5", "model.keras", "history.csv", "curves.png",
                       *DERIVED_FILES):
             for path in run_dir.glob(stale):
@@ -207,6 +210,7 @@ def check_resume(config: dict[str, Any]) -> Path:
                        "(a finished run deletes its backup and feature cache); run without "
                        "--RESUME=True")
     saved = runs.read_run_config(run_dir)
+    saved = {**SINCE_ADDED, **saved}
     changed = [name for name in config if name not in RESUME_MAY_CHANGE
                and saved.get(name) != config[name]]
     if changed:
@@ -292,8 +296,9 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
         fitted = probe.head_model(model) if head_only else model  # what fit trains
         training.compile_model(fitted, training.learning_rate(config, steps))
     if head_only:  # "cached" is then whether the features are held in memory
-        cached = probe.fits_in_memory(config["CACHE"], sum(sizes.values()),
-                                      fitted.input_shape[-1], config["CACHE_MEMORY_FRACTION"])
+        cached = probe.features_in_memory(config["CACHE"], sum(sizes.values()),
+                                          fitted.input_shape[-1],
+                                          config["CACHE_MEMORY_FRACTION"])
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     run_config = {
         **config, "class_names": names, **splits, **folder_record(builder),

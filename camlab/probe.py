@@ -70,10 +70,11 @@ def weights_digest(model: keras.Model) -> str:
 
 
 def dataset_identity(builder, split: str) -> dict[str, Any]:
-    """What names a split's images: tfds' full name (with its version), or for a folder
-    dataset every file of the split with its size, time and label."""
+    """What names a split's images: tfds' full name (with its version) and the split's
+    size, or for a folder dataset every file of the split with its size, time and label."""
     if not isinstance(builder, folders.FolderData):
-        return {"tfds": builder.info.full_name}
+        return {"tfds": builder.info.full_name,
+                "examples": builder.info.splits[split].num_examples}
     paths, labels = builder.splits[split.split("[")[0]]
     files = hashlib.sha256()
     for path, label in zip(paths, labels, strict=True):
@@ -99,7 +100,7 @@ def split_sizes(builder, splits: dict[str, str], data_dir: str) -> dict[str, int
                                               ("TRAIN_SPLIT", "VALIDATION_SPLIT"), strict=True)}
 
 
-def fits_in_memory(choice: str, images: int, channels: int, memory_fraction: float) -> bool:
+def features_in_memory(choice: str, images: int, channels: int, memory_fraction: float) -> bool:
     """CACHE for features: "auto" holds them in memory when `images` x `channels` float32
     take less than `memory_fraction` of the RAM, "yes" always, "no" never (streamed)."""
     if choice != "auto":

@@ -177,3 +177,14 @@ def test_settings_a_probe_cannot_use_are_one_line(args, message):
                                                    *args])
     with pytest.raises(CamError, match=message):
         train_cam.check_config(config)
+
+
+def test_a_run_interrupted_before_train_layers_existed_resumes_as_a_fine_tune(tmp_path):
+    config = settings.resolve(train_cam.__file__, [f"--OUTPUT_DIR={tmp_path}", "--RESUME"])
+    run_dir = tmp_path / config["RUN_NAME"]
+    (run_dir / "backup").mkdir(parents=True)
+    older = {name: value for name, value in config.items() if name != "TRAIN_LAYERS"}
+    runs.write_json(run_dir / "config.json", older)
+    assert train_cam.check_resume(config) == run_dir
+    with pytest.raises(CamError, match="TRAIN_LAYERS: 'all' -> 'head'"):
+        train_cam.check_resume({**config, "TRAIN_LAYERS": "head"})
