@@ -187,9 +187,9 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     """
     run_dir = check_resume(config)
     if not config["RESUME"]:
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
         # A probe's feature cache stays: its files are named by what their values depend
         # on, so a fresh run with the same settings reuses them, one with others ignores them.
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
         if config["TRAIN_LAYERS"] != "head":
             probe.remove_cache(run_dir)
         for stale in ("weights.weights.h5", "model.keras", "history.csv", "curves.png",
@@ -209,8 +209,7 @@ def check_resume(config: dict[str, Any]) -> Path:
         raise CamError(f"nothing to resume in {run_dir}: no interrupted training there "
                        "(a finished run deletes its backup and feature cache); run without "
                        "--RESUME=True")
-    saved = runs.read_run_config(run_dir)
-    saved = {**SINCE_ADDED, **saved}
+    saved = {**SINCE_ADDED, **runs.read_run_config(run_dir)}
     changed = [name for name in config if name not in RESUME_MAY_CHANGE
                and saved.get(name) != config[name]]
     if changed:

@@ -4,11 +4,13 @@ The backbone stays exactly as WEIGHTS started it. Every image of the split train
 of the split measured on goes through it once, in inference mode (batch normalisation uses
 its moving statistics and updates nothing), giving its GAP features: (channels,) float32.
 `fit` then trains the bias-free softmax Dense on those features with the optimiser,
-learning rate, epochs, batches, shuffling and callbacks of a full fine-tune, and the run
-folder gets the same files, the whole model saved with its trained head.
+learning rate, epochs, batch size and callbacks of a full fine-tune, shuffled in a buffer
+of SHUFFLE_BUFFER examples reshuffled every epoch (the features are extracted in file
+order, so unlike a fine-tune the files' order is not shuffled too), and the run folder
+gets the same files, the whole model saved with its trained head.
 
-The features are written to the run folder's feature_cache/, CHUNK_IMAGES images a file,
-each file atomically: an interrupted run (RESUME=True, or the same settings again) keeps
+The features are written to the run folder's feature_cache/, about CHUNK_IMAGES images a
+file, each file atomically: an interrupted run (RESUME=True, or the same settings again) keeps
 every finished file and computes only the rest. Training reads them from memory when they
 fit (training.fits_in_memory, CACHE's rule), else streams them from the files. The folder
 is removed when training has finished.
