@@ -4,6 +4,7 @@ Run `python train_cam.py`, editing the constants below or overriding them:
 `python train_cam.py --EPOCHS=2 --RUN_NAME=quick`. `--PRESET=demo` trains the offline demo.
 Writes outputs/<RUN_NAME>/: weights.weights.h5 (the last epoch's, or with KEEP="best" the
 epoch best on a slice held out of the training split), config.json, history.csv.
+`--TRAIN_LAYERS=head` trains the softmax head alone on a frozen backbone (camlab.probe).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, folders, models, plots, precision, runs, training
+from camlab import data, folders, models, plots, precision, probe, runs, training
 from camlab.errors import CamError, check_choice
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
@@ -33,10 +34,15 @@ TRAIN_SPLIT = "train"  # tfds split to train on
 VALIDATION_SPLIT = "validation"  # tfds split to validate on after every epoch
 VALIDATION_FRACTION = 0.2  # a folder without split folders: share of images to validate on
 BACKBONE = "vgg19"  # vgg19 vgg16 resnet50 mobilenet_v2 efficientnet_b0 convnext_tiny small_vgg
-WEIGHTS = "imagenet"  # backbone start: "imagenet", "" (random) or a weights file path
+WEIGHTS = "imagenet"  # backbone start: "imagenet", "" (random), an .h5 file or a run's model.keras
+# TRAIN_LAYERS="head" is a linear probe: the backbone stays as WEIGHTS made it (ImageNet's, or a
+# trained run's: --WEIGHTS=outputs/demo/model.keras after `python train_cam.py --PRESET=demo`,
+# with another RUN_NAME), each image's GAP features are computed once, from the image as it is
+# (training augments nothing), then only the softmax head learns, in seconds an epoch.
+TRAIN_LAYERS = "all"  # "all" fine-tunes every layer (the post); "head" trains the softmax only
 IMAGE_SIZE = 320  # pixels, square; VGG19 gives 10x10 feature maps at 320
 BATCH_SIZE = 16  # training images per step (global batch, split across devices)
-VALIDATION_BATCH_SIZE = 8  # images per validation step
+VALIDATION_BATCH_SIZE = 8  # images per validation step (and feature step, TRAIN_LAYERS="head")
 EPOCHS = 10  # passes over the training split
 LEARNING_RATE = 1e-5  # Adam step size
 LR_SCHEDULE = "constant"  # "constant" (the seed) or "cosine" (decays to 0 over EPOCHS)
@@ -46,7 +52,7 @@ DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the sa
 MIXED_PRECISION = "auto"  # "auto" (timed here), "float32", "mixed_bfloat16" or "mixed_float16"
 STRATEGY = "auto"  # "auto" (mirrored on 2+ GPUs), "default", "mirrored" or "multiworker"
 WORKER_TIMEOUT = 60  # seconds a "multiworker" worker waits for the others to start or to answer
-CACHE = "auto"  # "auto" (keep resized images in memory when they fit), "yes" or "no"
+CACHE = "auto"  # "auto" (resized images, "head": features, in memory if they fit), "yes" or "no"
 CACHE_MEMORY_FRACTION = 0.25  # CACHE="auto" caches when the resized split fits in this share
 RUN_NAME = "imagenette"  # results go to OUTPUT_DIR/RUN_NAME/
 RESUME = False  # True continues an interrupted run of RUN_NAME from its last finished epoch
@@ -79,6 +85,11 @@ def check_config(config: dict[str, Any]) -> None:
     check_choice("CACHE", config["CACHE"], training.CACHE_CHOICES)
     check_choice("LR_SCHEDULE", config["LR_SCHEDULE"], training.LR_SCHEDULES)
     check_choice("STRATEGY", config["STRATEGY"], training.STRATEGIES)
+    check_choice("TRAIN_LAYERS", config["TRAIN_LAYERS"], probe.TRAIN_LAYERS)
+    if config["TRAIN_LAYERS"] == "head" and config["STRATEGY"] == "multiworker":
+        raise CamError("TRAIN_LAYERS=\"head\" trains on one machine (its epochs take seconds, "
+                       "and its feature cache is one folder); use STRATEGY=\"auto\"")
+    check_weights_outside_run(config)
     if config["STRATEGY"] == "multiworker" and config["RESUME"]:
         # The backup is on the chief's disk; the other workers could not restore it.
         raise CamError("RESUME=True cannot continue a STRATEGY=\"multiworker\" run (only the "
@@ -90,6 +101,19 @@ def check_config(config: dict[str, Any]) -> None:
                        "TRAIN_SPLIT) when KEEP=\"best\"")
     if not config["RUN_NAME"] or "/" in config["RUN_NAME"]:
         raise CamError(f"RUN_NAME={config['RUN_NAME']!r} must be a plain folder name")
+
+
+def check_weights_outside_run(config: dict[str, Any]) -> None:
+    """Refuses WEIGHTS that name a file of the run folder being written, which the run
+    deletes or replaces (a probe of outputs/demo/model.keras needs its own RUN_NAME)."""
+    if not models.is_model_file(config["WEIGHTS"]) and not config["WEIGHTS"].endswith(".h5"):
+        return
+    weights = Path(config["WEIGHTS"]).expanduser().resolve()
+    run_dir = (Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]).resolve()
+    if weights.parent == run_dir:
+        raise CamError(f"WEIGHTS={config['WEIGHTS']!r} is in this run's own folder, which the "
+                       "run replaces; train into another folder, e.g. "
+                       f"--RUN_NAME={config['RUN_NAME']}_{config['TRAIN_LAYERS']}")
 
 
 def epoch_splits(config: dict[str, Any], builder) -> tuple[str, str]:
@@ -150,6 +174,7 @@ def precision_choice(config: dict[str, Any], num_classes: int) -> dict[str, Any]
 DERIVED_FILES = ("heatmaps*", "cams*.npz", "metrics*.json", "leaderboard*", "comparison*",
                  "confusion_matrix*", "deletion_insertion*")
 RESUME_MAY_CHANGE = ("RESUME", "TENSORFLOW_LOG", "OUTPUT_DIR", "WORKER_TIMEOUT")  # not the training
+SINCE_ADDED = {"TRAIN_LAYERS": "all"}  # settings newer than some runs: what those runs did
 
 
 def prepare_run_dir(config: dict[str, Any]) -> Path:
@@ -163,6 +188,10 @@ def prepare_run_dir(config: dict[str, Any]) -> Path:
     run_dir = check_resume(config)
     if not config["RESUME"]:
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        # A probe's feature cache stays: its files are named by what their values depend
+        # on, so a fresh run with the same settings reuses them, one with others ignores them.
+        if config["TRAIN_LAYERS"] != "head":
+            probe.remove_cache(run_dir)
         for stale in ("weights.weights.h5", "model.keras", "history.csv", "curves.png",
                       *DERIVED_FILES):
             for path in run_dir.glob(stale):
@@ -176,10 +205,11 @@ def check_resume(config: dict[str, Any]) -> Path:
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     if not config["RESUME"]:
         return run_dir
-    if not (run_dir / "backup").is_dir():
+    if not any((run_dir / name).is_dir() for name in ("backup", probe.CACHE_FOLDER)):
         raise CamError(f"nothing to resume in {run_dir}: no interrupted training there "
-                       "(a finished run deletes its backup); run without --RESUME=True")
-    saved = runs.read_run_config(run_dir)
+                       "(a finished run deletes its backup and feature cache); run without "
+                       "--RESUME=True")
+    saved = {**SINCE_ADDED, **runs.read_run_config(run_dir)}
     changed = [name for name in config if name not in RESUME_MAY_CHANGE
                and saved.get(name) != config[name]]
     if changed:
@@ -249,13 +279,25 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
     keras.utils.set_random_seed(config["SEED"])
     if config["DETERMINISTIC"]:
         tf.config.experimental.enable_op_determinism()
-    train_batches, measured, cached, splits = input_pipelines(config, builder, len(names))
-    train_batches, measured = map(training.shard_by_example, (train_batches, measured))
+    head_only = config["TRAIN_LAYERS"] == "head"
+    if head_only:  # images are read once, by the feature extraction, after the model
+        splits = dict(zip(("trained_on", "measured_on"), epoch_splits(config, builder),
+                          strict=True))
+        sizes = probe.split_sizes(builder, splits, config["DATA_DIR"])
+        steps = probe.steps_per_epoch(sizes, config["BATCH_SIZE"])
+    else:
+        train_batches, measured, cached, splits = input_pipelines(config, builder, len(names))
+        train_batches, measured = map(training.shard_by_example, (train_batches, measured))
+        steps = int(train_batches.cardinality())
     with strategy.scope():
         model = models.build_model(config["BACKBONE"], config["IMAGE_SIZE"], len(names),
                                    config["WEIGHTS"])
-        training.compile_model(model, training.learning_rate(
-            config, int(train_batches.cardinality())))
+        fitted = probe.head_model(model) if head_only else model  # what fit trains
+        training.compile_model(fitted, training.learning_rate(config, steps))
+    if head_only:  # "cached" is then whether the features are held in memory
+        cached = probe.features_in_memory(config["CACHE"], sum(sizes.values()),
+                                          fitted.input_shape[-1],
+                                          config["CACHE_MEMORY_FRACTION"])
     run_dir = Path(config["OUTPUT_DIR"]) / config["RUN_NAME"]
     run_config = {
         **config, "class_names": names, **splits, **folder_record(builder),
@@ -268,12 +310,17 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
     if writes:
         run_dir = prepare_run_dir(config)  # only now, so a failed start leaves old results
         runs.write_json(run_dir / "config.json", run_config)
-        callbacks, kept = run_callbacks(config, run_dir, run_config)
+        callbacks, kept = run_callbacks(config, run_dir, run_config, model)
+    if head_only:  # only a single process trains the head (check_config), so it writes
+        train_batches, measured = probe.feature_pipelines(
+            config, builder, model, splits, sizes, len(names), run_dir, cached)
     if worker:  # before anything is measured or saved; every worker takes part
         callbacks.insert(0, training.SameStatisticsOnEveryWorker(strategy))
     # One line per epoch when the output is a file: a progress bar would redraw into it.
-    model.fit(train_batches, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    fitted.fit(train_batches, validation_data=measured, epochs=config["EPOCHS"], shuffle=False,
+               callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    if head_only:
+        probe.remove_cache(run_dir)
     if kept is None:
         print(f"{worker} finished; the chief writes the run folder {run_dir}/")
         return run_dir
@@ -285,12 +332,15 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
     return run_dir
 
 
-def run_callbacks(config: dict[str, Any], run_dir: Path, run_config: dict[str, Any]):
-    """(callbacks, the KeptWeights among them): what fit writes into the run folder."""
+def run_callbacks(config: dict[str, Any], run_dir: Path, run_config: dict[str, Any],
+                  model: keras.Model):
+    """(callbacks, the KeptWeights among them): what fit writes into the run folder, which
+    holds the whole `model` even when fit trains only its head."""
     history = run_dir / "history.csv"
     kept = training.KeptWeights(run_dir, run_config, config["KEEP"],
                                 training.best_epoch(history)
-                                if config["RESUME"] and config["KEEP"] == "best" else None)
+                                if config["RESUME"] and config["KEEP"] == "best" else None,
+                                saved=model)
     callbacks = [kept, training.EpochHistory(history, keep_rows=config["RESUME"])]
     if config["STRATEGY"] != "multiworker":  # which cannot resume (check_config)
         # Saves model and optimizer state after every epoch; on RESUME restores the last.

@@ -5,8 +5,8 @@ only those parts, --DEMO adds `make demo`'s time). Prints a table and writes
 outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
 docs/benchmarks.md says what every key means and how it is measured: cam_speedup_vs_seed_loop,
 cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency, mixed_precision_speedup,
-auto_precision_vs_best, backbones, methods_ms_per_image, vs_tf_keras_vis, demo_seconds; each
-records what it ran on.
+auto_precision_vs_best, backbones, methods_ms_per_image, vs_tf_keras_vis, head_only_speedup,
+demo_seconds; each records what it ran on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camlab import settings  # noqa: E402
 
 PARTS = ("cam", "overhead", "pipeline", "precision", "backbones", "methods",
-         "tf_keras_vis")  # what to measure: any of these, --PARTS=cam,methods
+         "tf_keras_vis", "head_only")  # what to measure: any of these, --PARTS=cam,methods
 DEMO = False  # True also times make demo's commands and the 7 methods' leaderboard (minutes)
 OUTPUT = "outputs/bench/bench.json"  # results; fewer PARTS write bench_<parts>.json beside it
 # ---- end of settings ----
@@ -46,6 +46,7 @@ from camlab import (  # noqa: E402
     methods,
     models,
     precision,
+    probe,
     reference,
     runs,
     training,
@@ -78,6 +79,9 @@ TKV_SIZE = 224  # pixels for vs_tf_keras_vis, as the issue's reference measureme
 TKV_BATCH = 8  # images there
 TKV_SCORECAM_BACKBONE = "small_vgg"  # Score-CAM's model there: 64 channels, not VGG19's 512
 TKV_SCORECAM_SIZE = 64  # pixels for it
+HEAD_SIZE = 320  # pixels for head_only_speedup: the post's
+HEAD_BATCH = 8  # images per step there (training, feature extraction and head alike)
+HEAD_STEPS = 2  # steps of each timed epoch there: HEAD_BATCH x HEAD_STEPS images
 DEMO_RUN = "bench_demo"  # the demo's RUN_NAME here, so the user's outputs/demo stays as it is
 
 
@@ -434,6 +438,59 @@ def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: i
                      "masked_images_per_pass": methods.SCORECAM_BATCH}}}
 
 
+def timed_once(function) -> float:
+    """Wall seconds of one call of `function()`."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def bench_head_only(backbone: str = "vgg19", size: int = HEAD_SIZE, batch: int = HEAD_BATCH,
+                    steps: int = HEAD_STEPS, classes: int = NUM_CLASSES) -> dict:
+    """i. TRAIN_LAYERS="head" against a full fine-tune, on the same batch x steps images
+    (random, uint8, through train_cam.py's own input code) and the same model, float32.
+
+    full_s: one `fit` epoch of the whole model (data.batches: resize, one-hot), after a
+    warm-up step. extract_s: probe.extract over the same images, as train_cam.py runs it
+    (backbone in inference mode, its cache file written), after a warm-up batch. head_s:
+    one `fit` epoch of probe.head_model on those features (probe.feature_batches, held in
+    memory), after a warm-up step. value = full_s / (extract_s + head_s): the images/s of
+    a head-only epoch that pays the whole one-off extraction, over a full epoch's. Each is
+    timed once: the epochs are a few batches of VGG19 at 320 px.
+    """
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    model = models.build_model(backbone, size, classes)
+    training.compile_model(model, 1e-5)
+    count, rng = batch * steps, np.random.default_rng(5)
+    examples = tf.data.Dataset.from_tensor_slices({
+        "image": rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, classes, count)})
+    full = data.batches(examples, size, classes, batch)
+    model.fit(full.take(1), epochs=1, shuffle=False, verbose=0)
+    full_s = timed_once(lambda: model.fit(full, epochs=1, shuffle=False, verbose=0))
+    extractor, head = probe.feature_model(model), probe.head_model(model)
+    training.compile_model(head, 1e-5)
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as folder, \
+            contextlib.redirect_stdout(io.StringIO()):  # extract's line per file
+        probe.extract(extractor, examples.take(batch), batch, size, batch, Path(folder), "warm")
+        paths = []
+        extract_s = timed_once(lambda: paths.extend(probe.extract(
+            extractor, examples, count, size, batch, Path(folder), "timed")))
+        features = probe.feature_batches(paths, count, classes, batch, in_memory=True)
+        head.fit(features.take(1), epochs=1, shuffle=False, verbose=0)
+        head_s = timed_once(lambda: head.fit(features, epochs=1, shuffle=False, verbose=0))
+    return {"head_only_speedup": {
+        "value": full_s / (extract_s + head_s),
+        "full_epoch_images_per_s": count / full_s,
+        "head_first_epoch_images_per_s": count / (extract_s + head_s),
+        "extraction_images_per_s": count / extract_s,
+        "head_epoch_images_per_s": count / head_s,
+        "full_s": full_s, "extract_s": extract_s, "head_s": head_s, "images": count,
+        "batch": batch, "image_size": size, "backbone": backbone, "precision": "float32",
+        "weights": "random"}}
+
+
 def demo_commands(run_name: str = DEMO_RUN) -> list[list[str]]:
     """make demo's two commands, with the run folder named `run_name`."""
     return [[sys.executable, script, "--PRESET=demo", f"--RUN_NAME={run_name}"]
@@ -543,6 +600,8 @@ def measure(parts: tuple[str, ...], demo: bool) -> dict:
             classifier.explain(models.build_model(TKV_SCORECAM_BACKBONE, TKV_SCORECAM_SIZE,
                                                   NUM_CLASSES), TKV_SCORECAM_SIZE),
             random_images(TKV_BATCH, TKV_SCORECAM_SIZE)))
+    if "head_only" in parts:
+        results.update(bench_head_only())
     if demo:
         results.update(bench_demo(demo_commands(DEMO_RUN)))
         results.update(bench_leaderboard(DEMO_RUN))

@@ -115,10 +115,17 @@ def check_cached_weights(name: str) -> None:
                    "download it again; replace it, or pass --WEIGHTS=/path/to/weights.h5")
 
 
+def is_model_file(weights: str) -> bool:
+    """True when WEIGHTS names a whole saved model (a run's model.keras), whose backbone
+    build_model copies, rather than a backbone's weights file."""
+    return weights.endswith(".keras")
+
+
 def weights_source(name: str, weights: str) -> str | None:
     """What to pass as `weights=` to the keras.applications constructor, checked first:
-    "imagenet" (Keras' cache or a download), a file path, or None for random weights."""
-    if not weights:
+    "imagenet" (Keras' cache or a download), a file path, or None for random weights (also
+    for a model.keras, whose weights build_model copies afterwards)."""
+    if not weights or is_model_file(weights):
         return None
     if not BACKBONES[name].application:
         raise CamError(f"{name} has no pretrained weights; set WEIGHTS to \"\"")
@@ -248,11 +255,57 @@ def preprocessing(mode: str, images):
     return keras.layers.Rescaling(scale, offset, name="preprocess", dtype="float32")(images)
 
 
+def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of a flat GAP model but its input and its classifier, in graph order."""
+    return [layer for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer) and layer.name != "classifier"]
+
+
+def copy_backbone(model: keras.Model, path: str, backbone: str) -> None:
+    """Sets every weight of `model` but its classifier's from the model saved at `path`
+    (a run's model.keras: the same backbone, any image size or classes), layer by layer
+    in graph order; CamError when the file is not such a model.
+
+    Layers are matched by position and checked by class and weight shapes, not by name:
+    Keras numbers unnamed layers (normalization_1) by what the process built before.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CamError(f"WEIGHTS file {path!r} not found")
+    try:
+        saved = keras.models.load_model(file, compile=False)
+    except (ValueError, OSError, TypeError) as error:
+        raise CamError(f"WEIGHTS={path!r} could not be loaded as a Keras model "
+                       f"({' '.join(str(error).split())})") from None
+    ours, theirs = backbone_layers(model), backbone_layers(saved)
+
+    def signature(layers, index):  # what must agree: the layer's kind and weight shapes
+        if index >= len(layers):
+            return None
+        return type(layers[index]).__name__, [tuple(w.shape) for w in layers[index].weights]
+
+    def shown(layers, index):
+        found = signature(layers, index)
+        return f"{layers[index].name} {found}" if found else "nothing"
+
+    for index in range(max(len(ours), len(theirs))):
+        if signature(ours, index) != signature(theirs, index):
+            raise CamError(f"WEIGHTS={path!r} is not a {backbone} GAP model as train_cam.py "
+                           f"saves it (its layer {index + 1} is {shown(theirs, index)}, "
+                           f"{backbone}'s is {shown(ours, index)}): pass the model.keras of a "
+                           f"run with BACKBONE={backbone}")
+    for layer, source in zip(ours, theirs, strict=True):
+        if layer.weights:
+            layer.set_weights(source.get_weights())
+
+
 def build_model(backbone: str, image_size: int, num_classes: int,
                 weights: str = "") -> keras.Model:
     """The CAM classifier: RGB [0, 255] images (batch, size, size, 3) -> softmax (batch, classes).
 
-    `weights` starts the backbone: "" random, "imagenet" (Keras' file), or a file path.
+    `weights` starts the backbone: "" random, "imagenet" (Keras' file), a backbone weights
+    file, or a run's model.keras (its backbone's weights are copied, the classifier starts
+    afresh, so the classes and image size may differ from that run's).
     The softmax head is float32 under a mixed-precision policy, so probabilities and the
     CAM weights keep full precision.
     """
@@ -271,10 +324,12 @@ def build_model(backbone: str, image_size: int, num_classes: int,
     probs = keras.layers.Dense(num_classes, activation="softmax", use_bias=False,
                                dtype="float32", name="classifier")(pooled)
     model = keras.Model(inputs, probs, name=f"{backbone}_gap")
-    if not BACKBONES[backbone].application:
-        return model
-    # The replayed layers also keep their call in the application's own graph, where
-    # `layer.output` would point; a clone of the flat graph has one call per layer.
-    fresh = keras.models.clone_model(model)
-    fresh.set_weights(model.get_weights())
-    return fresh
+    if BACKBONES[backbone].application:
+        # The replayed layers also keep their call in the application's own graph, where
+        # `layer.output` would point; a clone of the flat graph has one call per layer.
+        fresh = keras.models.clone_model(model)
+        fresh.set_weights(model.get_weights())
+        model = fresh
+    if is_model_file(weights):
+        copy_backbone(model, weights, backbone)
+    return model

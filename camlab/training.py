@@ -229,9 +229,13 @@ def should_cache(choice: str, num_examples: int, image_size: int,
     `memory_fraction` of the machine's RAM."""
     if check_choice("CACHE", choice, CACHE_CHOICES) != "auto":
         return choice == "yes"
-    needed = num_examples * image_size * image_size * 3 * 4
+    return fits_in_memory(num_examples * image_size * image_size * 3 * 4, memory_fraction)
+
+
+def fits_in_memory(needed_bytes: int, memory_fraction: float) -> bool:
+    """CACHE="auto"'s rule: `needed_bytes` take less than `memory_fraction` of the RAM."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return 0 < needed < memory_fraction * memory
+    return 0 < needed_bytes < memory_fraction * memory
 
 
 def learning_rate(config: dict[str, Any], steps_per_epoch: int):
@@ -260,9 +264,12 @@ class KeptWeights(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, run_config: dict, keep: str,
-                 previous: dict | None = None):
+                 previous: dict | None = None, saved: keras.Model | None = None):
         super().__init__()
         self.run_dir, self.run_config = run_dir, run_config
+        # The model written: the one fit trains, unless fit trains only part of `saved`
+        # (TRAIN_LAYERS="head" fits the classifier alone).
+        self.saved = saved
         self.keep = check_choice("KEEP", keep, KEEP_CHOICES)
         # "epoch" (from 1) and the logs of the kept epoch; a resumed run starts from the
         # best row of its history.csv, whose weights are already in the file.
@@ -274,7 +281,7 @@ class KeptWeights(keras.callbacks.Callback):
         value = logs.get(MONITOR, -float("inf"))
         if self.keep == "last" or value > self.best:
             self.best = max(self.best, value)
-            runs.save_trained(self.model, self.run_dir, self.run_config)
+            runs.save_trained(self.saved or self.model, self.run_dir, self.run_config)
             self.kept = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
 
 

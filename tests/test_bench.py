@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from camlab import classifier, methods, models
+from camlab import classifier, methods, models, probe
 from helpers import run_fails
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +125,24 @@ def test_bad_parts_are_one_line_and_write_nothing(parts, message, tmp_path):
     code = run_fails(bench.main, [f"--PARTS={parts}", f"--OUTPUT={tmp_path / 'b.json'}"],
                      tmp_path, message)
     assert "\n" not in code and not re.search(r"Traceback", code)
+
+
+def test_head_only_is_a_full_epoch_over_the_extraction_and_a_head_epoch(monkeypatch):
+    """Through probe.extract, as train_cam.py: a warm-up batch, then all the images."""
+    extracted, extract = [], probe.extract
+
+    def counting(extractor, examples, count, *args, **kwargs):
+        extracted.append(count)
+        return extract(extractor, examples, count, *args, **kwargs)
+
+    monkeypatch.setattr(probe, "extract", counting)
+    entry = bench.bench_head_only("small_vgg", size=32, batch=4, steps=2,
+                                  classes=4)["head_only_speedup"]
+    assert extracted == [4, 8] and entry["images"] == 8
+    assert entry["value"] == pytest.approx(entry["full_s"] / (entry["extract_s"]
+                                                              + entry["head_s"]))
+    assert entry["value"] == pytest.approx(entry["head_first_epoch_images_per_s"]
+                                           / entry["full_epoch_images_per_s"])
+    assert entry["extraction_images_per_s"] == pytest.approx(8 / entry["extract_s"])
+    assert entry["head_epoch_images_per_s"] == pytest.approx(8 / entry["head_s"])
+    assert min(entry["full_s"], entry["extract_s"], entry["head_s"]) > 0

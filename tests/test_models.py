@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import cam_utils
-from camlab import classifier, models
+from camlab import classifier, models, runs
 from camlab.errors import CamError
 from helpers import KERAS_VGG19_MD5, register_for_vgg19
 
@@ -142,6 +142,31 @@ def test_no_cached_vgg19_file_offline_says_where_to_put_it(keras_home, network_c
     assert ("(80,134,624 bytes, from the keras-applications release on "
             f"storage.googleapis.com) into {keras_home}/") in message
     assert not any(keras_home.iterdir())
+
+
+def test_a_runs_model_file_starts_the_backbone_and_a_fresh_head(tmp_path):
+    """WEIGHTS=<run>/model.keras: every backbone weight (batch norm's statistics too) from
+    the file, at another image size and class count; the head starts afresh."""
+    keras.utils.set_random_seed(0)
+    trained = models.build_model("small_vgg", 32, 4)
+    rng = np.random.default_rng(0)
+    for weight in trained.weights:
+        weight.assign(rng.normal(size=weight.shape).astype(np.float32))
+    runs.inference_copy(trained).save(tmp_path / "model.keras")
+    started = models.build_model("small_vgg", 48, 3, str(tmp_path / "model.keras"))
+    pairs = list(zip(models.backbone_layers(trained), models.backbone_layers(started),
+                     strict=True))
+    assert sum(len(layer.weights) for layer, _ in pairs) == 30  # 6 convs, 6 batch norms x 4
+    for source, layer in pairs:
+        for theirs, ours in zip(source.weights, layer.weights, strict=True):
+            assert theirs.numpy().tobytes() == ours.numpy().tobytes()
+    assert started.get_layer("classifier").kernel.shape == (64, 3)
+    with pytest.raises(CamError, match=r"is not a vgg19 GAP model as train_cam.py saves it "
+                                       r"\(its layer 2 is conv1_1 \('Conv2D'"):
+        models.build_model("vgg19", 32, 3, str(tmp_path / "model.keras"))
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(CamError, match="could not be loaded as a Keras model"):
+        models.build_model("small_vgg", 32, 3, str(tmp_path / "broken.keras"))
 
 
 def test_missing_weights_file_is_named():

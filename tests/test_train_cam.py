@@ -178,6 +178,7 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     (["--KEEP=best", "--HOLDOUT=1.5"], "HOLDOUT=1.5 must be between 0 and 1"),
     (["--KEEP=best", "--TRAIN_SPLIT=train[:50%]"], "must then be a plain split name"),
     (["--KEEP=best", "--HOLDOUT=0.01"], "HOLDOUT=0.01 of 12 examples leaves no examples"),
+    (["--TRAIN_LAYERS=last"], "TRAIN_LAYERS='last'; choose one of all, head"),
 ])
 def test_train_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette, args,
                                                           message):
