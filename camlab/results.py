@@ -73,6 +73,8 @@ SOURCES = (
            "python evaluate_cam.py --PRESET=demo --METHOD=all"),
     Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard.json", "make demo-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
+    Source("bench_head_only.json", "bench/bench_head_only.json",
+           "python benchmarks/bench_cam.py --PARTS=head_only"),
 )
 
 
@@ -383,6 +385,37 @@ def render_estimate(bench: dict[str, Any]) -> list[str]:
         "only) and the first run's download and preparation."]
 
 
+def render_no_gpu(files: dict[str, dict]) -> list[str]:
+    """The post's full run as a linear probe (TRAIN_LAYERS="head") beside the fine-tune,
+    both from one measured bench entry, head_only_speedup (VGG19 at 320 px, one run)."""
+    name = next((n for n in ("bench_head_only.json", "bench.json")
+                 if "head_only_speedup" in files.get(n, {})), None)
+    if name is None:
+        return [missing("bench_head_only.json (key head_only_speedup)")]
+    bench, entry = files[name], files[name]["head_only_speedup"]
+    train, val = IMAGENETTE_TRAIN_IMAGES, IMAGENETTE_VALIDATION_IMAGES
+    fine_tune = POST_EPOCHS * train / entry["full_epoch_images_per_s"]
+    extract = (train + val) / entry["extraction_images_per_s"]
+    heads = POST_EPOCHS * train / entry["head_epoch_images_per_s"]
+    machine = bench.get("machine", {})
+    return [
+        f"**Estimate, not a measurement.** `head_only_speedup` in "
+        f"[docs/results/{name}](docs/results/{name}) ({entry['backbone']} at "
+        f"{entry['image_size']} px, {entry['precision']}, {entry['images']} images, on "
+        f"{machine.get('cpu', '?')} with {machine.get('cores', '?')} cores) measured, in one "
+        f"run: a fine-tune epoch at {sig3(entry['full_epoch_images_per_s'])} images/s, "
+        f"the backbone's features at {sig3(entry['extraction_images_per_s'])} images/s and a "
+        f"head epoch on them at {sig3(entry['head_epoch_images_per_s'])} images/s (a "
+        f"head-only first epoch is {sig3(entry['value'])} times a fine-tune epoch's speed). "
+        f"For the post's run, {POST_EPOCHS} epochs of {thousands(train)} images: a fine-tune "
+        f"{POST_EPOCHS} x {thousands(train)} / {sig3(entry['full_epoch_images_per_s'])} = "
+        f"{thousands(fine_tune)} s (about {fine_tune / 3600:.0f} hours); the probe "
+        f"{thousands(train + val)} / {sig3(entry['extraction_images_per_s'])} = "
+        f"{thousands(extract)} s for the features (training and validation images, once) "
+        f"plus {thousands(heads)} s for the {POST_EPOCHS} head epochs, about "
+        f"{(extract + heads) / 60:.0f} minutes."]
+
+
 def missing(names: str) -> str:
     return f"(No results committed yet: {names} in docs/results/ come from `make results`.)"
 
@@ -402,6 +435,7 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
                             else [missing("bench.json")]),
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
     "estimate": lambda files: render_estimate(files.get("bench.json", {})),
+    "no_gpu": render_no_gpu,
 }
 
 
