@@ -213,6 +213,18 @@ def test_leaderboard_ranks_methods_and_formats_each_score_from_its_key():
     assert "not computed: pxap" in lines[0]
 
 
+def test_no_gpu_estimate_is_the_arithmetic_of_the_head_only_entry():
+    entry = {"value": 3.0, "full_epoch_images_per_s": 2.0, "extraction_images_per_s": 6.0,
+             "head_epoch_images_per_s": 500.0, "backbone": "vgg19", "image_size": 320,
+             "precision": "float32", "images": 16}
+    text = results.render_no_gpu({"bench_head_only.json": {
+        "head_only_speedup": entry, "machine": {"cpu": "AMD EPYC", "cores": 2}}})[0]
+    # 10 x 12,894 / 2 = 64,470 s; (12,894 + 500) / 6 = 2,232 s; 10 x 12,894 / 500 = 258 s.
+    assert "= 64,470 s (about 18 hours)" in text and "= 2,232 s for the features" in text
+    assert "plus 258 s for the 10 head epochs, about 42 minutes" in text
+    assert results.render_no_gpu({})[0].startswith("(No results committed yet")
+
+
 def test_leaderboard_without_boxes_ranks_by_deletion_lower_first():
     board = {**BOARD, "methods": {"a": {"deletion_auc": 0.3}, "b": {"deletion_auc": 0.1}},
              "baselines": {}}

@@ -1,0 +1,44 @@
+"""The leaderboard's tables and the summary across training seeds (camlab/leaderboard.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from camlab import leaderboard
+
+
+def board(values: dict[str, float], ties: list[str]) -> dict:
+    return {"methods": {m: {"maxboxacc_v2": v, "ms_per_image": 1.0,
+                            "ci95": {"maxboxacc_v2": [v - 0.02, v + 0.02]}}
+                        for m, v in values.items()},
+            "baselines": {"centre": {"maxboxacc_v2": 0.1,
+                                     "ci95": {"maxboxacc_v2": [0.08, 0.12]}}},
+            "ties": {"maxboxacc_v2": ties}, "num_images": 100, "split": "validation",
+            "layer": "relu3_2", "class": "predicted"}
+
+
+def test_markdown_shows_intervals_and_bolds_every_tie():
+    lines = leaderboard.markdown(board({"a": 0.70, "b": 0.72, "c": 0.50}, ["b", "a"]))
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in lines if line.startswith("| ") and "---" not in line}
+    assert list(rows)[1:] == ["b", "a", "c", "centre baseline"]  # ranked, baselines last
+    assert rows["b"] == "**0.720 [0.70, 0.74]**" and rows["a"] == "**0.700 [0.68, 0.72]**"
+    assert rows["c"] == "0.500 [0.48, 0.52]" and rows["centre baseline"] == "0.100 [0.08, 0.12]"
+    assert "has no single best" in lines[-1] and "1000 resamples" in lines[-1]
+
+
+def test_across_seeds_gives_mean_spread_and_the_rankings_that_survive():
+    boards = {"demo_s1": board({"a": 0.70, "b": 0.60}, ["a"]),
+              "demo_s2": board({"a": 0.64, "b": 0.66}, ["b", "a"]),
+              "demo_s3": board({"a": 0.76, "b": 0.62}, ["a"])}
+    summary = leaderboard.across_seeds(boards)
+    entry = summary["methods"]["a"]["maxboxacc_v2"]
+    assert entry["mean"] == pytest.approx(0.70)
+    assert entry["std"] == pytest.approx(np.std([0.70, 0.64, 0.76], ddof=1))
+    assert entry["per_seed"] == {"demo_s1": 0.70, "demo_s2": 0.64, "demo_s3": 0.76}
+    ranking = summary["rankings"]["maxboxacc_v2"]
+    assert ranking["per_seed"]["demo_s2"] == ["b", "a"]
+    assert ranking["always_tied_with_best"] == ["a"] and not ranking["same_order_in_every_seed"]
+    text = "\n".join(leaderboard.seeds_markdown(summary))
+    assert "| a | 0.700 ± 0.060 |" in text and "- maxboxacc_v2: a" in text
