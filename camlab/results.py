@@ -3,7 +3,7 @@
 `make results` (`python -m camlab.results`) does two things:
 
 1. copies the result files the README quotes from outputs/ (written by `make demo`,
-   `python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency` and `make bench`) into docs/results/,
+   `make demo-evaluate` and `make bench`) into docs/results/,
    keeping the keys the README needs and adding where they come from: the source file, the
    command that writes it, the date it was written and the machine (a file that records
    its own machine, as bench.json does, keeps that record);
@@ -65,12 +65,14 @@ class Source:
     command: str  # the README's command that writes it
 
 
+LEADERBOARD_COMMAND = ("python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,"
+                       "scorecam,layercam,eigencam,saliency")  # make demo-evaluate
 SOURCES = (
     Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
-           "python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"),
+           LEADERBOARD_COMMAND),
     Source("demo_leaderboard.json", "demo/leaderboard.json",
-           "python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"),
+           LEADERBOARD_COMMAND),
     Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard.json", "make demo-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
     Source("bench_head_only.json", "bench/bench_head_only.json",

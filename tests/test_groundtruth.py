@@ -216,7 +216,8 @@ def test_evaluate_on_pets_scores_masks_only(runs, capsys):
     assert board["not_computed"] == list(metrics.BOX_METRICS)
     table = (path.with_suffix(".md")).read_text().splitlines()
     assert table[0] == ("| method | pxap | pointing_game_strict | pointing_game | "
-                        "deletion_auc | insertion_auc | ms_per_image |")
+                        "deletion_auc | insertion_auc | average_drop | increase_in_confidence | "
+                        "ms_per_image |")
     ranked = [line.split("|")[1].strip() for line in table[2:4]]
     assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m]["pxap"])
 
@@ -233,6 +234,6 @@ def test_a_dataset_without_ground_truth_still_gets_deletion_and_insertion(
                                        *metrics.POINTING_METRICS]
     for target in ("predicted_class", "true_class"):
         assert sorted(key for key in results[target] if not key.endswith("baseline")) == [
-            "deletion_auc", "insertion_auc"]
+            "average_drop", "ci95", "deletion_auc", "increase_in_confidence", "insertion_auc"]
         assert 0.0 <= results[target]["deletion_auc"] <= 1.0
     assert (run_dir / "deletion_insertion_first4.png").is_file()
