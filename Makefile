@@ -41,14 +41,17 @@ demo-evaluate: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --METHOD=$(SEED_METHODS)
 
 # The training seed moves the maps more than the images do: the demo trained with SEEDS,
-# each run scored with SEED_METHODS, then outputs/demo_sN/seeds_leaderboard.json and .md.
+# each run scored with SEED_METHODS on SEED_IMAGES images, then
+# outputs/demo_sN/seeds_leaderboard_first<SEED_IMAGES>.json and .md.
 SEEDS ?= 1 2 3
+SEED_IMAGES ?= 300  # the first 300 validation images of each run: about 2 minutes a run
 demo-seeds: $(VENV)/.installed
 	for seed in $(SEEDS); do \
 	  test -f outputs/demo_s$$seed/model.keras || \
 	    $(PY) train_cam.py --PRESET=demo --SEED=$$seed --RUN_NAME=demo_s$$seed || exit 1; \
 	done
-	$(PY) evaluate_cam.py --PRESET=demo --RUN_NAME='demo_s*' --METHOD=$(SEED_METHODS)
+	$(PY) evaluate_cam.py --PRESET=demo --RUN_NAME='demo_s*' --METHOD=$(SEED_METHODS) \
+	  --MAX_IMAGES=$(SEED_IMAGES)
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_cam.py
