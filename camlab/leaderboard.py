@@ -45,7 +45,8 @@ def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dic
                                       ("random", "_random_baseline"))}
     return {"methods": scores, "baselines": baselines,
             "ties": ties,
-            "num_images": first["num_images"], "run": first["run"], "split": first["split"],
+            "num_images": first["num_images"], "seconds": first["seconds"],  # one shared pass
+            "run": first["run"], "split": first["split"],
             "layer": first["layer"], "class": "predicted",
             "not_computed": first["not_computed"], "intervals": INTERVALS,
             "ties_rule": TIES_RULE}

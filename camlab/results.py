@@ -388,6 +388,20 @@ def render_estimate(bench: dict[str, Any]) -> list[str]:
         "only) and the first run's download and preparation."]
 
 
+def scoring_time(files: dict[str, dict]) -> list[str]:
+    """How long the leaderboard's one scoring pass took: `seconds` of the board, else of
+    demo_metrics.json when that run wrote both (the same pass)."""
+    board, metrics = files["demo_leaderboard.json"], files.get("demo_metrics.json", {})
+    seconds = board.get("seconds", metrics.get("seconds")
+                        if metrics.get("num_images") == board["num_images"] else None)
+    if seconds is None:
+        return []
+    machine = board.get("provenance", {}).get("machine", {})
+    return ["", f"Scoring all of them took one pass of {thousands(seconds)} s over the split "
+            f"(`seconds`; model loading, figures and TensorFlow's import not included) on "
+            f"{machine.get('cpu', '?')} with {machine.get('cores', '?')} cores."]
+
+
 def render_no_gpu(files: dict[str, dict]) -> list[str]:
     """The post's full run as a linear probe (TRAIN_LAYERS="head") beside the fine-tune,
     both from one measured bench entry, head_only_speedup (VGG19 at 320 px, one run)."""
@@ -427,7 +441,7 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "demo": render_demo,
     "leaderboard": lambda files: (
         [provenance_line("demo_leaderboard.json", files["demo_leaderboard.json"]), ""]
-        + render_leaderboard(files["demo_leaderboard.json"])
+        + render_leaderboard(files["demo_leaderboard.json"]) + scoring_time(files)
         if "demo_leaderboard.json" in files else [missing("demo_leaderboard.json")]),
     "seeds": lambda files: (
         [provenance_line("demo_seeds_leaderboard.json", files["demo_seeds_leaderboard.json"]),
