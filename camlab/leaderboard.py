@@ -141,9 +141,10 @@ def seeds_markdown(summary: dict[str, Any]) -> list[str]:
                   [(m, *(f"{methods[m][k]['mean']:.3f} ± {methods[m][k]['std']:.3f}"
                          if k in methods[m] else "-" for k in columns))
                    for m in ranked(means)])
+    counts = sorted(set(summary["num_images"].values()))
     lines += ["", f"Mean ± standard deviation over {len(summary['runs'])} training seeds "
-              f"({', '.join(summary['runs'])}). Tied with the best (paired 95% interval) in "
-              "every seed:"]
+              f"({', '.join(summary['runs'])}), {' or '.join(map(str, counts))} images each. "
+              "Tied with the best (paired 95% interval) in every seed:"]
     for key, entry in summary["rankings"].items():
         lines.append(f"- {key}: {', '.join(entry['always_tied_with_best']) or 'none'}"
                      + ("; same order in every seed" if entry["same_order_in_every_seed"]
