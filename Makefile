@@ -18,7 +18,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 train: $(VENV)/.installed
 	$(PY) train_cam.py
