@@ -393,8 +393,8 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
     if labels is None:
         pooled.pop("top1_localisation", None)
     keys = [key for key in SCORE_ORDER if key in pooled]
-    resampled = intervals.resampled({key: evaluation.statistics(joined)[key] for key in keys},
-                                    count, seed)
+    statistics = evaluation.statistics(joined)
+    resampled = intervals.resampled({key: statistics[key] for key in keys}, count, seed)
     return {"num_images": count, **{key: pooled[key] for key in keys},
             "ci95": {key: intervals.interval(resampled[key]) for key in keys}}
 

@@ -352,12 +352,13 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
     {method: {metric: value}} are the reported numbers."""
     first = next(iter(per_method.values()))
     images = len(first["label"])
+    each = {m: statistics(of_source(scores, target, "")) for m, scores in per_method.items()}
     out = {}
     for key in keys:
         have = [m for m in per_method if key in points[m]]
         if not have:
             continue
-        stats = {m: statistics(of_source(per_method[m], target, ""))[key] for m in have}
+        stats = {m: each[m][key] for m in have}
         resampled = intervals.resampled(stats, images, seed)
         out[key] = intervals.ties(resampled, {m: points[m][key] for m in have},
                                   key not in leaderboard.LOWER_IS_BETTER)
