@@ -97,7 +97,9 @@ def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random"}
     for method, row in board["methods"].items():
         assert set(leaderboard.KEYS) <= set(row) and row["ms_per_image"] > 0
-        assert -1 <= row["road_morf"] <= row["road_lerf"] + 1  # probabilities minus Y_c
+        # ROADCombined per image is (LeRF - MoRF) / 2, so its mean over images is too.
+        assert row["road_combined"] == pytest.approx((row["road_lerf"] - row["road_morf"]) / 2,
+                                                     abs=1e-6)
         single = json.loads((run_dir / ("metrics_first16.json" if method == "cam" else
                                         f"metrics_{method}_first16.json")).read_text())
         assert row["maxboxacc_v2"] == single["predicted_class"]["maxboxacc_v2"]
