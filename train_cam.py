@@ -116,6 +116,19 @@ def check_weights_outside_run(config: dict[str, Any]) -> None:
                        f"--RUN_NAME={config['RUN_NAME']}_{config['TRAIN_LAYERS']}")
 
 
+def fit_validation_fraction(config: dict[str, Any]) -> None:
+    """A folder DATASET without split folders, too small for VALIDATION_FRACTION to
+    validate on any image, validates on one, unless the user set the fraction."""
+    total = folders.flat_count(config["DATASET"], (config["TRAIN_SPLIT"],
+                                                   config["VALIDATION_SPLIT"])) if (
+        folders.is_folder(config["DATASET"])) else 0
+    if total >= 2:
+        settings.adapt(config, "VALIDATION_FRACTION",
+                       folders.fitting_fraction(total, config["VALIDATION_FRACTION"]),
+                       f"{config['VALIDATION_FRACTION']:g} of the {total} images in "
+                       f"{config['DATASET']} is none")
+
+
 def epoch_splits(config: dict[str, Any], builder) -> tuple[str, str]:
     """(split trained on, split measured after every epoch), as tfds split strings.
 
@@ -132,6 +145,9 @@ def epoch_splits(config: dict[str, Any], builder) -> tuple[str, str]:
                        f"plain split name, not {split!r}")
     total = int(data.load_split(builder, split, config["DATA_DIR"],
                                 setting="TRAIN_SPLIT").cardinality())
+    if total >= 2 and round(config["HOLDOUT"] * total) == 0:
+        settings.adapt(config, "HOLDOUT", 1 / total,
+                       f"{config['HOLDOUT']:g} of the {total} examples is none")
     held = round(config["HOLDOUT"] * total)
     if not 0 < held < total:
         raise CamError(f"HOLDOUT={config['HOLDOUT']} of {total} examples leaves no examples to "
@@ -268,6 +284,7 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
           worker: str) -> Path:
     """run()'s training, under `strategy`; only a process that `writes` touches the run
     folder (the chief of several workers)."""
+    fit_validation_fraction(config)
     builder = data.get_run_dataset(config)
     # Prepared before seeding: preparing runs TensorFlow ops, which advance the seeded op
     # counter, so a first run on a machine would otherwise train differently. The same

@@ -111,6 +111,10 @@ def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, 
                 "file": np.array([path.name for path in paths])}
     builder = data.get_run_dataset(trained)
     examples = data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
+    count = int(examples.cardinality())
+    if count > 0:
+        settings.adapt(config, "NUM_IMAGES", min(config["NUM_IMAGES"], count),
+                       f"split {config['SPLIT']!r} has only {count} image" + "s" * (count > 1))
     return data.pick_examples(examples, config["NUM_IMAGES"], config["SEED"], size)
 
 
@@ -180,6 +184,8 @@ def run(config: dict[str, Any]) -> Path:
     chosen = methods.parse_methods(config["METHOD"])
     model, trained, run_dir = subject.open_subject(config)
     names = trained["class_names"]
+    settings.adapt(config, "TOP_K", min(config["TOP_K"], len(names)),
+                   f"the model has {len(names)} classes")
     check_config(config, len(names))
     for method in chosen:  # every name checked before any image is read or drawn
         methods.check_layer(method, model, config["LAYER"])

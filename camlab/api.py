@@ -193,7 +193,7 @@ class Explainer:
         out = _resized(low, size, batch.shape[1:3])
         return out[..., 0] if one_class else out
 
-    def top_k(self, images, method: str = "cam", k: int = 3, threshold: float = 0.3,
+    def top_k(self, images, method: str = "cam", k: int | None = None, threshold: float = 0.3,
               layer: str | None = None, *, ids=None, **options: Any) -> dict[str, np.ndarray]:
         """The seed's figure data, from one forward pass: each image's k most probable
         classes and their maps by `method` (methods.top_k_maps; CAM in one compiled
@@ -203,8 +203,9 @@ class Explainer:
         (batch, k, H, W) in [0, 1] as the figure draws them (cam_utils.display_maps:
         divided by the top-1 map's maximum, upsampled, cut below `threshold`), "classes":
         (batch, k) int32 best first, "probs": (batch, k) their probabilities, "all_probs":
-        (batch, classes)}.
+        (batch, classes)}. `k` None: 3, or every class of a model with fewer.
         """
+        k = min(3, self.num_classes) if k is None else k
         if not 1 <= k <= self.num_classes:
             raise CamError(f"k={k} must be between 1 and the number of classes, "
                            f"{self.num_classes}")
@@ -301,7 +302,7 @@ def overlay(image, cam_map, style: str = "post", threshold: float = 0.3, *,
     return plots.overlay(picture, shown[0, 0].numpy(), drawn, threshold)
 
 
-def figure(explainer: Explainer, images, method: str = "cam", top_k: int = 3, *,
+def figure(explainer: Explainer, images, method: str = "cam", top_k: int | None = None, *,
            class_names: Sequence[str] | None = None, labels=None, boxes=None,
            row_names=None, layer: str | None = None, threshold: float = 0.3,
            style: str = "post", cmap: str = "", alpha: float = -1.0,
@@ -309,7 +310,8 @@ def figure(explainer: Explainer, images, method: str = "cam", top_k: int = 3, *,
            top: dict[str, np.ndarray] | None = None,
            photos: Sequence[np.ndarray] | None = None) -> Figure:
     """The seed's grid (plots.cam_grid): a row per image, its `top_k` classes' maps by
-    `method` over it, titled "<class> - <p>%".
+    `method` over it, titled "<class> - <p>%"; `top_k` None: 3, or every class of a model
+    with fewer.
 
     `class_names` (classes,) default "class 0", ...; `labels` (batch,) true classes (-1
     unknown) tick the right panel; `boxes` (batch, 4) normalised ground truth, outlined;

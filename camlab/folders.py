@@ -108,16 +108,34 @@ def open_folder(name: str, split_names: tuple[str, str], validation_fraction: fl
     else:
         counts = count_images(root)
         check_classes(root, counts)
-        if not 0 < int(validation_fraction * sum(counts.values())) < sum(counts.values()):
-            raise CamError(f"VALIDATION_FRACTION={validation_fraction} of the "
-                           f"{sum(counts.values())} images in {root} leaves no images to "
-                           "train or to validate on; choose a share between 0 and 1")
+        total = sum(counts.values())
+        if not 0 < int(validation_fraction * total) < total:
+            least = "at least 2 images, or" if total < 2 else (
+                f"a share that leaves an image to each ({1.5 / total:.3g} validates on one), or")
+            raise CamError(f"VALIDATION_FRACTION={validation_fraction} of the {total} images "
+                           f"in {root} leaves no images to train or to validate on; give "
+                           f"{least} train/ and validation/ folders")
         train, validation = _indexed(root, shuffle=True, seed=seed,
                                      validation_split=validation_fraction, subset="both")
         class_names = list(train.class_names)
         splits = {"train": _labelled(train, class_names),
                   "validation": _labelled(validation, class_names)}
     return FolderData(root, class_names, splits)
+
+
+def flat_count(name: str, split_names: tuple[str, str]) -> int:
+    """How many images DATASET's folder holds when it has no split folders (VALIDATION_FRACTION
+    splits it), else 0."""
+    root = Path(name).expanduser()
+    if not root.is_dir() or all((root / split).is_dir() for split in split_names):
+        return 0
+    return sum(count_images(root).values())
+
+
+def fitting_fraction(total: int, fraction: float) -> float:
+    """`fraction` if it validates on at least one of `total` images, else the share that
+    validates on exactly one (Keras keeps int(fraction x total) images for validation)."""
+    return fraction if int(fraction * total) >= 1 else 1.5 / total
 
 
 def check_readable(folder: FolderData) -> None:

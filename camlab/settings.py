@@ -18,7 +18,7 @@ import sys
 import tempfile
 import textwrap
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,17 @@ from camlab.errors import CamError
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 END_OF_SETTINGS = "# ---- end of settings ----"  # the line that closes a script's block
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes"), ("false", "0", "no")
+
+
+class Config(dict):
+    """A script's resolved settings, {NAME: value}, and `given`: the names a preset or the
+    command line set. Those hold the user's choice and are checked as they are; the others
+    hold the script's own value, which `adapt` fits to the model or the data where it
+    cannot apply (TOP_K=3 on a two-class model)."""
+
+    def __init__(self, values: dict[str, Any], given: Iterable[str] = ()):
+        super().__init__(values)
+        self.given = frozenset(given)
 
 
 @dataclass(frozen=True)
@@ -175,7 +186,7 @@ def _split_arguments(argv: list[str], defaults: dict[str, Any]) -> list[tuple[st
 
 
 def resolve_with_sources(script: str | os.PathLike, argv: list[str]
-                         ) -> tuple[dict[str, Any], list[str]]:
+                         ) -> tuple[Config, list[str]]:
     """The script's settings after the preset and the command line, and one line for each
     value they changed from the file: `EPOCHS: 2 (train_cam.py) -> 10 (presets/demo.json)`.
 
@@ -197,10 +208,10 @@ def resolve_with_sources(script: str | os.PathLike, argv: list[str]
             config[name] = value
     changes = [f"{name}: {shown(defaults[name])} ({path.name}) -> " + " -> ".join(chain)
                for name, chain in steps.items()]
-    return config, changes
+    return Config(config, {name for values, _ in layers for name in values}), changes
 
 
-def resolve(script: str | os.PathLike, argv: list[str] | None = None) -> dict[str, Any]:
+def resolve(script: str | os.PathLike, argv: list[str] | None = None) -> Config:
     """The script's resolved settings (see resolve_with_sources); `--help` prints the
     usage and exits 0."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -208,6 +219,18 @@ def resolve(script: str | os.PathLike, argv: list[str] | None = None) -> dict[st
         print(usage(script))
         raise SystemExit(0)
     return resolve_with_sources(script, argv)[0]
+
+
+def adapt(config: dict[str, Any], name: str, value: Any, reason: str) -> None:
+    """Sets `name` to `value`, the nearest the model or the data allows, and prints the
+    change and its reason, unless the user set `name` (Config.given: a preset or the
+    command line): that value is kept for the script's own check to accept or refuse.
+    A plain dict counts as all given: nothing adapts."""
+    if config[name] == value or name in getattr(config, "given", config):
+        return
+    print(f"{name}: {shown(config[name])} -> {shown(value)}, as {reason} ({name} given on "
+          "the command line or in a preset is used as given)")
+    config[name] = value
 
 
 def load_preset(name: str, defaults: dict[str, Any]) -> dict[str, Any]:

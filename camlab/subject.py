@@ -16,7 +16,7 @@ from typing import Any
 
 import keras
 
-from camlab import classifier, runs
+from camlab import classifier, folders, runs
 from camlab.errors import CamError, check_choice
 
 DEFAULT_RUN = "imagenette"  # RUN_NAME "" without MODEL: train_cam.py's default run
@@ -43,13 +43,25 @@ def open_subject(config: dict[str, Any]) -> tuple[classifier.Classifier, dict[st
         raise CamError(f"MODEL takes {height}x{width} images; the scripts feed square ones")
     description = {"DATASET": config["DATASET"], "DATA_DIR": config["DATA_DIR"],
                    "TRAIN_SPLIT": "train", "VALIDATION_SPLIT": "validation",
-                   "VALIDATION_FRACTION": 0.2, "SEED": 0,
+                   "VALIDATION_FRACTION": folder_fraction(config["DATASET"]), "SEED": 0,
                    "IMAGE_SIZE": explained.image_size, "MODEL": str(path)}
     description["class_names"] = class_names(config, description, explained.num_classes)
     print(f"{path.name}: {explained.num_classes} classes at {explained.image_size} px; "
           f"gradients of the {explained.score}s of output {explained.output_name!r}")
     return explained, description, Path(config["OUTPUT_DIR"]) / (config["RUN_NAME"]
                                                                  or path.stem)
+
+
+def folder_fraction(dataset: str, fraction: float = 0.2) -> float:
+    """The share of a folder without split folders that is MODEL's "validation" split:
+    train_cam.py's default 0.2, or one image of a folder too small for that (printed)."""
+    total = folders.flat_count(dataset, ("train", "validation")) if folders.is_folder(
+        dataset) else 0
+    fitted = folders.fitting_fraction(total, fraction) if total >= 2 else fraction
+    if fitted != fraction:
+        print(f"{dataset}: {fraction:g} of its {total} images is none, so its validation "
+              f"split is 1 image (VALIDATION_FRACTION {fitted:.3g}) and train the rest")
+    return fitted
 
 
 def _trained_run(config: dict[str, Any]):

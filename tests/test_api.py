@@ -210,6 +210,20 @@ def test_top_k_is_the_figures_data(model, explainer, images):
     np.testing.assert_allclose(top["shown"], expected, rtol=1e-4, atol=1e-6)
 
 
+def test_the_default_k_is_three_or_every_class_of_a_smaller_model(explainer, images):
+    """k=None: the top 3 of the 4-class model; both classes of a one-unit sigmoid model."""
+    assert explainer.top_k(images)["classes"].shape == (len(images), 3)
+    keras.utils.set_random_seed(6)
+    binary = keras.Sequential([keras.Input((SIDE, SIDE, 3)), keras.layers.Conv2D(4, 3),
+                               keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(1, activation="sigmoid")])
+    top = camlab.explain(binary).top_k(images)
+    p = binary(images).numpy()[:, 0]
+    np.testing.assert_array_equal(top["classes"], np.where(p[:, None] > 0.5, [[1, 0]], [[0, 1]]))
+    np.testing.assert_allclose(top["probs"][:, 0], np.maximum(p, 1 - p), rtol=1e-5)
+    assert camlab.figure(camlab.explain(binary), images[:1]).axes[1].get_title().endswith("%")
+
+
 def test_overlay_blends_the_shown_map_as_the_style_draws_it():
     """The map divided by its maximum, cut below the threshold, coloured and blended:
     post = 0.7 photo + 0.3 magma_r; contrast = grey photo under turbo faded in above the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import PIL.Image
@@ -11,7 +12,7 @@ import pytest
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import data, folders
+from camlab import data, folders, settings
 from camlab.errors import CamError
 from helpers import run_fails
 
@@ -151,3 +152,31 @@ def test_a_held_out_slice_of_a_folder_is_a_random_sample_of_its_classes(tmp_path
     assert len(set(first)) > 1  # not the first class's six images
     again = data.get_builder(str(root), seed=1)
     assert again.splits["train"] == folder.splits["train"]  # the seed fixes the order
+
+
+def test_a_folder_too_small_for_the_defaults_validates_and_holds_out_one_image(tmp_path,
+                                                                               capsys):
+    """3 images, no split folders: VALIDATION_FRACTION 0.2 would validate on none, so it
+    validates on one; KEEP="best" holds out one of the 2 left, where HOLDOUT 0.1 holds out
+    none. A fraction the user gave is refused instead, with one that works."""
+    root = make_folder(tmp_path / "pics", per_class=1)
+    config = settings.resolve(train_cam.__file__, [f"--DATASET={root}", "--KEEP=best"])
+    train_cam.fit_validation_fraction(config)
+    assert config["VALIDATION_FRACTION"] == 0.5
+    folder = data.get_run_dataset(config)
+    assert {split: len(paths) for split, (paths, _) in folder.splits.items()} == {
+        "train": 2, "validation": 1}
+    assert train_cam.epoch_splits(config, folder) == ("train[1:]", "train[:1]")
+    assert [line for line in capsys.readouterr().out.splitlines() if "->" in line] == [
+        f"VALIDATION_FRACTION: 0.2 -> 0.5, as 0.2 of the 3 images in {root} is none "
+        "(VALIDATION_FRACTION given on the command line or in a preset is used as given)",
+        "HOLDOUT: 0.1 -> 0.5, as 0.1 of the 2 examples is none (HOLDOUT given on the "
+        "command line or in a preset is used as given)"]
+    given = settings.resolve(train_cam.__file__, [f"--DATASET={root}",
+                                                  "--VALIDATION_FRACTION=0.2"])
+    train_cam.fit_validation_fraction(given)
+    with pytest.raises(CamError, match=re.escape(
+            f"VALIDATION_FRACTION=0.2 of the 3 images in {root} leaves no images to train or "
+            "to validate on; give a share that leaves an image to each (0.5 validates on "
+            "one), or train/ and validation/ folders")):
+        data.get_run_dataset(given)

@@ -216,3 +216,20 @@ def test_the_package_never_imports_a_script():
             if isinstance(node, ast.Import | ast.ImportFrom):
                 imported = {alias.name for alias in node.names} | {getattr(node, "module", "")}
                 assert not imported & scripts, path.name
+
+
+def test_given_names_what_a_preset_or_the_command_line_set_and_only_that_adapts(capsys):
+    config = settings.resolve(visualize_cam.__file__, ["--PRESET=demo", "--NUM_IMAGES=5"])
+    assert isinstance(config, settings.Config)
+    assert config.given == {"PRESET", "NUM_IMAGES",  # and demo.json's keys this script has:
+                            "DATASET", "IMAGE_SIZE", "RUN_NAME", "DPI"}
+    settings.adapt(config, "TOP_K", 2, "the model has 2 classes")
+    settings.adapt(config, "NUM_IMAGES", 2, "the split has 2 images")  # given: kept
+    settings.adapt(config, "SEED", 0, "no reason")  # the same value: no line
+    assert (config["TOP_K"], config["NUM_IMAGES"]) == (2, 5)
+    assert capsys.readouterr().out.splitlines() == [
+        "TOP_K: 3 -> 2, as the model has 2 classes (TOP_K given on the command line or in "
+        "a preset is used as given)"]
+    plain = {"TOP_K": 3}  # a plain dict, as a caller of run() may build: nothing adapts
+    settings.adapt(plain, "TOP_K", 2, "the model has 2 classes")
+    assert plain == {"TOP_K": 3}

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import camlab
+import evaluate_cam
 import visualize_cam
 from camlab import image_io, methods, settings
 from helpers import run_fails, sequential_cnn, write_png
@@ -272,3 +273,79 @@ def test_a_model_without_cam_saves_its_methods_maps_and_no_cams(tmp_path, image_
     assert "cam_all_classes" not in saved and saved["maps"].shape == (1, 30, 30, 2)
     assert set(json.loads(str(saved["settings"]))["arrays"]) == {"maps", "classes", "probs",
                                                                  "images"}
+
+
+@pytest.fixture(scope="module")
+def two_class_models(tmp_path_factory):
+    """{"sigmoid": a one-unit sigmoid classifier, "softmax": a two-unit softmax one}, saved,
+    and two photos: the models a binary task gives, which the defaults (TOP_K=3) outgrow."""
+    folder = tmp_path_factory.mktemp("two_classes")
+    paths = {}
+    for kind, units in (("sigmoid", 1), ("softmax", 2)):
+        keras.utils.set_random_seed(4)
+        model = keras.Sequential([
+            keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(units, activation=kind)])
+        model.save(folder / f"{kind}.keras")
+        paths[kind] = folder / f"{kind}.keras"
+    rng = np.random.default_rng(3)
+    photos = [write_png(folder / f"photo{i}.png", rng.integers(0, 256, (40, 36, 3), np.uint8))
+              for i in range(2)]
+    return folder, paths, photos
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "softmax"])
+def test_a_two_class_model_works_with_the_defaults(two_class_models, kind, capsys):
+    """TOP_K, which the user did not set, becomes the 2 classes, and the run says so."""
+    folder, paths, photos = two_class_models
+    visualize_cam.main([f"--MODEL={paths[kind]}", f"--IMAGES={folder / 'photo*.png'}",
+                        f"--OUTPUT_DIR={folder / kind}"])
+    assert ("TOP_K: 3 -> 2, as the model has 2 classes (TOP_K given on the command line or "
+            "in a preset is used as given)") in capsys.readouterr().out
+    saved = np.load(folder / kind / kind / "cams_images.npz")
+    assert saved["maps"].shape == (2, 30, 30, 2) and saved["classes"].shape == (2, 2)
+    assert json.loads(str(saved["settings"]))["TOP_K"] == 2
+    np.testing.assert_array_equal(np.sort(saved["classes"], axis=1), [[0, 1], [0, 1]])
+    output = keras.models.load_model(paths[kind])(image_io.read_images(photos, 32)[0]).numpy()
+    expected = np.concatenate([1 - output, output], 1) if kind == "sigmoid" else output
+    np.testing.assert_allclose(saved["probs"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_top_k_the_user_gave_is_still_refused(two_class_models, tmp_path, monkeypatch):
+    folder, paths, _ = two_class_models
+    args = [f"--MODEL={paths['sigmoid']}", f"--IMAGES={folder / 'photo0.png'}",
+            f"--OUTPUT_DIR={tmp_path}"]
+    run_fails(visualize_cam.main, [*args, "--TOP_K=3"], tmp_path,
+              "TOP_K=3 must be between 1 and the number of classes, 2")
+    (tmp_path / "three.json").write_text(json.dumps({"TOP_K": 3}))
+    monkeypatch.setattr(settings, "PRESETS_DIR", tmp_path)
+    run_fails(visualize_cam.main, [*args, "--PRESET=three"], tmp_path,
+              "TOP_K=3 must be between 1 and the number of classes, 2")
+
+
+def test_a_split_of_two_photos_draws_both_unless_num_images_was_given(two_class_models,
+                                                                      tmp_path, capsys):
+    """NUM_IMAGES=5 on a split of 2: both rows; a flat folder of 2 photos validates on 1."""
+    _, paths, photos = two_class_models
+    for where in ("split/train", "split/validation", "flat"):  # a photo in class a, one in b
+        for name, photo in zip("ab", photos, strict=True):
+            (tmp_path / where / name).mkdir(parents=True)
+            (tmp_path / where / name / photo.name).write_bytes(photo.read_bytes())
+    args = [f"--MODEL={paths['softmax']}", f"--OUTPUT_DIR={tmp_path / 'out'}", "--DPI=20"]
+    visualize_cam.main([*args, f"--DATASET={tmp_path / 'split'}"])
+    assert "NUM_IMAGES: 5 -> 2, as split 'validation' has only 2 images" in (
+        capsys.readouterr().out)
+    assert np.load(tmp_path / "out" / "softmax" / "cams.npz")["maps"].shape[0] == 2
+    run_fails(visualize_cam.main, [*args, f"--DATASET={tmp_path / 'split'}", "--NUM_IMAGES=5"],
+              tmp_path, "NUM_IMAGES=5 must be between 1 and the split's size, 2")
+    visualize_cam.main([*args, f"--DATASET={tmp_path / 'flat'}"])
+    printed = capsys.readouterr().out
+    assert "0.2 of its 2 images is none, so its validation split is 1 image" in printed
+    assert "NUM_IMAGES: 5 -> 1, as split 'validation' has only 1 image " in printed
+    assert np.load(tmp_path / "out" / "softmax" / "cams.npz")["maps"].shape[0] == 1
+    # evaluate_cam.py's defaults on the same split: BATCH_SIZE 50 and SCORECAM_BATCH 64 (of a
+    # 6-channel layer) are caps, not sizes, so 2 images score as they are.
+    evaluate_cam.main([*args[:2], f"--DATASET={tmp_path / 'split'}", "--METHOD=scorecam"])
+    scored = json.loads((tmp_path / "out" / "softmax" / "metrics_scorecam.json").read_text())
+    assert scored["num_images"] == 2 and len(scored["per_class"]) == 2
