@@ -55,6 +55,9 @@ CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split to score, in its stored order
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
+# With several METHODs, a costly method scores only the split's first N images ("name:N"),
+# in a pass of its own, so that METHOD=all fits in 10 minutes (docs/benchmarks.md); () = none.
+CAPS = ("smoothgrad:200", "integratedgradients:200", "occlusion:200", "rise:50")
 SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
 SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
 ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
@@ -109,6 +112,7 @@ def check_config(config: dict[str, Any]) -> None:
     check_choice("CONFUSION", config["CONFUSION"], CONFUSION_CHOICES)
     check_choice("BOX_PROTOCOL", config["BOX_PROTOCOL"], localisation.BOX_PROTOCOLS)
     parse_shard(config["SHARD"])
+    parse_caps(config["CAPS"])
     if config["MERGE_SHARDS"] < 0 or config["MERGE_SHARDS"] == 1:
         raise CamError(f"MERGE_SHARDS={config['MERGE_SHARDS']} must be 0 (no merge) or the "
                        "number of shards, 2 or more")
@@ -131,17 +135,64 @@ def parse_shard(text: str) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
+def parse_caps(caps: tuple[str, ...]) -> dict[str, int]:
+    """CAPS ("rise:50", ...) as {method: images}; one CamError for an entry that is not
+    "<method>:<images of at least 1>"."""
+    out = {}
+    for entry in caps:
+        name, _, count = entry.partition(":")
+        if name.strip() not in methods.METHODS or not count.strip().isdigit() or not int(
+                count) >= 1:
+            raise CamError(f"CAPS entry {entry!r} must be \"<method>:<images>\" with a method "
+                           f"of {', '.join(methods.METHODS)} and a number of at least 1, "
+                           "e.g. \"rise:50\"; or CAPS=() for none")
+        out[name.strip()] = int(count)
+    return out
+
+
+def image_limits(config: dict[str, Any], chosen: tuple[str, ...], total: int
+                 ) -> dict[str, int]:
+    """How many of the split's first images each method scores, 0 = all: MAX_IMAGES, or
+    with several METHODs a smaller cap of CAPS (a split of `total` images, -1 unknown)."""
+    limit, caps = config["MAX_IMAGES"], parse_caps(config["CAPS"]) if len(chosen) > 1 else {}
+    out = {}
+    for method in chosen:
+        cap = caps.get(method, 0)
+        below = cap and (not limit or cap < limit) and (total < 0 or cap < total)
+        out[method] = cap if below else limit
+    return out
+
+
 def scored_split(config: dict[str, Any], trained: dict[str, Any], model, random_model,
                  layers: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
     """Every per-image score of SPLIT (its first MAX_IMAGES images) for every method of
-    `layers` {method: layer}, in one pass over the split (evaluation.score_batches); with
-    SHARD "i/n", of batches i, i + n, ... only: the same batches, so the same numbers, as
-    in a run of the whole split."""
+    `layers` {method: layer}, in one pass over the split (evaluation.score_batches), and
+    one more over the first N images for the methods CAPS caps at N; with SHARD "i/n", of
+    batches i, i + n, ... only: the same batches, so the same numbers, as in a run of the
+    whole split. A capped method's scores are those of a run of it alone with
+    MAX_IMAGES=N."""
     builder = data.get_run_dataset(trained)
     print(groundtruth.find(builder).describe())
-    batches = data.evaluation_batches(
-        data.load_split(builder, config["SPLIT"], trained["DATA_DIR"]),
-        trained["IMAGE_SIZE"], config["BATCH_SIZE"], config["MAX_IMAGES"])
+    examples = data.load_split(builder, config["SPLIT"], trained["DATA_DIR"])
+    limits = image_limits(config, tuple(layers), int(examples.cardinality()))
+    passes: dict[int, dict[str, str]] = {}
+    for method, layer in layers.items():
+        passes.setdefault(limits[method], {})[method] = layer
+    scores = {}
+    for limit, group in passes.items():
+        if limit != config["MAX_IMAGES"]:
+            print(f"{', '.join(group)}: the first {limit} images only (CAPS)")
+        scores.update(_scored_pass(config, trained, examples, model, random_model, group,
+                                   limit))
+    return {method: scores[method] for method in layers}
+
+
+def _scored_pass(config: dict[str, Any], trained: dict[str, Any], examples, model,
+                 random_model, layers: dict[str, str], limit: int
+                 ) -> dict[str, dict[str, np.ndarray]]:
+    """scored_split's pass over the first `limit` images (0 = all) for `layers`."""
+    batches = data.evaluation_batches(examples, trained["IMAGE_SIZE"], config["BATCH_SIZE"],
+                                      limit)
     count = int(batches.cardinality())
     shard = parse_shard(config["SHARD"])
     if shard:
@@ -173,9 +224,10 @@ NOT_SCORED = ("SHARD", "MERGE_SHARDS", "FORMAT", "CONFUSION", "TENSORFLOW_LOG", 
 
 
 def shard_identity(config: dict[str, Any], chosen: tuple[str, ...]) -> dict[str, Any]:
-    """What every shard of one evaluation shares: the settings that change a score."""
-    return {**{key: value for key, value in config.items() if key not in NOT_SCORED},
-            "METHOD": list(chosen)}
+    """What every shard of one evaluation shares: the settings that change a score, as
+    JSON gives them back (a tuple as a list)."""
+    return json.loads(json.dumps({**{key: value for key, value in config.items()
+                                     if key not in NOT_SCORED}, "METHOD": list(chosen)}))
 
 
 def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
@@ -313,9 +365,12 @@ def run(config: dict[str, Any]) -> Path:
         return shards.save(run_dir, shard_identity(config, chosen), index, count, scores,
                            seconds)
     results, paths = {}, {}
-    for method in chosen:
-        paths[method] = write_results({**config, "METHOD": method}, trained, run_dir,
-                                      scores[method], seconds, layers[method], model)
+    for method in chosen:  # a capped method's file is that of a run of it with MAX_IMAGES
+        count = len(scores[method]["label"])
+        capped = {"MAX_IMAGES": count} if image_limits(config, chosen, count + 1)[
+            method] == count != config["MAX_IMAGES"] else {}
+        paths[method] = write_results({**config, "METHOD": method, **capped}, trained,
+                                      run_dir, scores[method], seconds, layers[method], model)
         results[method] = json.loads(paths[method].read_text(encoding="utf-8"))
     if len(chosen) == 1:
         return paths[chosen[0]]

@@ -349,17 +349,31 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
                 ) -> dict[str, list[str]]:
     """For each metric of `keys`: the methods that cannot be told apart from the best one,
     by a paired bootstrap on the same resampled images (intervals.ties). `points`
-    {method: {metric: value}} are the reported numbers."""
-    first = next(iter(per_method.values()))
-    images = len(first["label"])
+    {method: {metric: value}} are the reported numbers.
+
+    The best is chosen among the methods scored on the most images. A method scored on
+    fewer (evaluate_cam.py's CAPS: the split's first N) is compared with that best on its
+    own images, paired, and listed when it cannot be shown worse there
+    (intervals.not_worse).
+    """
+    counts = {m: len(scores["label"]) for m, scores in per_method.items()}
+    images = max(counts.values())
     each = {m: statistics(of_source(scores, target, "")) for m, scores in per_method.items()}
     out = {}
     for key in keys:
-        have = [m for m in per_method if key in points[m]]
+        higher = key not in leaderboard.LOWER_IS_BETTER
+        have = [m for m in per_method if key in points[m] and counts[m] == images]
         if not have:
             continue
-        stats = {m: each[m][key] for m in have}
-        resampled = intervals.resampled(stats, images, seed)
-        out[key] = intervals.ties(resampled, {m: points[m][key] for m in have},
-                                  key not in leaderboard.LOWER_IS_BETTER)
+        resampled = intervals.resampled({m: each[m][key] for m in have}, images, seed)
+        scored = {m: points[m][key] for m in have}
+        out[key] = intervals.ties(resampled, scored, higher)
+        best = (max if higher else min)(scored, key=scored.get)
+        for method in (m for m in per_method if key in points[m] and counts[m] < images):
+            rows = np.isin(per_method[best]["index"], per_method[method]["index"])
+            theirs = statistics(of_source(_take(per_method[best], rows), target, ""))[key]
+            paired = intervals.resampled({"method": each[method][key], "best": theirs},
+                                         counts[method], seed)
+            if intervals.not_worse(paired["method"], paired["best"], higher):
+                out[key].append(method)
     return out

@@ -103,3 +103,11 @@ def ties(statistics: dict[str, np.ndarray], points: dict[str, float], higher_is_
         if low <= 0.0 <= high:
             tied.append(name)
     return tied
+
+
+def not_worse(values: np.ndarray, best: np.ndarray, higher_is_better: bool,
+              level: float = LEVEL) -> bool:
+    """Whether an entry cannot be shown worse than `best` (both (resamples,) on the same
+    resamples): the paired difference's interval reaches 0 or the better side."""
+    low, high = interval(values - best, level)
+    return high >= 0.0 if higher_is_better else low <= 0.0

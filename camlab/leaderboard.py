@@ -31,10 +31,14 @@ KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
 def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:
     """The leaderboard of the methods' metrics.json `results` {method: results}, with
     `ties` {metric: methods tied with the best} (evaluation.method_ties)."""
-    first = next(iter(results.values()))
+    # The baselines and the board's image count are those of the methods scored on the
+    # most images; a method capped at fewer (CAPS) carries its own "num_images".
+    first = max(results.values(), key=lambda entry: entry["num_images"])
     predicted = {method: entry["predicted_class"] for method, entry in results.items()}
     scores = {method: {**{key: entry[key] for key in KEYS if key in entry},
                        "ms_per_image": results[method]["ms_per_image"],
+                       **({"num_images": results[method]["num_images"]} if results[method][
+                           "num_images"] < first["num_images"] else {}),
                        "ci95": {key: entry["ci95"][key] for key in KEYS if key in entry}}
               for method, entry in predicted.items()}
     ours = first["predicted_class"]
@@ -86,12 +90,21 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
 
     names = [*ranked(scores), *(f"{b} baseline" for b in board["baselines"])]
     lower = ", ".join(titles.get(k, k) for k in sorted(LOWER_IS_BETTER))
+    capped = any("num_images" in row for row in scores.values())
+
+    def label(name: str) -> str:
+        count = rows[name].get("num_images")
+        return f"{name} (first {count} images)" if count else name
+
     return table(("method", *(titles.get(key, key) for key in columns)),
-                 [(name, *(shown(name, rows[name], key) for key in columns))
+                 [(label(name), *(shown(name, rows[name], key) for key in columns))
                   for name in names]) + [
         "", f"[lo, hi]: {board.get('intervals', INTERVALS)}. Bold: "
             f"{board.get('ties_rule', TIES_RULE)}; a column with several bold entries has no "
-            f"single best. Lower is better for {lower}."]
+            f"single best. Lower is better for {lower}."
+            + (f" A method of the first N images of the {board['num_images']} (CAPS: it is "
+               "costly) is bold when it cannot be shown worse than the best on those "
+               "images." if capped else "")]
 
 
 def across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -154,3 +154,58 @@ def test_bad_shard_settings_get_one_line(demo_run, args, message):
     root, run_dir = demo_run
     run_fails(evaluate_cam.main, ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", *args], run_dir,
               message)
+
+
+def test_a_capped_method_scores_as_it_does_alone_on_its_first_images(demo_run):
+    """CAPS=gradcam:10 beside CAM on 24 images: Grad-CAM's file is, number for number, that
+    of Grad-CAM alone with MAX_IMAGES=10 (10 is no whole number of batches of 8), and the
+    leaderboard says on how many images it was scored; shards merge to the same board."""
+    root, run_dir = demo_run
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--BATCH_SIZE=8", "--STEPS=2",
+              "--PREDICT_BATCH_SIZE=64", "--CAPS=gradcam:10"]
+    board_path = evaluate_cam.main([*common, "--MAX_IMAGES=24", "--METHOD=cam,gradcam"])
+    board = json.loads(board_path.read_text())
+    together = json.loads((run_dir / "metrics_gradcam_first10.json").read_text())
+    assert together["num_images"] == 10 and together["config"]["MAX_IMAGES"] == 10
+    assert json.loads((run_dir / "metrics_first24.json").read_text())["num_images"] == 24
+    evaluate_cam.main([*common, "--MAX_IMAGES=10", "--METHOD=gradcam"])  # alone: no cap
+    alone = json.loads((run_dir / "metrics_gradcam_first10.json").read_text())
+    assert without_timing(alone) == without_timing(together)
+    assert board["num_images"] == 24 and board["methods"]["gradcam"]["num_images"] == 10
+    assert "num_images" not in board["methods"]["cam"]
+    text = (run_dir / "leaderboard_first24.md").read_text()
+    assert "| gradcam (first 10 images) |" in text and "cannot be shown worse" in text
+    for index in range(2):
+        evaluate_cam.main([*common, "--MAX_IMAGES=24", "--METHOD=cam,gradcam",
+                           f"--SHARD={index}/2"])
+    merged = json.loads(evaluate_cam.main([*common, "--MAX_IMAGES=24", "--METHOD=cam,gradcam",
+                                           "--MERGE_SHARDS=2"]).read_text())
+    for entry in (board, merged):
+        entry.pop("seconds")
+        for row in entry["methods"].values():
+            row.pop("ms_per_image")
+    assert merged == board
+
+
+def test_a_capped_method_is_tied_when_it_cannot_be_shown_worse_on_its_images():
+    """Hand-built pointing hits: "a" hits every image, "b" none (all 100 images); of the
+    first 20 only, "c" hits all, "d" none, "e" half. The best is "a", among the
+    full-length methods; "c" ties it on its 20 images, "d" and "e" are worse there."""
+    def scores(hits):
+        return {"label": np.zeros(len(hits), int), "index": np.arange(len(hits)),
+                "predicted_class/pointing_game": np.asarray(hits, float)}
+
+    per_method = {"a": scores(np.ones(100)), "b": scores(np.zeros(100)),
+                  "c": scores(np.ones(20)), "d": scores(np.zeros(20)),
+                  "e": scores(np.arange(20) % 2)}
+    points = {m: {"pointing_game": float(s["predicted_class/pointing_game"].mean())}
+              for m, s in per_method.items()}
+    assert evaluation.method_ties(per_method, points, ["pointing_game"]) == {
+        "pointing_game": ["a", "c"]}
+    # Where the best misses the first 20 images, no method of those 20 is shown worse,
+    # and one better there ("c", "e") is not worse either.
+    per_method["a"]["predicted_class/pointing_game"][:20] = 0.0
+    points = {m: {"pointing_game": float(s["predicted_class/pointing_game"].mean())}
+              for m, s in per_method.items()}
+    assert evaluation.method_ties(per_method, points, ["pointing_game"])["pointing_game"] == [
+        "a", "c", "d", "e"]
