@@ -239,6 +239,12 @@ def file_suffixes(config: dict[str, Any], layer: str) -> tuple[str, str]:
     return method + (f"_{layer}" if layer else "") + subset, subset
 
 
+def board_suffix(config: dict[str, Any]) -> str:
+    """Suffix of the leaderboard, comparison and seeds files: "_all" for METHOD="all", so
+    that it and a list of methods keep their own files, then file_suffixes' subset."""
+    return ("_all" if config["METHOD"].strip() == "all" else "") + file_suffixes(config, "")[1]
+
+
 def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path,
                   scores: dict[str, np.ndarray], seconds: float, layer: str,
                   model) -> Path:
@@ -282,8 +288,7 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
     points = {method: entry["predicted_class"] for method, entry in results.items()}
     board = leaderboard.board(results, evaluation.method_ties(per_image, points,
                                                               leaderboard.KEYS, config["SEED"]))
-    subset = file_suffixes(config, "")[1]
-    path = run_dir / f"leaderboard{subset}.json"
+    path = run_dir / f"leaderboard{board_suffix(config)}.json"
     runs.write_json(path, board)
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(leaderboard.markdown(board)) + "\n", encoding="utf-8")
@@ -312,8 +317,8 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
     figure = plots.method_comparison(np.round(images.numpy()).clip(0, 255).astype(np.uint8),
                                      maps, batch["bbox"].numpy() if "bbox" in batch else None,
                                      names)
-    plots.save_figure(figure, run_dir / f"comparison{file_suffixes(config, '')[1]}."
-                              f"{config['FORMAT']}", 150)
+    plots.save_figure(figure, run_dir / f"comparison{board_suffix(config)}.{config['FORMAT']}",
+                      150)
 
 
 def run_seeds(config: dict[str, Any]) -> Path:
@@ -330,9 +335,8 @@ def run_seeds(config: dict[str, Any]) -> Path:
     boards = {name: json.loads(run({**config, "RUN_NAME": name}).read_text(encoding="utf-8"))
               for name in found}
     summary = leaderboard.across_seeds(boards)
-    subset = file_suffixes(config, "")[1]
     path = (Path(config["OUTPUT_DIR"]) / pattern.replace("*", "N")
-            / f"seeds_leaderboard{subset}.json")
+            / f"seeds_leaderboard{board_suffix(config)}.json")
     runs.write_json(path, {**summary, "config": config})
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(leaderboard.seeds_markdown(summary)) + "\n", encoding="utf-8")

@@ -436,3 +436,14 @@ def test_the_architecture_page_stays_short_and_names_every_module():
     modules = sorted(path.name for path in (ROOT / "camlab").glob("*.py")
                      if path.name != "__init__.py")
     assert [name for name in modules if name not in page] == []
+
+
+def test_the_readme_lists_every_method_once():
+    """Section 4's table names each of METHODS in backticks, and no name it does not have."""
+    from camlab import methods
+
+    section = README.read_text(encoding="utf-8").split("## 4.")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line
+            and "METHOD" not in line.split("|")[2]]
+    named = re.findall(r"`([a-z+]+)`", " ".join(line.split("|")[2] for line in rows))
+    assert sorted(named) == sorted(methods.METHODS)
