@@ -67,12 +67,18 @@ class Source:
 
 LEADERBOARD_COMMAND = ("python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,"
                        "scorecam,layercam,eigencam,saliency")  # make demo-evaluate
+ALL_COMMAND = "python evaluate_cam.py --PRESET=demo --METHOD=all"  # CAPS as in the file
+ROAD_IMAGES = 250  # ROAD costs ~45 ms a map at 64 px: all 18 methods on the first 250 images
+ROAD_COMMAND = f"{ALL_COMMAND} --ROAD=True --MAX_IMAGES={ROAD_IMAGES}"
 SOURCES = (
     Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
            LEADERBOARD_COMMAND),
     Source("demo_leaderboard.json", "demo/leaderboard.json",
            LEADERBOARD_COMMAND),
+    Source("demo_leaderboard_all.json", "demo/leaderboard_all.json", ALL_COMMAND),
+    Source("demo_leaderboard_road.json", f"demo/leaderboard_all_first{ROAD_IMAGES}.json",
+           ROAD_COMMAND),
     Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard_first300.json",
            "make demo-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
@@ -203,7 +209,9 @@ LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("insertion_auc", "insertion"),
                        ("average_drop", "Average Drop % (lower better)"),
                        ("increase_in_confidence", "Increase in Confidence %"),
-                       ("ms_per_image", "ms / image"))
+                       ("road_morf", "ROAD MoRF (lower better)"), ("road_lerf", "ROAD LeRF"),
+                       ("road_combined", "ROAD combined"), ("ms_per_image", "ms / image"))
+ROAD_KEYS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
 
 
 def render_leaderboard(board: dict[str, Any]) -> list[str]:
@@ -214,6 +222,38 @@ def render_leaderboard(board: dict[str, Any]) -> list[str]:
              "class" + (f"; not computed: {', '.join(board['not_computed'])}"
                         if board.get("not_computed") else "") + ":", ""]
     return lines + leaderboard.markdown(board, dict(LEADERBOARD_COLUMNS))
+
+
+def only_keys(board: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The board with the scores of `keys` only (and each method's image count)."""
+    def kept(row: dict) -> dict:
+        return {**{k: v for k, v in row.items() if k in keys or k == "num_images"},
+                "ci95": {k: v for k, v in row.get("ci95", {}).items() if k in keys}}
+
+    return {**board, "methods": {m: kept(row) for m, row in board["methods"].items()},
+            "baselines": {b: kept(row) for b, row in board["baselines"].items()},
+            "ties": {k: v for k, v in board.get("ties", {}).items() if k in keys}}
+
+
+def render_board(name: str, keys: tuple[str, ...] | None = None
+                 ) -> Callable[[dict[str, dict]], list[str]]:
+    """A renderer of the board in docs/results/<name>: its provenance, then its table (of
+    `keys` only, when given), then how long its one pass took."""
+    def render(files: dict[str, dict]) -> list[str]:
+        if name not in files:
+            return [missing(name)]
+        board = files[name] if keys is None else only_keys(files[name], keys)
+        return ([provenance_line(name, board), ""] + render_leaderboard(board)
+                + pass_time(board))
+
+    return render
+
+
+def pass_time(board: dict[str, Any]) -> list[str]:
+    machine = board.get("provenance", {}).get("machine", {})
+    return ["", f"Scoring them took {thousands(board['seconds'])} s (`seconds`: the passes "
+            "over the split, model loading, figures and TensorFlow's import not included) on "
+            f"{machine.get('cpu', '?')} with {machine.get('cores', '?')} cores."]
 
 
 def render_demo(files: dict[str, dict]) -> list[str]:
@@ -443,6 +483,8 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
         [provenance_line("demo_leaderboard.json", files["demo_leaderboard.json"]), ""]
         + render_leaderboard(files["demo_leaderboard.json"]) + scoring_time(files)
         if "demo_leaderboard.json" in files else [missing("demo_leaderboard.json")]),
+    "leaderboard_all": render_board("demo_leaderboard_all.json"),
+    "road": render_board("demo_leaderboard_road.json", ROAD_KEYS),
     "seeds": lambda files: (
         [provenance_line("demo_seeds_leaderboard.json", files["demo_seeds_leaderboard.json"]),
          ""] + leaderboard.seeds_markdown(files["demo_seeds_leaderboard.json"])
