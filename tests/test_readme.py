@@ -213,6 +213,25 @@ def test_leaderboard_ranks_methods_and_formats_each_score_from_its_key():
     assert "not computed: pxap" in lines[0]
 
 
+def test_a_board_of_some_keys_names_a_capped_method_and_its_time():
+    """The ROAD block keeps its keys only; a method with its own image count says it."""
+    board = {**BOARD, "seconds": 512.4, "ties": {"deletion_auc": ["cam"],
+                                                 "maxboxacc_v2": ["gradcam"]}}
+    board["methods"] = {**BOARD["methods"],
+                        "rise": {"deletion_auc": 0.15, "road_morf": 0.2, "ms_per_image": 9.0,
+                                 "num_images": 50}}
+    board["methods"]["cam"] = {**board["methods"]["cam"], "road_morf": 0.1}
+    lines = results.render_board("b.json", ("deletion_auc", "road_morf"))({"b.json": board})
+    rows = by_first_cell(lines)
+    assert list(rows) == ["cam", "gradcam", "rise (first 50 images)", "centre baseline",
+                          "random baseline"]  # by deletion, lower first
+    assert set(rows["cam"]) == {"method", "deletion (lower better)", "ROAD MoRF (lower better)"}
+    assert rows["cam"]["deletion (lower better)"] == "**0.141**"
+    assert "cannot be shown worse than the best on those images" in "\n".join(lines)
+    assert lines[-1].startswith("Scoring them took 512 s")
+    assert results.render_board("absent.json")({}) == [results.missing("absent.json")]
+
+
 def test_no_gpu_estimate_is_the_arithmetic_of_the_head_only_entry():
     entry = {"value": 3.0, "full_epoch_images_per_s": 2.0, "extraction_images_per_s": 6.0,
              "head_epoch_images_per_s": 500.0, "backbone": "vgg19", "image_size": 320,
