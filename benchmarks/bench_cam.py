@@ -479,11 +479,12 @@ def peer_seconds(line: str, method: str) -> float:
 class Peer:
     """benchmarks/peers_xplique.py --serve in xplique's venv: one timed call per `seconds`."""
 
-    def __init__(self, python: str, size: int, batch: int, methods_run: tuple[str, ...],
-                 rise_masks: int, script: Path = XPLIQUE_SCRIPT, seed: int = 4):
+    def __init__(self, python: str, size: int, batch: int, classes: int,
+                 methods_run: tuple[str, ...], rise_masks: int, script: Path = XPLIQUE_SCRIPT,
+                 seed: int = 4):
         self.process = subprocess.Popen(
             [python, str(script), "--serve", f"--size={size}", f"--batch={batch}",
-             f"--classes={NUM_CLASSES}", f"--seed={seed}", f"--rise-masks={rise_masks}",
+             f"--classes={classes}", f"--seed={seed}", f"--rise-masks={rise_masks}",
              f"--methods={','.join(methods_run)}"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         import json
@@ -548,8 +549,8 @@ def versus_xplique(python: str, model, images, methods_run: tuple[str, ...], war
     architecture, size and batch, alternately."""
     options = options or methods.DEFAULT_OPTIONS
     top_1 = tf.argmax(model.features(images)[1], axis=1, output_type=tf.int32)[:, None]
-    peer = Peer(python, images.shape[1], len(images), methods_run, options.rise_masks,
-                script)
+    peer = Peer(python, images.shape[1], len(images), model.num_classes, methods_run,
+                options.rise_masks, script)
     rows = {}
     try:
         for method in methods_run:
