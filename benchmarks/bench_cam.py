@@ -81,7 +81,9 @@ SALIENCY_IMAGES = 2  # images saliency is timed on there: its backward pass hold
 TKV_SIZE = 224  # pixels for vs_tf_keras_vis, as the issue's reference measurement
 TKV_BATCH = 8  # images there
 TKV_SCORECAM_BACKBONE = "small_vgg"  # Score-CAM's model there: 64 channels, not VGG19's 512
-TKV_SCORECAM_SIZE = 64  # pixels for it
+TKV_SCORECAM_SIZE = 64  # pixels for it (and for SmoothGrad's 50 passes an image)
+TKV_MAX_N = 16  # channels of Score-CAM's row scorecam_max_n: tf-keras-vis' max_N, our
+# SCORECAM_MAX_CHANNELS (Faster Score-CAM)
 XPLIQUE_SCRIPT = REPO / "benchmarks" / "peers_xplique.py"  # the peer's side, in its venv
 XPLIQUE_METHODS = ("saliency", "guidedbackprop", "gradcam", "gradcam++")  # one pass or
 # two each: on VGG19 at TKV_SIZE px, TKV_BATCH images
@@ -380,11 +382,12 @@ def their_tool(method: str, model):
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.layercam import Layercam
+    from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.scorecam import Scorecam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
     tools = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam,
-             "scorecam": Scorecam}
+             "scorecam": Scorecam, "saliency": Saliency, "smoothgrad": Saliency}
     return tools[method](model.source, model_modifier=ReplaceToLinear(), clone=True)
 
 
@@ -401,24 +404,31 @@ def timed_pair(ours, theirs, warmup: int, repeats: int) -> tuple[float, float]:
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
-def versus_tf_keras_vis(method: str, model, images, warmup: int, repeats: int) -> dict:
+def versus_tf_keras_vis(method: str, model, images, warmup: int, repeats: int,
+                        max_channels: int = 0) -> dict:
     """One method, both sides: the top-1 class's map at input resolution (unnormalised),
-    forward pass included, the top-1 classes given to both beforehand."""
+    the top-1 classes given to both beforehand; the CAM family's forward pass included
+    (our_top_1_maps). Score-CAM with `max_channels` N keeps N channels on both sides
+    (their max_N, our SCORECAM_MAX_CHANNELS); saliency and SmoothGrad are their Saliency
+    (SmoothGrad: smooth_samples NOISE_SAMPLES, smooth_noise NOISE_LEVEL, as ours)."""
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    size = tuple(images.shape[1:3])
     top_1 = tf.argmax(model.features(images)[1], axis=1, output_type=tf.int32)[:, None]
     tool, score = their_tool(method, model), CategoricalScore(list(top_1.numpy()[:, 0]))
     layer = model.default_layer.rsplit("/", 1)[-1]
     pixels = images.numpy()
+    options = dataclasses.replace(methods.DEFAULT_OPTIONS, scorecam_max_channels=max_channels)
 
     def ours():
-        features, _ = model.features(images)
-        maps = methods.maps_for_classes(method, model, features, top_1, images)
-        return cam_utils.upsample(maps, size).numpy()
+        return our_top_1_maps(method, model, images, top_1, options)
 
     def theirs():
-        extra = {"batch_size": methods.SCORECAM_BATCH} if method == "scorecam" else {}
+        if method in ("saliency", "smoothgrad"):
+            samples = options.noise_samples if method == "smoothgrad" else 0
+            return tool(score, pixels, smooth_samples=samples,
+                        smooth_noise=options.noise_level, normalize_map=False)
+        extra = ({"batch_size": methods.SCORECAM_BATCH, "max_N": max_channels or None}
+                 if method == "scorecam" else {})
         with contextlib.redirect_stdout(io.StringIO()):  # Score-CAM's predict progress bar
             return tool(score, pixels, penultimate_layer=layer,
                         seek_penultimate_conv_layer=False, normalize_cam=False, **extra)
@@ -434,9 +444,12 @@ def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: i
     and image, so it is compared on `scorecam_model` and `scorecam_images` instead (both
     sides, all channels: no max_N), with the same masked images per pass."""
     rows = {method: versus_tf_keras_vis(method, model, images, warmup, repeats)
-            for method in ("gradcam", "gradcam++", "layercam")}
-    rows["scorecam"] = versus_tf_keras_vis("scorecam", scorecam_model, scorecam_images,
-                                           warmup, repeats)
+            for method in ("gradcam", "gradcam++", "layercam", "saliency")}
+    for method in ("scorecam", "smoothgrad"):
+        rows[method] = versus_tf_keras_vis(method, scorecam_model, scorecam_images, warmup,
+                                           repeats)
+    rows["scorecam_max_n"] = versus_tf_keras_vis("scorecam", scorecam_model, scorecam_images,
+                                                 warmup, repeats, TKV_MAX_N)
     described = {"model": model.source.name, "image_size": images.shape[1],
                  "batch": len(images), "layer": model.default_layer}
     scorecam_layer = scorecam_model.layers[scorecam_model.default_layer]
@@ -447,7 +460,10 @@ def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: i
         "scorecam": {"model": scorecam_model.source.name,
                      "image_size": scorecam_images.shape[1], "batch": len(scorecam_images),
                      "channels": scorecam_layer.shape[-1], "max_N": None,
-                     "masked_images_per_pass": methods.SCORECAM_BATCH}}}
+                     "masked_images_per_pass": methods.SCORECAM_BATCH},
+        "scorecam_max_n": {"max_N": TKV_MAX_N, "on": "the scorecam block's model"},
+        "smoothgrad": {"on": "the scorecam block's model", "samples": methods.DEFAULT_OPTIONS
+                       .noise_samples, "noise": methods.DEFAULT_OPTIONS.noise_level}}}
 
 
 def xplique_skip_reason(python: str) -> str:

@@ -67,10 +67,12 @@ def test_tf_keras_vis_rows_are_their_seconds_over_ours(tiny):
     images = bench.random_images(2, 32)
     entry = bench.bench_tf_keras_vis(tiny, images, tiny, images, warmup=0,
                                      repeats=1)["vs_tf_keras_vis"]
-    assert set(entry["rows"]) == {"gradcam", "gradcam++", "layercam", "scorecam"}
+    assert set(entry["rows"]) == {"gradcam", "gradcam++", "layercam", "scorecam", "saliency",
+                                  "smoothgrad", "scorecam_max_n"}
     for row in entry["rows"].values():
         assert row["value"] == pytest.approx(row["theirs_s"] / row["ours_s"])
     assert entry["scorecam"]["channels"] == 64 and entry["scorecam"]["max_N"] is None
+    assert entry["scorecam_max_n"]["max_N"] == bench.TKV_MAX_N < 64
     assert entry["batch"] == 2 and entry["image_size"] == 32
 
 
