@@ -3,10 +3,11 @@
 Run `python benchmarks/bench_cam.py` (about 10 minutes on 2 cores; --PARTS=cam,methods runs
 only those parts, --DEMO adds `make demo`'s time). Prints a table and writes
 outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP. Part
-xplique runs only with --XPLIQUE_PYTHON, the python of xplique's own venv. docs/benchmarks.md says what every key means and how it is measured: cam_speedup_vs_seed_loop,
-cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency, mixed_precision_speedup,
-auto_precision_vs_best, backbones, methods_ms_per_image, vs_tf_keras_vis, vs_xplique,
-head_only_speedup, demo_seconds; each records what it ran on.
+xplique runs only with --XPLIQUE_PYTHON, the python of xplique's own venv.
+docs/benchmarks.md says what every key means and how it is measured:
+cam_speedup_vs_seed_loop, cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency,
+mixed_precision_speedup, auto_precision_vs_best, backbones, methods_ms_per_image,
+vs_tf_keras_vis, vs_xplique, head_only_speedup, demo_seconds; each records what it ran on.
 """
 
 from __future__ import annotations
