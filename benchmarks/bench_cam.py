@@ -2,17 +2,19 @@
 
 Run `python benchmarks/bench_cam.py` (about 10 minutes on 2 cores; --PARTS=cam,methods runs
 only those parts, --DEMO adds `make demo`'s time). Prints a table and writes
-outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP.
-docs/benchmarks.md says what every key means and how it is measured: cam_speedup_vs_seed_loop,
-cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency, mixed_precision_speedup,
-auto_precision_vs_best, backbones, methods_ms_per_image, vs_tf_keras_vis, head_only_speedup,
-demo_seconds; each records what it ran on.
+outputs/bench/bench.json. Each timing is the median of REPEATS runs after WARMUP. Part
+xplique runs only with --XPLIQUE_PYTHON, the python of xplique's own venv.
+docs/benchmarks.md says what every key means and how it is measured:
+cam_speedup_vs_seed_loop, cam_floor_ratio, cam_overhead_fraction, pipeline_efficiency,
+mixed_precision_speedup, auto_precision_vs_best, backbones, methods_ms_per_image,
+vs_tf_keras_vis, vs_xplique, head_only_speedup, demo_seconds; each records what it ran on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import os
 import subprocess
@@ -26,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from camlab import settings  # noqa: E402
 
 PARTS = ("cam", "overhead", "pipeline", "precision", "backbones", "methods",
-         "tf_keras_vis", "head_only")  # what to measure: any of these, --PARTS=cam,methods
+         "tf_keras_vis", "xplique", "head_only")  # what to measure: any of these
+XPLIQUE_PYTHON = ""  # part xplique: the python of xplique's own venv (docs/benchmarks.md);
+# "" skips that part with one line
 DEMO = False  # True also times make demo's commands and the 7 methods' leaderboard (minutes)
 OUTPUT = "outputs/bench/bench.json"  # results; fewer PARTS write bench_<parts>.json beside it
 # ---- end of settings ----
@@ -78,7 +82,18 @@ SALIENCY_IMAGES = 2  # images saliency is timed on there: its backward pass hold
 TKV_SIZE = 224  # pixels for vs_tf_keras_vis, as the issue's reference measurement
 TKV_BATCH = 8  # images there
 TKV_SCORECAM_BACKBONE = "small_vgg"  # Score-CAM's model there: 64 channels, not VGG19's 512
-TKV_SCORECAM_SIZE = 64  # pixels for it
+TKV_SCORECAM_SIZE = 64  # pixels for it (and for SmoothGrad's 50 passes an image)
+TKV_MAX_N = 16  # channels of Score-CAM's row scorecam_max_n: tf-keras-vis' max_N, our
+# SCORECAM_MAX_CHANNELS (Faster Score-CAM)
+XPLIQUE_SCRIPT = REPO / "benchmarks" / "peers_xplique.py"  # the peer's side, in its venv
+XPLIQUE_METHODS = ("saliency", "guidedbackprop", "gradcam", "gradcam++")  # one pass or
+# two each: on VGG19 at TKV_SIZE px, TKV_BATCH images
+XPLIQUE_MANY_PASSES = ("smoothgrad", "integratedgradients", "occlusion", "rise")  # 50 to
+# 2000 passes an image: on VGG19 at XPLIQUE_SMALL_SIZE px, XPLIQUE_SMALL_BATCH images
+XPLIQUE_SMALL_SIZE = 64  # pixels for them (VGG19's minimum is 32)
+XPLIQUE_SMALL_BATCH = 2  # images for them
+XPLIQUE_RISE_MASKS = 200  # RISE's masks on both sides there (the default 2000 would take
+# most of an hour on 2 cores); its cost is linear in the masks
 HEAD_SIZE = 320  # pixels for head_only_speedup: the post's
 HEAD_BATCH = 8  # images per step there (training, feature extraction and head alike)
 HEAD_STEPS = 2  # steps of each timed epoch there: HEAD_BATCH x HEAD_STEPS images
@@ -368,11 +383,12 @@ def their_tool(method: str, model):
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.layercam import Layercam
+    from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.scorecam import Scorecam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
     tools = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam,
-             "scorecam": Scorecam}
+             "scorecam": Scorecam, "saliency": Saliency, "smoothgrad": Saliency}
     return tools[method](model.source, model_modifier=ReplaceToLinear(), clone=True)
 
 
@@ -389,24 +405,31 @@ def timed_pair(ours, theirs, warmup: int, repeats: int) -> tuple[float, float]:
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
-def versus_tf_keras_vis(method: str, model, images, warmup: int, repeats: int) -> dict:
+def versus_tf_keras_vis(method: str, model, images, warmup: int, repeats: int,
+                        max_channels: int = 0) -> dict:
     """One method, both sides: the top-1 class's map at input resolution (unnormalised),
-    forward pass included, the top-1 classes given to both beforehand."""
+    the top-1 classes given to both beforehand; the CAM family's forward pass included
+    (our_top_1_maps). Score-CAM with `max_channels` N keeps N channels on both sides
+    (their max_N, our SCORECAM_MAX_CHANNELS); saliency and SmoothGrad are their Saliency
+    (SmoothGrad: smooth_samples NOISE_SAMPLES, smooth_noise NOISE_LEVEL, as ours)."""
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    size = tuple(images.shape[1:3])
     top_1 = tf.argmax(model.features(images)[1], axis=1, output_type=tf.int32)[:, None]
     tool, score = their_tool(method, model), CategoricalScore(list(top_1.numpy()[:, 0]))
     layer = model.default_layer.rsplit("/", 1)[-1]
     pixels = images.numpy()
+    options = dataclasses.replace(methods.DEFAULT_OPTIONS, scorecam_max_channels=max_channels)
 
     def ours():
-        features, _ = model.features(images)
-        maps = methods.maps_for_classes(method, model, features, top_1, images)
-        return cam_utils.upsample(maps, size).numpy()
+        return our_top_1_maps(method, model, images, top_1, options)
 
     def theirs():
-        extra = {"batch_size": methods.SCORECAM_BATCH} if method == "scorecam" else {}
+        if method in ("saliency", "smoothgrad"):
+            samples = options.noise_samples if method == "smoothgrad" else 0
+            return tool(score, pixels, smooth_samples=samples,
+                        smooth_noise=options.noise_level, normalize_map=False)
+        extra = ({"batch_size": methods.SCORECAM_BATCH, "max_N": max_channels or None}
+                 if method == "scorecam" else {})
         with contextlib.redirect_stdout(io.StringIO()):  # Score-CAM's predict progress bar
             return tool(score, pixels, penultimate_layer=layer,
                         seek_penultimate_conv_layer=False, normalize_cam=False, **extra)
@@ -422,9 +445,12 @@ def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: i
     and image, so it is compared on `scorecam_model` and `scorecam_images` instead (both
     sides, all channels: no max_N), with the same masked images per pass."""
     rows = {method: versus_tf_keras_vis(method, model, images, warmup, repeats)
-            for method in ("gradcam", "gradcam++", "layercam")}
-    rows["scorecam"] = versus_tf_keras_vis("scorecam", scorecam_model, scorecam_images,
-                                           warmup, repeats)
+            for method in ("gradcam", "gradcam++", "layercam", "saliency")}
+    for method in ("scorecam", "smoothgrad"):
+        rows[method] = versus_tf_keras_vis(method, scorecam_model, scorecam_images, warmup,
+                                           repeats)
+    rows["scorecam_max_n"] = versus_tf_keras_vis("scorecam", scorecam_model, scorecam_images,
+                                                 warmup, repeats, TKV_MAX_N)
     described = {"model": model.source.name, "image_size": images.shape[1],
                  "batch": len(images), "layer": model.default_layer}
     scorecam_layer = scorecam_model.layers[scorecam_model.default_layer]
@@ -435,8 +461,151 @@ def bench_tf_keras_vis(model, images, scorecam_model, scorecam_images, warmup: i
         "scorecam": {"model": scorecam_model.source.name,
                      "image_size": scorecam_images.shape[1], "batch": len(scorecam_images),
                      "channels": scorecam_layer.shape[-1], "max_N": None,
-                     "masked_images_per_pass": methods.SCORECAM_BATCH}}}
+                     "masked_images_per_pass": methods.SCORECAM_BATCH},
+        "scorecam_max_n": {"max_N": TKV_MAX_N, "on": "the scorecam block's model"},
+        "smoothgrad": {"on": "the scorecam block's model", "samples": methods.DEFAULT_OPTIONS
+                       .noise_samples, "noise": methods.DEFAULT_OPTIONS.noise_level}}}
 
+
+def xplique_skip_reason(python: str) -> str:
+    """Why part xplique cannot run with XPLIQUE_PYTHON=`python` ("" when it can)."""
+    if not python:
+        return ("part xplique skipped: XPLIQUE_PYTHON is not set (the python of xplique's "
+                "own venv; docs/benchmarks.md says how to make it)")
+    if not Path(python).is_file():
+        return (f"part xplique skipped: XPLIQUE_PYTHON={python} does not exist (make "
+                "xplique's venv as docs/benchmarks.md says, or point it at its bin/python)")
+    return ""
+
+
+def peer_seconds(line: str, method: str) -> float:
+    """The seconds in the peer's JSON answer `line` to `method`; RuntimeError for
+    anything else (an error it reports, another method's answer, no answer)."""
+    import json
+
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise RuntimeError(f"xplique's peer answered {line!r} to {method!r}, not JSON "
+                           "(did it crash? its stderr is above)") from None
+    if "error" in answer or answer.get("method") != method:
+        raise RuntimeError(f"xplique's peer answered {answer} to {method!r}")
+    return float(answer["seconds"])
+
+
+class Peer:
+    """benchmarks/peers_xplique.py --serve in xplique's venv: one timed call per `seconds`."""
+
+    def __init__(self, python: str, size: int, batch: int, classes: int,
+                 methods_run: tuple[str, ...], rise_masks: int, script: Path = XPLIQUE_SCRIPT,
+                 seed: int = 4):
+        self.process = subprocess.Popen(
+            [python, str(script), "--serve", f"--size={size}", f"--batch={batch}",
+             f"--classes={classes}", f"--seed={seed}", f"--rise-masks={rise_masks}",
+             f"--methods={','.join(methods_run)}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        import json
+
+        ready = self.process.stdout.readline()
+        if not ready.startswith("{"):
+            self.close()
+            raise RuntimeError("xplique's peer did not start (its stderr is above)")
+        self.versions = json.loads(ready).get("versions", {})
+
+    def seconds(self, method: str) -> float:
+        self.process.stdin.write(method + "\n")
+        self.process.stdin.flush()
+        return peer_seconds(self.process.stdout.readline(), method)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def alternated(ours, theirs, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of `ours()` (wall) and of `theirs()` (the seconds it returns, timed in the
+    peer's process), called alternately, warm-ups dropped."""
+    times = ([], [])
+    for run in range(warmup + repeats):
+        start = time.perf_counter()
+        ours()
+        elapsed = time.perf_counter() - start
+        reported = theirs()
+        if run >= warmup:
+            times[0].append(elapsed)
+            times[1].append(reported)
+    return times
+
+
+def ratio_row(ours: list[float], theirs: list[float]) -> dict:
+    """A method's row: the medians, `value` = theirs / ours (the speed-up over the peer)
+    and `ours_over_peer`, its inverse."""
+    ours_s, theirs_s = float(np.median(ours)), float(np.median(theirs))
+    return {"value": theirs_s / ours_s, "ours_over_peer": ours_s / theirs_s,
+            "ours_s": ours_s, "theirs_s": theirs_s, "ours_all_s": ours,
+            "theirs_all_s": theirs}
+
+
+def our_top_1_maps(method: str, model, images, top_1,
+                   options=methods.DEFAULT_OPTIONS) -> np.ndarray:
+    """Ours as the peer comparisons time it: the top-1 class's map at input resolution,
+    unnormalised. The CAM family makes its features with Classifier.features (the
+    forward pass) and is upsampled; a map of the pixels is given no features (it reads
+    none: its passes are its own)."""
+    if methods.REGISTRY[method].on_input:
+        return methods.maps_for_classes(method, model, None, top_1, images,
+                                        options=options).numpy()
+    features, _ = model.features(images)
+    maps = methods.maps_for_classes(method, model, features, top_1, images)
+    return cam_utils.upsample(maps, tuple(images.shape[1:3])).numpy()
+
+
+def versus_xplique(python: str, model, images, methods_run: tuple[str, ...], warmup: int,
+                   repeats: int, options=None, script: Path = XPLIQUE_SCRIPT) -> dict:
+    """Rows of `methods_run`, ours against xplique's peer process on the same
+    architecture, size and batch, alternately."""
+    options = options or methods.DEFAULT_OPTIONS
+    top_1 = tf.argmax(model.features(images)[1], axis=1, output_type=tf.int32)[:, None]
+    peer = Peer(python, images.shape[1], len(images), model.num_classes, methods_run,
+                options.rise_masks, script)
+    rows = {}
+    try:
+        for method in methods_run:
+            rows[method] = ratio_row(*alternated(
+                lambda method=method: our_top_1_maps(method, model, images, top_1, options),
+                lambda method=method: peer.seconds(method), warmup, repeats))
+    finally:
+        peer.close()
+    return {"rows": rows, "versions": peer.versions}
+
+
+def bench_xplique(python: str, model, images, small_model, small_images, warmup: int = 1,
+                  repeats: int = 3, few_methods: tuple[str, ...] = XPLIQUE_METHODS,
+                  many_methods: tuple[str, ...] = XPLIQUE_MANY_PASSES,
+                  rise_masks: int = XPLIQUE_RISE_MASKS, script: Path = XPLIQUE_SCRIPT
+                  ) -> dict:
+    """j. Speed-up over xplique 2.0.2 (theirs_s / ours_s) per shared method, xplique in
+    its own venv (`python`), run by benchmarks/peers_xplique.py beside this process, the
+    calls alternating. The methods of one or two passes (`few_methods`) on `model` and
+    `images`; those of 50 to 2000 passes an image (`many_methods`) on `small_model` and
+    `small_images`, RISE with `rise_masks` masks on both sides."""
+    load_before = round(os.getloadavg()[0], 2)
+    few = versus_xplique(python, model, images, few_methods, warmup, repeats,
+                         script=script)
+    options = dataclasses.replace(methods.DEFAULT_OPTIONS, rise_masks=rise_masks)
+    many = versus_xplique(python, small_model, small_images, many_methods, warmup, repeats,
+                          options, script)
+    return {"vs_xplique": {
+        "rows": {**few["rows"], **many["rows"]},
+        "model": model.source.name, "image_size": images.shape[1], "batch": len(images),
+        "layer": model.default_layer, "precision": "float32", "weights": "random",
+        "many_passes": {"methods": list(many_methods), "model": small_model.source.name,
+                        "image_size": small_images.shape[1], "batch": len(small_images),
+                        "rise_masks": rise_masks},
+        "work": "top-1 map at input resolution, unnormalised; top-1 classes given to both; "
+                "CAM family: forward pass included; xplique's explainers built beforehand",
+        "peer_versions": few["versions"], "cpu": precision.cpu_model(),
+        "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2)}}
 
 def timed_once(function) -> float:
     """Wall seconds of one call of `function()`."""
@@ -570,8 +739,9 @@ def check_parts(parts: tuple[str, ...], demo: bool) -> tuple[str, ...]:
     return parts
 
 
-def measure(parts: tuple[str, ...], demo: bool) -> dict:
-    """Runs the chosen parts in the file's order; returns their results."""
+def measure(parts: tuple[str, ...], demo: bool, xplique_python: str = "") -> dict:
+    """Runs the chosen parts in the file's order; returns their results. Part xplique
+    without a usable `xplique_python` is skipped with one line on stderr."""
     tfds.disable_progress_bar()
     results = {}
     if {"cam", "overhead", "methods"} & set(parts):
@@ -600,6 +770,17 @@ def measure(parts: tuple[str, ...], demo: bool) -> dict:
             classifier.explain(models.build_model(TKV_SCORECAM_BACKBONE, TKV_SCORECAM_SIZE,
                                                   NUM_CLASSES), TKV_SCORECAM_SIZE),
             random_images(TKV_BATCH, TKV_SCORECAM_SIZE)))
+    if "xplique" in parts and xplique_skip_reason(xplique_python):
+        print(xplique_skip_reason(xplique_python), file=sys.stderr)
+    elif "xplique" in parts:
+        keras.utils.set_random_seed(0)
+        results.update(bench_xplique(
+            xplique_python,
+            classifier.explain(models.build_model("vgg19", TKV_SIZE, NUM_CLASSES), TKV_SIZE),
+            random_images(TKV_BATCH, TKV_SIZE),
+            classifier.explain(models.build_model("vgg19", XPLIQUE_SMALL_SIZE,
+                                                  NUM_CLASSES), XPLIQUE_SMALL_SIZE),
+            random_images(XPLIQUE_SMALL_BATCH, XPLIQUE_SMALL_SIZE)))
     if "head_only" in parts:
         results.update(bench_head_only())
     if demo:
@@ -627,18 +808,19 @@ def print_table(results: dict) -> None:
               f"({entry['forward_ms_per_image']:.1f} ms) not included")
         for method, ms in entry["rows"].items():
             print(f"{method:<18}{ms:>12.1f}")
-    if "vs_tf_keras_vis" in results:
-        print(f"\n{'vs tf-keras-vis':<18}{'speed-up':>10}{'ours s':>10}{'theirs s':>10}")
-        for method, row in results["vs_tf_keras_vis"]["rows"].items():
-            print(f"{method:<18}{row['value']:>10.2f}{row['ours_s']:>10.3f}"
-                  f"{row['theirs_s']:>10.3f}")
+    for key, peer in (("vs_tf_keras_vis", "tf-keras-vis"), ("vs_xplique", "xplique")):
+        if key in results:
+            print(f"\n{'vs ' + peer:<20}{'speed-up':>10}{'ours s':>10}{'theirs s':>10}")
+            for method, row in results[key]["rows"].items():
+                print(f"{method:<20}{row['value']:>10.2f}{row['ours_s']:>10.3f}"
+                      f"{row['theirs_s']:>10.3f}")
 
 
 def run(config: dict) -> Path:
     """The benchmark with resolved settings; returns the file written."""
     parts = check_parts(config["PARTS"], config["DEMO"])
     started = time.perf_counter()
-    results = measure(parts, config["DEMO"])
+    results = measure(parts, config["DEMO"], config["XPLIQUE_PYTHON"])
     results["parts"] = list(parts) + (["demo"] if config["DEMO"] else [])
     results["machine"] = machine()
     results["seconds"] = round(time.perf_counter() - started, 1)

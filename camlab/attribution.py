@@ -29,7 +29,7 @@ import tensorflow as tf
 import cam_utils
 from camlab import cam_family, models, randomness
 from camlab.classifier import Classifier
-from camlab.method_spec import DEFAULT_OPTIONS, Method, Options
+from camlab.method_spec import DEFAULT_OPTIONS, IG_STEPS, NOISE_SAMPLES, Method, Options
 
 IG_BLUR_SIGMA = 0.1  # IG_BASELINE="blur": Gaussian std as a fraction of the side, as
 # evaluate_cam.py's default removal baseline (BLUR_SIGMA)
@@ -233,10 +233,10 @@ METHODS = {
     "saliency": Method("Saliency", saliency_maps, on_input=True, needs_images=True,
                        passes=f"{_GRADIENT_PASSES} (the classes' backward passes batched)"),
     "smoothgrad": Method("SmoothGrad", smoothgrad_maps, on_input=True, needs_images=True,
-                         passes=f"NOISE_SAMPLES (50) x {_GRADIENT_PASSES}"),
+                         passes=f"NOISE_SAMPLES ({NOISE_SAMPLES}) x {_GRADIENT_PASSES}"),
     "integratedgradients": Method("Integrated Gradients", integrated_gradients_maps,
                                   on_input=True, needs_images=True,
-                                  passes=f"IG_STEPS (50) x {_GRADIENT_PASSES}"),
+                                  passes=f"IG_STEPS ({IG_STEPS}) x {_GRADIENT_PASSES}"),
     "guidedbackprop": Method("Guided Backprop", guided_backprop_maps, on_input=True,
                              needs_images=True, passes=_GRADIENT_PASSES,
                              refusal=no_relu_refusal),

@@ -15,19 +15,28 @@ from __future__ import annotations
 import tensorflow as tf
 
 import cam_utils
-from camlab import attribution, cam_family, perturbation, randomness
+from camlab import attribution, cam_family, perturbation, randomness, tables
 from camlab.classifier import Classifier
 from camlab.errors import CamError, check_choice
 from camlab.method_spec import DEFAULT_OPTIONS, SCORECAM_BATCH, Method, Options
 
 __all__ = ["DEFAULT_OPTIONS", "METHODS", "REGISTRY", "SCORECAM_BATCH", "Method", "Options",
            "check_layer", "check_options", "layer_name", "maps_for_classes", "parse_methods",
-           "top_k_maps"]
+           "passes_table", "top_k_maps"]
 
 REGISTRY: dict[str, Method] = {**cam_family.METHODS, **attribution.METHODS,
                               **perturbation.METHODS}
 METHODS = tuple(REGISTRY)  # the names METHOD takes, in the order "all" runs them
 TITLES = {name: method.title for name, method in REGISTRY.items()}
+
+
+def passes_table() -> list[str]:
+    """docs/benchmarks.md's "passes per image" table, a row per method from its
+    Method.passes (tests/test_bench.py checks the doc against it): what each map costs
+    beside the forward pass that gives the features and the classes, at the defaults."""
+    rows = [(f"`{name}`", method.title, "the pixels" if method.on_input else "a layer",
+             method.passes) for name, method in REGISTRY.items()]
+    return tables.table(("method", "title", "a map of", "passes per image"), rows)
 
 
 def parse_methods(text: str) -> tuple[str, ...]:

@@ -19,7 +19,14 @@ import cam_utils
 from camlab import randomness
 from camlab.cam_family import compiled_probabilities
 from camlab.classifier import Classifier
-from camlab.method_spec import DEFAULT_OPTIONS, Method, Options
+from camlab.method_spec import (
+    DEFAULT_OPTIONS,
+    OCCLUSION_PATCH,
+    OCCLUSION_STRIDE,
+    RISE_MASKS,
+    Method,
+    Options,
+)
 
 GREY = 127.5  # the occluding square's value in every channel of RGB [0, 255]
 RISE_GRID = 7  # RISE: cells per side of the random low-resolution masks (their s)
@@ -139,12 +146,18 @@ def rise_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     return total / (count * RISE_KEEP)
 
 
+def _positions(side: int = 224) -> int:
+    """The square's positions on a `side` x `side` image at the default settings."""
+    size, step = max(1, round(OCCLUSION_PATCH * side)), max(1, round(OCCLUSION_STRIDE * side))
+    return len(_anchors(side, size, step)) ** 2
+
+
 METHODS = {
     "occlusion": Method("Occlusion", occlusion_maps, on_input=True, needs_images=True,
-                        passes="a forward pass per position of the square (225 at the "
-                               "default OCCLUSION_PATCH and OCCLUSION_STRIDE), and one of "
-                               "the image; all classes from the same passes"),
+                        passes=f"a forward pass per position of the square ({_positions()} "
+                               "at the default OCCLUSION_PATCH and OCCLUSION_STRIDE, 224 px), "
+                               "and one of the image; all classes from the same passes"),
     "rise": Method("RISE", rise_maps, on_input=True, needs_images=True,
-                   passes="RISE_MASKS (2000) forward passes; all classes from the same "
-                          "passes"),
+                   passes=f"RISE_MASKS ({RISE_MASKS}) forward passes; all classes from the "
+                          "same passes"),
 }

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from camlab import classifier, methods, models, probe
@@ -66,10 +67,12 @@ def test_tf_keras_vis_rows_are_their_seconds_over_ours(tiny):
     images = bench.random_images(2, 32)
     entry = bench.bench_tf_keras_vis(tiny, images, tiny, images, warmup=0,
                                      repeats=1)["vs_tf_keras_vis"]
-    assert set(entry["rows"]) == {"gradcam", "gradcam++", "layercam", "scorecam"}
+    assert set(entry["rows"]) == {"gradcam", "gradcam++", "layercam", "scorecam", "saliency",
+                                  "smoothgrad", "scorecam_max_n"}
     for row in entry["rows"].values():
         assert row["value"] == pytest.approx(row["theirs_s"] / row["ours_s"])
     assert entry["scorecam"]["channels"] == 64 and entry["scorecam"]["max_N"] is None
+    assert entry["scorecam_max_n"]["max_N"] == bench.TKV_MAX_N < 64
     assert entry["batch"] == 2 and entry["image_size"] == 32
 
 
@@ -146,3 +149,94 @@ def test_head_only_is_a_full_epoch_over_the_extraction_and_a_head_epoch(monkeypa
     assert entry["extraction_images_per_s"] == pytest.approx(8 / entry["extract_s"])
     assert entry["head_epoch_images_per_s"] == pytest.approx(8 / entry["head_s"])
     assert min(entry["full_s"], entry["extract_s"], entry["head_s"]) > 0
+
+
+FAKE_PEER = '''
+import json, sys
+args = sys.argv[1:]
+with open(sys.argv[0] + ".log", "a") as log:
+    log.write(" ".join(args) + "\\n")
+    print(json.dumps({"ready": True, "versions": {"xplique": "fake"}}), flush=True)
+    for line in sys.stdin:
+        log.write(line)
+        print(json.dumps({"method": line.strip(), "seconds": 2.0}), flush=True)
+'''
+
+
+def test_xplique_rows_are_the_peers_seconds_over_ours_alternately(tiny, tmp_path):
+    """A fake peer (no xplique): it reports 2 s a call; ours is timed here, call by call."""
+    script = tmp_path / "peer.py"
+    script.write_text(FAKE_PEER)
+    images = bench.random_images(2, 32)
+    entry = bench.bench_xplique(sys.executable, tiny, images, tiny, images[:1], warmup=1,
+                                repeats=2, few_methods=("saliency", "gradcam"),
+                                many_methods=("rise",), rise_masks=4,
+                                script=script)["vs_xplique"]
+    assert list(entry["rows"]) == ["saliency", "gradcam", "rise"]
+    for row in entry["rows"].values():
+        assert row["theirs_s"] == 2.0 and len(row["ours_all_s"]) == 2
+        assert row["value"] == pytest.approx(2.0 / row["ours_s"])
+        assert row["ours_over_peer"] == pytest.approx(row["ours_s"] / 2.0)
+    log = (tmp_path / "peer.py.log").read_text().splitlines()
+    assert "--size=32 --batch=2 --classes=4" in log[0] and "--batch=1" in log[7]
+    assert "--rise-masks=4" in log[7]
+    assert log[1:7] == ["saliency"] * 3 + ["gradcam"] * 3 and log[8:] == ["rise"] * 3
+    assert entry["many_passes"]["batch"] == 1 and entry["peer_versions"] == {"xplique": "fake"}
+    assert entry["cpu"] and entry["load_average_before"] >= 0
+
+
+def test_xplique_without_its_venv_is_one_line_and_no_entry(capsys, tmp_path):
+    assert "XPLIQUE_PYTHON is not set" in bench.xplique_skip_reason("")
+    missing = str(tmp_path / "bin" / "python")
+    assert f"XPLIQUE_PYTHON={missing} does not exist" in bench.xplique_skip_reason(missing)
+    assert bench.xplique_skip_reason(sys.executable) == ""
+    assert bench.measure(("xplique",), False, missing) == {}
+    printed = capsys.readouterr().err
+    assert printed.count("\n") == 1 and printed.startswith("part xplique skipped:")
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"error": "\'lime\' is not one of saliency"}', "lime"),
+    ('{"method": "rise", "seconds": 1.0}', "'rise'"),
+    ("", "not JSON")])
+def test_a_peer_answer_that_is_no_time_for_the_method_asked_raises(line, message):
+    with pytest.raises(RuntimeError, match=message):
+        bench.peer_seconds(line, "saliency")
+    assert bench.peer_seconds('{"method": "saliency", "seconds": 1.5}', "saliency") == 1.5
+
+
+def test_xplique_peer_builds_our_vgg19_gap_and_restates_our_defaults():
+    """The peer imports no camlab, so what it restates is checked here."""
+    from camlab import method_spec, perturbation
+
+    peer_spec = importlib.util.spec_from_file_location(
+        "peers_xplique", ROOT / "benchmarks" / "peers_xplique.py")
+    peer = importlib.util.module_from_spec(peer_spec)
+    peer_spec.loader.exec_module(peer)
+    source = (ROOT / "benchmarks" / "peers_xplique.py").read_text()
+    assert not re.search(r"^\s*(from|import) camlab", source, re.MULTILINE)
+    for name in ("ATTRIBUTION_BATCH", "NOISE_SAMPLES", "NOISE_LEVEL", "IG_STEPS",
+                 "OCCLUSION_PATCH", "OCCLUSION_STRIDE", "RISE_MASKS"):
+        assert getattr(peer, name) == getattr(method_spec, name), name
+    assert (peer.RISE_GRID, peer.RISE_KEEP, peer.GREY) == (
+        perturbation.RISE_GRID, perturbation.RISE_KEEP, perturbation.GREY)
+    assert peer.CAFFE_MEANS_BGR == models.CAFFE_MEANS_BGR
+    assert set(peer.METHODS) == set(bench.XPLIQUE_METHODS + bench.XPLIQUE_MANY_PASSES)
+    assert set(peer.METHODS) <= set(methods.METHODS)
+    theirs, ours = peer.build_model(32, 4, 0), models.build_model("vgg19", 32, 4)
+    assert theirs.count_params() == ours.count_params()
+    assert theirs.get_layer(peer.LAYER).output.shape == (
+        classifier.explain(ours, 32).layers[peer.LAYER].shape)
+    assert theirs.layers[-1].activation.__name__ == "linear"
+    images = bench.random_images(1, 32)
+    theirs.set_weights(ours.get_weights())
+    assert np.allclose(theirs(images), ours(images), atol=1e-5)  # explain made ours linear
+
+
+def test_benchmarks_doc_has_the_passes_table_of_every_method():
+    """docs/benchmarks.md's "passes per image" table is methods.passes_table, verbatim."""
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    table = methods.passes_table()
+    assert len(table) == 2 + len(methods.METHODS)
+    assert "\n".join(table) in doc, ("docs/benchmarks.md's passes table differs from "
+                                     "methods.passes_table(); paste:\n" + "\n".join(table))
