@@ -24,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from camlab.frozen import Frozen
+
 KINDS = ("deletion", "insertion")
 
 
@@ -134,9 +136,11 @@ class Plan:
 
 class Remover:
     """Runs a Plan through `forward` ((chunk, H, W, 3) images -> (chunk, classes)
-    probabilities), `chunk` images per pass, every pass of the same size."""
+    probabilities), `chunk` images per pass, every pass of the same size, on images of
+    `size` (H, W) pixels (None: any). The passes run frozen (camlab.frozen)."""
 
-    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], chunk: int):
+    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], chunk: int,
+                 size: tuple[int, int] | None = None):
         self.chunk = chunk
 
         def perturbed(images, baselines, positions, rows, sources, moved, inserting):
@@ -148,9 +152,14 @@ class Remover:
             end = tf.where(inserting, clean, blurred)
             return tf.cast(forward(tf.where(revealed, end, start)), tf.float32)
 
-        self._perturbed = tf.function(perturbed, reduce_retracing=True)
-        self._forward = tf.function(lambda images: tf.cast(forward(images), tf.float32),
-                                    reduce_retracing=True)
+        height, width = size or (None, None)
+        pictures = tf.TensorSpec([None, height, width, 3], tf.float32)
+        jobs = tf.TensorSpec([chunk], tf.int32)
+        self._perturbed = Frozen(perturbed, pictures, pictures,
+                                 tf.TensorSpec([None, None, height, width], tf.int32),
+                                 jobs, jobs, jobs, tf.TensorSpec([chunk], tf.bool))
+        self._forward = Frozen(lambda images: tf.cast(forward(images), tf.float32),
+                               tf.TensorSpec([chunk, height, width, 3], tf.float32))
 
     def forward(self, images) -> tf.Tensor:
         """(n, classes) float32 probabilities of any n images, through the same fixed-size
@@ -187,5 +196,6 @@ def deletion_insertion_auc(predict: Callable[[tf.Tensor], tf.Tensor], images, ba
     plan = Plan(maps.shape[0], steps, maps.shape[1] * maps.shape[2])
     positions = pixel_positions(maps)
     plan.add(0, np.arange(maps.shape[0]), positions.numpy())
-    probs = Remover(predict, chunk).probabilities(plan, images, baselines, positions[None])
+    remover = Remover(predict, chunk, tuple(maps.shape[1:3]))
+    probs = remover.probabilities(plan, images, baselines, positions[None])
     return plan.curves(probs, 0, np.asarray(classes))
