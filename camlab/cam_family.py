@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from camlab.classifier import Classifier
 from camlab.errors import CamError
+from camlab.frozen import Frozen
 from camlab.method_spec import DEFAULT_OPTIONS, Method, Options
 
 # The min-max epsilon of tf-keras-vis' Score-CAM masks (keras.backend.epsilon()).
@@ -298,20 +299,23 @@ def corner_aligned_matrix(source: int, target: int) -> tf.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def compiled_probabilities(model: Classifier) -> Callable[[tf.Tensor], tf.Tensor]:
-    """`model(images)`, the probabilities, as one TensorFlow graph traced per batch shape.
+    """`model(images)`, the probabilities, as one frozen TensorFlow graph for any batch
+    size (camlab.frozen: the weights constants, batch normalisation folded).
 
     Score-CAM runs the model once per chunk of masked images; run op by op (eagerly), a
     small network like small_vgg spends about half of each pass dispatching its layers
     (benchmarks/bench_cam.py, vs_tf_keras_vis).
     """
-    return tf.function(lambda images: model(images), reduce_retracing=True)
+    return Frozen(lambda images: model(images),
+                  tf.TensorSpec([None, *model.model.input.shape[1:]], tf.float32))
 
 
 @functools.lru_cache(maxsize=8)
 def compiled_head(model: Classifier, layer: str) -> Callable[[tf.Tensor], tf.Tensor]:
-    """`layer`'s activations -> the class scores, one graph traced per batch shape."""
-    head = model.head(layer)
-    return tf.function(lambda maps: head(maps, training=False), reduce_retracing=True)
+    """`layer`'s activations -> the class scores, one frozen graph for any batch size."""
+    head = require_head(model, layer, "ablationcam")
+    return Frozen(lambda maps: head(maps, training=False),
+                  tf.TensorSpec([None, *head.input.shape[1:]], head.input.dtype))
 
 
 def require_head(model: Classifier, layer: str, method: str) -> keras.Model:

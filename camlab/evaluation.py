@@ -4,7 +4,8 @@ the method, and turning per-image scores into metrics.json's numbers with interv
 Per batch, the images are read and go through the model once; the two baseline maps
 (a centred Gaussian and a random map) are scored once; the randomised model's forward
 pass is shared by every method's sanity check; and the deletion / insertion images of all
-maps go through the model together (camlab.removal). The scores of a method do not depend
+maps go through the model together (camlab.removal), and so do all the maps' images
+times their maps (Average Drop). The scores of a method do not depend
 on which other methods run beside it: `score_batches` with one method or with seven gives
 that method the same numbers.
 
@@ -178,19 +179,19 @@ def _score_sources(remover: removal.Remover, batch: dict,
         plan.add(index[name][0], np.arange(n), ranks[index[name][0]])
         plan.add(index[name][1], second.rows, ranks[index[name][1]])
     probs = remover.probabilities(plan, images, baselines, positions)
+    explained = _explained(remover, images, sources)
     out = {}
     clean = probs[:n]  # the plan's first jobs: the images themselves
     for name, (first, second) in sources.items():
-        explained = remover.forward(images * faithfulness.normalised_maps(first.maps)[..., None])
         one = _localisation(first.maps, batch, correct, scoring)
         one.update(plan.curves(probs, index[name][0], classes[:, 0]))
-        one.update(_confidence(clean, explained.numpy(), classes[:, 0]))
+        one.update(_confidence(clean, explained[name][0], classes[:, 0]))
         if scoring.road:
             one.update(_road(remover, images, first.maps, classes[:, 0], clean, scoring, ids))
         # The true class: the predicted class's maps and perturbed images, read at the
         # true class, except on the rows where the true class has a map of its own.
         two = {**one, **plan.curves(probs, index[name][0], classes[:, 1]),
-               **_confidence(clean, explained.numpy(), classes[:, 1])}
+               **_confidence(clean, explained[name][0], classes[:, 1])}
         other = np.setdiff1d(np.flatnonzero(classes[:, 0] != classes[:, 1]), second.rows)
         if scoring.road and len(other):  # the same images, read at another class
             two = _merged(two, other, _road(remover, tf.gather(images, other),
@@ -200,16 +201,32 @@ def _score_sources(remover: removal.Remover, batch: dict,
         if len(rows):
             fresh = _localisation(second.maps, batch, correct, scoring, rows)
             fresh.update(plan.curves(probs, index[name][1], classes[rows, 1]))
-            own = tf.gather(second.maps, rows)
-            fresh.update(_confidence(clean[rows], remover.forward(
-                tf.gather(images, rows) * faithfulness.normalised_maps(own)[..., None]
-            ).numpy(), classes[rows, 1]))
+            fresh.update(_confidence(clean[rows], explained[name][1], classes[rows, 1]))
             if scoring.road:
-                fresh.update(_road(remover, tf.gather(images, rows), own, classes[rows, 1],
+                fresh.update(_road(remover, tf.gather(images, rows),
+                                   tf.gather(second.maps, rows), classes[rows, 1],
                                    clean[rows], scoring, ids[rows]))
             two = _merged(two, rows, fresh)
         out[name] = (one, two)
     return out
+
+
+def _explained(remover: removal.Remover, images: tf.Tensor,
+               sources: dict[str, tuple[_Source, _Source]]
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The probabilities of the images times each source's normalised maps (Average Drop's
+    O_c): {source: ((n, classes) of its first maps, (rows, classes) of its second maps on
+    its rows)}, all sources' images in one run of fixed-size passes rather than one padded
+    run each."""
+    parts, sizes = [], []
+    for first, second in sources.values():
+        own = tf.gather(second.maps, second.rows)
+        for kept, maps in ((images, first.maps), (tf.gather(images, second.rows), own)):
+            parts.append(kept * faithfulness.normalised_maps(maps)[..., None])
+            sizes.append(int(maps.shape[0]))
+    probs = np.split(remover.forward(tf.concat(parts, axis=0)).numpy(),
+                     np.cumsum(sizes)[:-1])
+    return {name: (probs[2 * i], probs[2 * i + 1]) for i, name in enumerate(sources)}
 
 
 def _road(remover, images, maps, classes, clean, scoring: Scoring, ids) -> dict:
@@ -239,7 +256,7 @@ def score_batches(batches: Iterable[dict], model: Classifier, random_model: Clas
     progress = keras.utils.Progbar(num_batches, unit_name="batch",
                                    verbose=1 if sys.stdout.isatty() else 2)
     forward = lambda images: model(images, training=False)  # noqa: E731
-    remover = removal.Remover(forward, predict_batch)
+    remover = None  # built for the first batch's image size
     collected: dict[str, dict[str, list]] = {method: {} for method in chosen}
     seen = 0
     for batch in batches:
@@ -247,6 +264,8 @@ def score_batches(batches: Iterable[dict], model: Classifier, random_model: Clas
         ids = (batch["index"].numpy() if "index" in batch
                else np.arange(seen, seen + count)).astype(np.int64)
         seen += count
+        remover = remover or removal.Remover(forward, predict_batch,
+                                             tuple(batch["image"].shape[1:3]))
         for method, scores in score_batch(model, random_model, remover, batch, chosen,
                                           scoring, ids).items():
             for key, value in {**scores, "index": ids}.items():

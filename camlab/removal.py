@@ -24,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from camlab.frozen import Frozen
+
 KINDS = ("deletion", "insertion")
 
 
@@ -134,23 +136,32 @@ class Plan:
 
 class Remover:
     """Runs a Plan through `forward` ((chunk, H, W, 3) images -> (chunk, classes)
-    probabilities), `chunk` images per pass, every pass of the same size."""
+    probabilities), `chunk` images per pass, every pass of the same size, on images of
+    `size` (H, W) pixels (None: any). The passes run frozen (camlab.frozen)."""
 
-    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], chunk: int):
+    def __init__(self, forward: Callable[[tf.Tensor], tf.Tensor], chunk: int,
+                 size: tuple[int, int] | None = None):
         self.chunk = chunk
 
-        def perturbed(images, baselines, positions, rows, sources, moved, inserting):
+        def perturbed(both, positions, rows, sources, moved, inserting):
+            """`both` (2n, H, W, 3): the n images, then their n baselines. Deletion goes
+            from row i of both to row n + i, insertion the other way; pixels are
+            selected, never mixed arithmetically."""
             rank = tf.gather_nd(positions, tf.stack([sources, rows], axis=1))
             revealed = (rank < moved[:, None, None])[..., None]
-            clean, blurred = tf.gather(images, rows), tf.gather(baselines, rows)
-            inserting = inserting[:, None, None, None]
-            start = tf.where(inserting, blurred, clean)
-            end = tf.where(inserting, clean, blurred)
+            count = tf.shape(both)[0] // 2
+            later = count * tf.cast(inserting, tf.int32)
+            start, end = tf.gather(both, rows + later), tf.gather(both, rows + count - later)
             return tf.cast(forward(tf.where(revealed, end, start)), tf.float32)
 
-        self._perturbed = tf.function(perturbed, reduce_retracing=True)
-        self._forward = tf.function(lambda images: tf.cast(forward(images), tf.float32),
-                                    reduce_retracing=True)
+        height, width = size or (None, None)
+        pictures = tf.TensorSpec([None, height, width, 3], tf.float32)
+        jobs = tf.TensorSpec([chunk], tf.int32)
+        self._perturbed = Frozen(perturbed, pictures,
+                                 tf.TensorSpec([None, None, height, width], tf.int32),
+                                 jobs, jobs, jobs, tf.TensorSpec([chunk], tf.bool))
+        self._forward = Frozen(lambda images: tf.cast(forward(images), tf.float32),
+                               tf.TensorSpec([chunk, height, width, 3], tf.float32))
 
     def forward(self, images) -> tf.Tensor:
         """(n, classes) float32 probabilities of any n images, through the same fixed-size
@@ -167,10 +178,10 @@ class Remover:
         padding = -len(rows) % self.chunk
         rows, sources, moved = (np.pad(part, (0, padding)) for part in (rows, sources, moved))
         inserting = np.pad(inserting, (0, padding))
-        images = tf.convert_to_tensor(images, tf.float32)
-        baselines = tf.convert_to_tensor(baselines, tf.float32)
+        both = tf.concat([tf.convert_to_tensor(images, tf.float32),
+                          tf.convert_to_tensor(baselines, tf.float32)], axis=0)
         positions = tf.convert_to_tensor(positions, tf.int32)
-        parts = [self._perturbed(images, baselines, positions,
+        parts = [self._perturbed(both, positions,
                                  *(tf.constant(part[start:start + self.chunk]) for part in
                                    (rows.astype(np.int32), sources, moved, inserting)))
                  for start in range(0, len(rows), self.chunk)]
@@ -187,5 +198,6 @@ def deletion_insertion_auc(predict: Callable[[tf.Tensor], tf.Tensor], images, ba
     plan = Plan(maps.shape[0], steps, maps.shape[1] * maps.shape[2])
     positions = pixel_positions(maps)
     plan.add(0, np.arange(maps.shape[0]), positions.numpy())
-    probs = Remover(predict, chunk).probabilities(plan, images, baselines, positions[None])
+    remover = Remover(predict, chunk, tuple(maps.shape[1:3]))
+    probs = remover.probabilities(plan, images, baselines, positions[None])
     return plan.curves(probs, 0, np.asarray(classes))

@@ -209,3 +209,33 @@ def test_a_capped_method_is_tied_when_it_cannot_be_shown_worse_on_its_images():
               for m, s in per_method.items()}
     assert evaluation.method_ties(per_method, points, ["pointing_game"])["pointing_game"] == [
         "a", "c", "d", "e"]
+
+
+def test_planned_images_are_the_image_and_its_baseline_pixel_by_pixel():
+    """Every planned image, read back whole through a `forward` that returns its pixels:
+    deletion puts the baseline at the top `moved` pixels of the image, insertion the
+    image's pixels into the baseline; exactly, for every job and both endpoints."""
+    import tensorflow as tf
+
+    from camlab import removal
+
+    rng = np.random.default_rng(4)
+    images = (rng.random((3, 5, 4, 3)) * 255).astype(np.float32)
+    baselines = (rng.random((3, 5, 4, 3)) * 255).astype(np.float32)
+    maps = rng.random((2, 3, 5, 4)).astype(np.float32)
+    positions = np.stack([removal.pixel_positions(m).numpy() for m in maps])
+    plan = removal.Plan(3, 4, 20)
+    plan.add(0, np.arange(3), positions[0])
+    plan.add(1, np.array([2]), positions[1])
+    pixels = removal.Remover(lambda batch: tf.reshape(batch, (batch.shape[0], -1)), 7,
+                             (5, 4)).probabilities(plan, images, baselines, positions)
+    rows, sources, moved, inserting = plan.jobs()
+    assert len(pixels) == plan.size == len(rows) > 2 * 3
+    for job in range(plan.size):
+        top = (positions[sources[job], rows[job]] < moved[job])[..., None]
+        first, second = images[rows[job]], baselines[rows[job]]
+        if inserting[job]:
+            first, second = second, first
+        np.testing.assert_array_equal(pixels[job].reshape(5, 4, 3),
+                                      np.where(top, second, first))
+    assert inserting[3:6].all() and not moved[3:6].any()  # the baselines themselves
