@@ -79,7 +79,7 @@ IG_BASELINE = "black"  # integratedgradients: start from "black" or "blur" (the 
 OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side, a fraction of the image's side
 OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side (225 places)
 RISE_MASKS = 2000  # rise: random masks per image, one forward pass each (the paper: 4000-8000)
-ATTRIBUTION_BATCH = 32  # input-resolution methods: images per model pass (their memory cap)
+ATTRIBUTION_BATCH = 32  # input methods: 224 px images per model pass (memory cap); 64 px: 12x more
 CONFUSION = "counts"  # confusion matrix cells: "counts", or "rows" (share of the true class)
 SHARD = ""  # "i/n": score batches i, i + n, i + 2n, ... only (0 <= i < n), into <run>/shards/
 MERGE_SHARDS = 0  # n: combine the n shards of SHARD="0/n" ... "n-1/n" into the files one run writes

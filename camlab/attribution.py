@@ -11,7 +11,7 @@ Sec. 3.1; xplique's Saliency does the same, its other methods take the channels'
 of the signed values).
 
 All of them run one compiled computation (`compiled_gradients`): a forward pass of a chunk
-of `options.attribution_batch` inputs, then the backward passes of its k classes at once
+of Options.inputs_per_pass inputs, then the backward passes of its k classes at once
 (a batch Jacobian). Saliency once ran eagerly, op by op, and there TensorFlow's Conv2D
 gradient also computes the gradient of every filter, which nothing needs and nothing
 prunes outside a graph: a second backward pass's work (benchmarks/saliency_speed.py
@@ -101,15 +101,13 @@ def summed_gradients(model: Classifier, images: tf.Tensor, classes: tf.Tensor, d
     """(batch, k, H, W, 3): for each image and class, the sum over d < `draws` of the class
     score's gradient at the input `inputs_of(images, owners, d)` (rows of (image, draw)
     pairs: the images, their indices in the batch, the draw numbers), |.| first when
-    `absolute`. The rows go through the model `options.attribution_batch` at a time."""
-    if options.attribution_batch < 1:
-        raise ValueError(f"attribution_batch must be a positive number of inputs, not "
-                         f"{options.attribution_batch!r}")
+    `absolute`. The rows go through the model Options.inputs_per_pass at a time."""
+    cap = options.inputs_per_pass(*images.shape[1:3])
     batch, k = classes.shape
     classes, gradients = tf.cast(classes, tf.int32), compiled_gradients(model, guided)
     total = tf.zeros([batch, k, *images.shape[1:]], tf.float32)
-    for start in range(0, batch * draws, options.attribution_batch):
-        rows = tf.range(start, min(start + options.attribution_batch, batch * draws))
+    for start in range(0, batch * draws, cap):
+        rows = tf.range(start, min(start + cap, batch * draws))
         owners = rows // draws
         inputs = inputs_of(tf.gather(images, owners), owners, rows % draws)
         grads = gradients(inputs, tf.gather(classes, owners))

@@ -31,7 +31,8 @@ IG_BASELINES = ("black", "blur")  # IG_BASELINE's choices; blur: metrics.blurred
 OCCLUSION_PATCH = 0.125  # occlusion: the grey square's side as a fraction of the image's
 OCCLUSION_STRIDE = 0.0625  # occlusion: the square's step, a fraction of the side
 RISE_MASKS = 2000  # RISE: random masks, shared by all images (Petsiuk et al. 2018)
-ATTRIBUTION_BATCH = 32  # inputs per model pass of the input-resolution methods
+ATTRIBUTION_BATCH = 32  # inputs of 224 x 224 pixels per model pass of the input methods
+ATTRIBUTION_PIXELS = 224 * 224  # the side ATTRIBUTION_BATCH counts in: smaller go more a pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,15 @@ class Options:
     occlusion_stride: float = OCCLUSION_STRIDE
     rise_masks: int = RISE_MASKS
     attribution_batch: int = ATTRIBUTION_BATCH
+
+    def inputs_per_pass(self, height: int, width: int) -> int:
+        """How many inputs of height x width an input-resolution method runs through the
+        model at once: `attribution_batch` at 224 x 224, proportionally more for smaller
+        ones (a pass's memory grows with its pixels), at least `attribution_batch`."""
+        if self.attribution_batch < 1:
+            raise ValueError(f"attribution_batch must be a positive number of inputs, not "
+                             f"{self.attribution_batch!r}")
+        return self.attribution_batch * max(1, ATTRIBUTION_PIXELS // (height * width))
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Options:

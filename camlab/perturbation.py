@@ -4,7 +4,7 @@ Occlusion (Zeiler and Fergus 2014) and RISE (Petsiuk et al. 2018), each a functi
 camlab.method_spec's shape returning (batch, H, W, k) at the images' resolution; such a
 method takes no LAYER. Both score with the class probability, as both papers do (and as
 Score-CAM does here), through one compiled forward pass (cam_family.compiled_probabilities)
-of `options.attribution_batch` changed images at a time; every class of an image comes
+of Options.inputs_per_pass changed images at a time; every class of an image comes
 from the same passes.
 """
 
@@ -31,13 +31,9 @@ from camlab.method_spec import (
 GREY = 127.5  # the occluding square's value in every channel of RGB [0, 255]
 RISE_GRID = 7  # RISE: cells per side of the random low-resolution masks (their s)
 RISE_KEEP = 0.5  # RISE: the probability that a cell is kept (their p1)
+RISE_BLOCK = 256  # RISE: masks made at a time (256 x 224 x 224 float32 is 51 MB)
 
 
-def _check_batch(options: Options) -> int:
-    if options.attribution_batch < 1:
-        raise ValueError(f"attribution_batch must be a positive number of images, not "
-                         f"{options.attribution_batch!r}")
-    return options.attribution_batch
 
 
 def _anchors(side: int, patch: int, stride: int) -> list[int]:
@@ -73,8 +69,9 @@ def occlusion_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     averaging them, so pixels under more positions weigh more, and its squares never
     reach the far edge when the step does not divide the side; its default value is 0.
     """
-    cap, images = _check_batch(options), tf.convert_to_tensor(images, tf.float32)
+    images = tf.convert_to_tensor(images, tf.float32)
     batch, height, width, _ = images.shape
+    cap = options.inputs_per_pass(height, width)
     masks = occlusion_masks(height, width, options.occlusion_patch, options.occlusion_stride)
     positions, forward = masks.shape[0], compiled_probabilities(model)
     clean = tf.gather(forward(images), classes, batch_dims=1)  # (batch, k)
@@ -125,24 +122,29 @@ def rise_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     black (0). xplique divides by each pixel's sum of masks instead of N x p1, and crops
     all masks of a batch at one shift (tf.image.random_crop of the batch).
     """
-    cap, images = _check_batch(options), tf.convert_to_tensor(images, tf.float32)
+    images = tf.convert_to_tensor(images, tf.float32)
     if options.rise_masks < 1:
         raise ValueError(f"rise_masks must be at least 1, not {options.rise_masks!r}")
     batch, height, width, _ = images.shape
+    cap = options.inputs_per_pass(height, width)
     count = options.rise_masks
     grids, shifts = rise_grids(count, height, width, options.seed)
     forward = compiled_probabilities(model)
+    # Masks are made RISE_BLOCK at a time; their scores (masks, batch, k) come from passes
+    # of at most `cap` masked images, and each block's weighted sum is one product.
     total = tf.zeros([batch, height, width, classes.shape[1]], tf.float32)
-    for start in range(0, batch * count, cap):  # rows (mask, image), mask-major
-        rows = np.arange(start, min(start + cap, batch * count))
-        first, owners = rows[0] // batch, rows % batch
-        masks = rise_masks(grids[first:rows[-1] // batch + 1],
-                           shifts[first:rows[-1] // batch + 1], height, width)
-        masks = tf.gather(masks, rows // batch - first)  # (rows, H, W)
-        probs = forward(tf.gather(images, owners) * masks[..., None])
-        scores = tf.gather(probs, tf.gather(classes, owners), batch_dims=1)  # (rows, k)
-        total += tf.math.unsorted_segment_sum(masks[..., None] * scores[:, None, None],
-                                              owners, batch)
+    for block in range(0, count, RISE_BLOCK):
+        masks = rise_masks(grids[block:block + RISE_BLOCK], shifts[block:block + RISE_BLOCK],
+                           height, width)  # (m, H, W)
+        rows = masks.shape[0] * batch  # (mask, image), mask-major
+        scores = []
+        for start in range(0, rows, cap):
+            chosen = tf.range(start, min(start + cap, rows))
+            owners = chosen % batch
+            masked = tf.gather(images, owners) * tf.gather(masks, chosen // batch)[..., None]
+            scores.append(tf.gather(forward(masked), tf.gather(classes, owners), batch_dims=1))
+        scores = tf.reshape(tf.concat(scores, axis=0), [masks.shape[0], batch, -1])
+        total += tf.einsum("mbk,mhw->bhwk", scores, masks)
     return total / (count * RISE_KEEP)
 
 

@@ -30,6 +30,30 @@ def small():
     return model, images, model.features(images)[0], classes
 
 
+@pytest.fixture(autouse=True)
+def chunks_of_attribution_batch(monkeypatch):
+    """The tests' small images in passes of exactly `attribution_batch` inputs, as 224 px
+    ones go, so that their chunking is exercised."""
+    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 1)
+
+
+def test_smaller_inputs_go_more_at_a_time(small, monkeypatch):
+    """32 inputs of 224 px a pass, 12 x 32 of 64 px, never fewer than 32; the maps do not
+    depend on the passes."""
+    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 224 * 224)
+    options = methods.Options(attribution_batch=32)
+    assert [options.inputs_per_pass(side, side) for side in (224, 64, 300)] == [32, 384, 32]
+    model, images, _, classes = small
+    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 2 * 16 * 16)
+    assert options.inputs_per_pass(16, 16) == 64
+    for name in ("smoothgrad", "rise", "occlusion"):
+        np.testing.assert_allclose(
+            maps_of(name, model, images, classes, noise_samples=4, rise_masks=24,
+                    attribution_batch=1),  # 2 inputs of 16 px a pass
+            maps_of(name, model, images, classes, noise_samples=4, rise_masks=24,
+                    attribution_batch=64), rtol=1e-5, atol=1e-6)
+
+
 def maps_of(name, model, images, classes, ids=None, **options):
     features, _ = model.features(images)
     return methods.maps_for_classes(name, model, features, classes, images,
