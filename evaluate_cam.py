@@ -58,7 +58,7 @@ METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b l
 # With several METHODs, a costly method scores only the split's first N images ("name:N"),
 # in a pass of its own, so that METHOD=all fits in 10 minutes (docs/benchmarks.md); () = none.
 CAPS = ("smoothgrad:200", "integratedgradients:200", "occlusion:200", "rise:50")
-SCORECAM_BATCH = 64  # Score-CAM: masked images per forward pass (it runs one per channel)
+SCORECAM_BATCH = 64  # Score-CAM: 224 px masked images per pass (one per channel); 64 px: 12x more
 SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
 ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
 AUG_SMOOTH = False  # CAM family: True = mean map over flips x scales 0.9/1/1.1 (6x the cost)

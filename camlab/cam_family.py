@@ -30,7 +30,7 @@ import tensorflow as tf
 from camlab.classifier import Classifier
 from camlab.errors import CamError
 from camlab.frozen import Frozen
-from camlab.method_spec import DEFAULT_OPTIONS, Method, Options
+from camlab.method_spec import DEFAULT_OPTIONS, Method, Options, per_pass
 
 # The min-max epsilon of tf-keras-vis' Score-CAM masks (keras.backend.epsilon()).
 MASK_EPSILON = 1e-7
@@ -371,7 +371,8 @@ def score_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     of the class for the masked image (softmax of the logits), as tf-keras-vis scores it
     after ReplaceToLinear (no baseline subtracted, no softmax over channels).
     map = ReLU(sum_c w_c A_c) on the low-resolution A. Every class of an image comes from
-    the same passes, `options.scorecam_batch` masked images at a time.
+    the same passes, `options.scorecam_batch` masked images of 224 px at a time
+    (method_spec.per_pass: more of smaller ones).
 
     A channel that is all zero is skipped, exactly: its mask (0 - 0) / (0 + 1e-7) is 0,
     the blank image, the same for every such channel, and its weight multiplies A_c = 0,
@@ -400,8 +401,9 @@ def score_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
         masks = (upsampled - low) / (high - low + MASK_EPSILON)  # (n, H, W)
         return tf.gather(images, part[:, 0]) * masks[..., None]
 
-    scores = pair_scores(pairs, options.scorecam_batch, masked, compiled_probabilities(model),
-                         classes)
+    scores = pair_scores(pairs, per_pass("scorecam_batch", options.scorecam_batch,
+                                         *images.shape[1:3]),
+                         masked, compiled_probabilities(model), classes)
     shape = tf.constant([maps.shape[0], maps.shape[-1], classes.shape[1]], tf.int64)
     weights = tf.scatter_nd(pairs, scores, shape)
     return class_maps(maps[:, None], tf.transpose(weights, [0, 2, 1]), options)

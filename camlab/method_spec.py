@@ -67,12 +67,8 @@ class Options:
 
     def inputs_per_pass(self, height: int, width: int) -> int:
         """How many inputs of height x width an input-resolution method runs through the
-        model at once: `attribution_batch` at 224 x 224, proportionally more for smaller
-        ones (a pass's memory grows with its pixels), at least `attribution_batch`."""
-        if self.attribution_batch < 1:
-            raise ValueError(f"attribution_batch must be a positive number of inputs, not "
-                             f"{self.attribution_batch!r}")
-        return self.attribution_batch * max(1, ATTRIBUTION_PIXELS // (height * width))
+        model at once: `attribution_batch` (per_pass)."""
+        return per_pass("attribution_batch", self.attribution_batch, height, width)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Options:
@@ -94,6 +90,15 @@ class Options:
                                "most 1 (a fraction of the image's side)")
         check_choice("IG_BASELINE", self.ig_baseline, IG_BASELINES)
         return self
+
+
+def per_pass(name: str, count: int, height: int, width: int) -> int:
+    """A memory cap `count` of 224 x 224 images a pass, for images of height x width:
+    proportionally more for smaller ones (a pass's memory grows with its pixels), never
+    fewer than `count`. ValueError naming `name` for a count below 1."""
+    if count < 1:
+        raise ValueError(f"{name} must be a positive number of inputs, not {count!r}")
+    return count * max(1, ATTRIBUTION_PIXELS // (height * width))
 
 
 DEFAULT_OPTIONS = Options()

@@ -39,19 +39,19 @@ def chunks_of_attribution_batch(monkeypatch):
 
 def test_smaller_inputs_go_more_at_a_time(small, monkeypatch):
     """32 inputs of 224 px a pass, 12 x 32 of 64 px, never fewer than 32; the maps do not
-    depend on the passes."""
+    depend on the passes (Score-CAM's SCORECAM_BATCH counts the same way)."""
     monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 224 * 224)
     options = methods.Options(attribution_batch=32)
     assert [options.inputs_per_pass(side, side) for side in (224, 64, 300)] == [32, 384, 32]
     model, images, _, classes = small
     monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 2 * 16 * 16)
     assert options.inputs_per_pass(16, 16) == 64
-    for name in ("smoothgrad", "rise", "occlusion"):
+    for name in ("smoothgrad", "rise", "occlusion", "scorecam"):
         np.testing.assert_allclose(
             maps_of(name, model, images, classes, noise_samples=4, rise_masks=24,
-                    attribution_batch=1),  # 2 inputs of 16 px a pass
+                    attribution_batch=1, scorecam_batch=1),  # 2 inputs of 16 px a pass
             maps_of(name, model, images, classes, noise_samples=4, rise_masks=24,
-                    attribution_batch=64), rtol=1e-5, atol=1e-6)
+                    attribution_batch=64, scorecam_batch=64), rtol=1e-5, atol=1e-6)
 
 
 def maps_of(name, model, images, classes, ids=None, **options):
