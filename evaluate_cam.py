@@ -55,9 +55,13 @@ CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split to score, in its stored order
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
-# With several METHODs, a costly method scores only the split's first N images ("name:N"),
-# in a pass of its own, so that METHOD=all fits in 10 minutes (docs/benchmarks.md); () = none.
-CAPS = ("smoothgrad:200", "integratedgradients:200", "occlusion:200", "rise:50")
+# With several METHODs, a method named here scores only the split's first N images ("name:N"),
+# in a pass of its own, so that METHOD=all fits in 10 minutes on 2 cores (README section 4):
+# every method costs ~30 s per 1,000 demo images to score, these also 25-1200 ms an image
+# for their maps (twice: the sanity check). The seven of `make demo-evaluate` have none.
+CAPS = ("hirescam:300", "gradcamelementwise:300", "xgradcam:300", "ablationcam:300",
+        "eigengradcam:300", "guidedbackprop:300", "guidedgradcam:300", "smoothgrad:100",
+        "integratedgradients:100", "occlusion:100", "rise:25")  # () = none
 SCORECAM_BATCH = 64  # Score-CAM: 224 px masked images per pass (one per channel); 64 px: 12x more
 SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
 ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
