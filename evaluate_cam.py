@@ -59,9 +59,9 @@ METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b l
 # in a pass of its own, so that METHOD=all fits in 10 minutes on 2 cores (README section 4):
 # every method costs ~30 s per 1,000 demo images to score, these also 25-1200 ms an image
 # for their maps (twice: the sanity check). The seven of `make demo-evaluate` have none.
-CAPS = ("hirescam:300", "gradcamelementwise:300", "xgradcam:300", "ablationcam:300",
-        "eigengradcam:300", "guidedbackprop:300", "guidedgradcam:300", "smoothgrad:100",
-        "integratedgradients:100", "occlusion:100", "rise:25")  # () = none
+CAPS = ("hirescam:200", "gradcamelementwise:200", "xgradcam:200", "ablationcam:200",
+        "eigengradcam:200", "guidedbackprop:200", "guidedgradcam:200", "smoothgrad:50",
+        "integratedgradients:50", "occlusion:50", "rise:10")  # () = none
 SCORECAM_BATCH = 64  # Score-CAM: 224 px masked images per pass (one per channel); 64 px: 12x more
 SCORECAM_MAX_CHANNELS = 0  # Score-CAM: each image's N channels of highest variance; 0 = all
 ABLATION_BATCH = 64  # Ablation-CAM: ablated copies of the layer per pass (it runs one per channel)
@@ -70,7 +70,7 @@ EIGEN_SMOOTH = False  # CAM family: True = 1st principal component of w_c * A_c,
 BATCH_SIZE = 50  # images per batch; deletion/insertion feeds (STEPS + 1) x 2 x this
 PREDICT_BATCH_SIZE = 256  # images per forward pass inside deletion / insertion
 SEED = 0  # seeds the random baseline maps and the randomised model
-ROAD = False  # also ROAD (Rong et al. 2022): 18 passes and imputations per map, ~50 ms at 64 px
+ROAD = False  # also ROAD (Rong et al. 2022): 18 passes and imputations per map, ~60 ms at 64 px
 BOX_PROTOCOL = "lab"  # MaxBoxAccV2's box geometry: "lab" or "wsolevaluation" (the papers' tables)
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
 STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
