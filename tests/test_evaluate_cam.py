@@ -19,7 +19,9 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
             "--STEPS=4", f"--METHOD={method}"]
     path = evaluate_cam.main(argv)
     results = json.loads(path.read_text())
-    assert results["config"] == settings.resolve(evaluate_cam.__file__, argv)
+    # as JSON keeps them: a tuple setting (CAPS) as a list
+    assert results["config"] == json.loads(json.dumps(settings.resolve(evaluate_cam.__file__,
+                                                                       argv)))
     assert results["num_images"] == 40 and results["method"] == method
     for target in ("predicted_class", "true_class"):
         for key in ("maxboxacc_v2", "pxap", "pointing_game", "pointing_game_strict",
