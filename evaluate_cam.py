@@ -373,10 +373,10 @@ def run(config: dict[str, Any]) -> Path:
         return shards.save(run_dir, shard_identity(config, chosen), index, count, scores,
                            seconds)
     results, paths = {}, {}
+    caps = image_limits(config, chosen, -1)  # and a method with fewer images was not capped
     for method in chosen:  # a capped method's file is that of a run of it with MAX_IMAGES
-        count = len(scores[method]["label"])
-        capped = {"MAX_IMAGES": count} if image_limits(config, chosen, count + 1)[
-            method] == count != config["MAX_IMAGES"] else {}
+        capped = {"MAX_IMAGES": caps[method]} if caps[method] != config["MAX_IMAGES"] and len(
+            scores[method]["label"]) == caps[method] else {}
         paths[method] = write_results({**config, "METHOD": method, **capped}, trained,
                                       run_dir, scores[method], seconds, layers[method], model)
         results[method] = json.loads(paths[method].read_text(encoding="utf-8"))

@@ -119,14 +119,12 @@ def check_weights_outside_run(config: dict[str, Any]) -> None:
 def fit_validation_fraction(config: dict[str, Any]) -> None:
     """A folder DATASET without split folders, too small for VALIDATION_FRACTION to
     validate on any image, validates on one, unless the user set the fraction."""
-    total = folders.flat_count(config["DATASET"], (config["TRAIN_SPLIT"],
-                                                   config["VALIDATION_SPLIT"])) if (
-        folders.is_folder(config["DATASET"])) else 0
-    if total >= 2:
-        settings.adapt(config, "VALIDATION_FRACTION",
-                       folders.fitting_fraction(total, config["VALIDATION_FRACTION"]),
-                       f"{config['VALIDATION_FRACTION']:g} of the {total} images in "
-                       f"{config['DATASET']} is none")
+    fitted, total = folders.fitting_fraction(
+        config["DATASET"], (config["TRAIN_SPLIT"], config["VALIDATION_SPLIT"]),
+        config["VALIDATION_FRACTION"])
+    settings.adapt(config, "VALIDATION_FRACTION", fitted,
+                   f"{config['VALIDATION_FRACTION']:g} of the {total} images in "
+                   f"{config['DATASET']} is none")
 
 
 def epoch_splits(config: dict[str, Any], builder) -> tuple[str, str]:

@@ -298,15 +298,14 @@ def corner_aligned_matrix(source: int, target: int) -> tf.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-@functools.lru_cache(maxsize=8)
 def compiled_probabilities(model: Classifier) -> Callable[[tf.Tensor], tf.Tensor]:
     """`model(images)`, the probabilities, as one frozen TensorFlow graph for any batch
     size (camlab.frozen: the weights constants, batch normalisation folded).
 
     Score-CAM runs the model once per chunk of masked images; run op by op (eagerly), a
     small network like small_vgg spends about half of each pass dispatching its layers
-    (benchmarks/bench_cam.py, vs_tf_keras_vis). Cached per model, as tracing and freezing
-    take longer than a small batch's passes; Frozen follows later changes of the weights.
+    (benchmarks/bench_cam.py, vs_tf_keras_vis). Cached per model; Frozen follows later
+    changes of the weights.
     """
     return Frozen(lambda images: model(images),
                   tf.TensorSpec([None, *model.model.input.shape[1:]], tf.float32))

@@ -378,6 +378,7 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
     counts = {m: len(scores["label"]) for m, scores in per_method.items()}
     images = max(counts.values())
     each = {m: statistics(of_source(scores, target, "")) for m, scores in per_method.items()}
+    on_own_images: dict[tuple[str, str], dict[str, intervals.Statistic]] = {}
     out = {}
     for key in keys:
         higher = key not in leaderboard.LOWER_IS_BETTER
@@ -389,9 +390,12 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
         out[key] = intervals.ties(resampled, scored, higher)
         best = (max if higher else min)(scored, key=scored.get)
         for method in (m for m in per_method if key in points[m] and counts[m] < images):
-            rows = np.isin(per_method[best]["index"], per_method[method]["index"])
-            theirs = statistics(of_source(_take(per_method[best], rows), target, ""))[key]
-            paired = intervals.resampled({"method": each[method][key], "best": theirs},
+            if (best, method) not in on_own_images:  # the best's statistics on its images
+                rows = np.isin(per_method[best]["index"], per_method[method]["index"])
+                on_own_images[best, method] = statistics(of_source(
+                    _take(per_method[best], rows), target, ""))
+            paired = intervals.resampled({"method": each[method][key],
+                                          "best": on_own_images[best, method][key]},
                                          counts[method], seed)
             if intervals.not_worse(paired["method"], paired["best"], higher):
                 out[key].append(method)

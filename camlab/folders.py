@@ -123,19 +123,20 @@ def open_folder(name: str, split_names: tuple[str, str], validation_fraction: fl
     return FolderData(root, class_names, splits)
 
 
-def flat_count(name: str, split_names: tuple[str, str]) -> int:
-    """How many images DATASET's folder holds when it has no split folders (VALIDATION_FRACTION
-    splits it), else 0."""
+def fitting_fraction(name: str, split_names: tuple[str, str], fraction: float
+                     ) -> tuple[float, int]:
+    """(the VALIDATION_FRACTION that validates on at least one image, the image count) of
+    DATASET `name` when it is a folder of 2 or more images without split folders: `fraction`
+    if it already does (Keras keeps int(fraction x count) images), else a share that
+    validates on exactly one. (`fraction`, 0) for anything else."""
     root = Path(name).expanduser()
-    if not root.is_dir() or all((root / split).is_dir() for split in split_names):
-        return 0
-    return sum(count_images(root).values())
-
-
-def fitting_fraction(total: int, fraction: float) -> float:
-    """`fraction` if it validates on at least one of `total` images, else the share that
-    validates on exactly one (Keras keeps int(fraction x total) images for validation)."""
-    return fraction if int(fraction * total) >= 1 else 1.5 / total
+    if not is_folder(name) or not root.is_dir() or all((root / split).is_dir()
+                                                        for split in split_names):
+        return fraction, 0
+    total = sum(count_images(root).values())
+    if total < 2 or int(fraction * total) >= 1:
+        return fraction, total
+    return 1.5 / total, total
 
 
 def check_readable(folder: FolderData) -> None:

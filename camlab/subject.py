@@ -55,9 +55,7 @@ def open_subject(config: dict[str, Any]) -> tuple[classifier.Classifier, dict[st
 def folder_fraction(dataset: str, fraction: float = 0.2) -> float:
     """The share of a folder without split folders that is MODEL's "validation" split:
     train_cam.py's default 0.2, or one image of a folder too small for that (printed)."""
-    total = folders.flat_count(dataset, ("train", "validation")) if folders.is_folder(
-        dataset) else 0
-    fitted = folders.fitting_fraction(total, fraction) if total >= 2 else fraction
+    fitted, total = folders.fitting_fraction(dataset, ("train", "validation"), fraction)
     if fitted != fraction:
         print(f"{dataset}: {fraction:g} of its {total} images is none, so its validation "
               f"split is 1 image (VALIDATION_FRACTION {fitted:.3g}) and train the rest")
