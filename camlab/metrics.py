@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 from camlab import localisation
 
@@ -45,44 +46,34 @@ def pointing_game(maps: tf.Tensor, masks: tf.Tensor,
     return tf.gather(flat_masks, peak, batch_dims=1)
 
 
-@tf.function(reduce_retracing=True)
-def connected_components(binary: tf.Tensor) -> tf.Tensor:
-    """Labels 8-connected regions of (batch, H, W) bool maps: (batch, H, W) int32, 0 = off.
+# Each pixel is connected to its 8 neighbours in its own map, to none of another map.
+_MAP_8 = np.zeros((3, 3, 3), bool)
+_MAP_8[1] = True
 
-    Each pixel starts with its own index and repeatedly takes the largest label among its
-    neighbours (a 3x3 max-pool) until nothing changes, so a region ends with one label.
-    A tf.function, so the loop runs in the graph rather than as Python steps.
+
+def largest_region_box(maps, relative_threshold: float = CAM_BOX_THRESHOLD) -> np.ndarray:
+    """The CAM paper's box: around the largest 8-connected region above a fraction of the max.
+
+    Returns (batch, 4) float32 normalised (ymin, xmin, ymax, xmax); an all-zero box where
+    the map has no positive value. Of equally large regions, the one whose last pixel
+    (row-major) comes first wins.
     """
-    shape = tf.shape(binary)
-    ids = tf.reshape(tf.range(1, shape[1] * shape[2] + 1, dtype=tf.float32), shape[1:])
-    on = tf.cast(binary, tf.float32)
-    labels = on * ids[None]
-
-    def spread(labels, _):
-        grown = tf.nn.max_pool2d(labels[..., None], 3, 1, "SAME")[..., 0] * on
-        return grown, tf.reduce_any(grown != labels)
-
-    labels, _ = tf.while_loop(lambda _, changed: changed, spread, (labels, tf.constant(True)))
-    return tf.cast(labels, tf.int32)
-
-
-def largest_region_box(maps: tf.Tensor, relative_threshold: float = CAM_BOX_THRESHOLD,
-                       ) -> tf.Tensor:
-    """The CAM paper's box: around the largest connected region above a fraction of the max.
-
-    Returns (batch, 4) normalised (ymin, xmin, ymax, xmax); an all-zero box where the map
-    has no positive value.
-    """
-    maps = tf.convert_to_tensor(maps, tf.float32)
-    peak = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
-    labels = connected_components((maps >= relative_threshold * peak) & (peak > 0))
-    batch, height, width = tf.unstack(tf.shape(maps))
-    flat = tf.reshape(labels, [batch, -1])
-    sizes = tf.math.bincount(flat, minlength=height * width + 1, axis=-1)
-    sizes = tf.concat([tf.zeros_like(sizes[:, :1]), sizes[:, 1:]], axis=1)  # ignore 0 = off
-    biggest = tf.cast(tf.argmax(sizes, axis=1, output_type=tf.int32), tf.int32)
-    region = (labels == biggest[:, None, None]) & (labels > 0)
-    return mask_box(region)
+    maps = np.asarray(maps, np.float32)
+    peak = maps.max(axis=(1, 2), keepdims=True)
+    labels, count = ndimage.label((maps >= relative_threshold * peak) & (peak > 0), _MAP_8)
+    if not count:
+        return np.zeros((len(maps), 4), np.float32)
+    regions = np.arange(1, count + 1)
+    image, pixel = np.divmod(np.arange(labels.size).reshape(labels.shape), labels[0].size)
+    sizes = ndimage.sum_labels(np.ones(labels.shape), labels, regions)
+    last = ndimage.maximum(pixel, labels, regions)
+    image = ndimage.minimum(image, labels, regions).astype(np.intp)  # a region's one map
+    order = np.lexsort((last, -sizes, image))  # by image, largest first, then earliest
+    first = order[np.r_[True, image[order][1:] != image[order][:-1]]]
+    chosen = np.zeros(len(maps), np.intp)
+    chosen[image[first]] = regions[first]
+    region = (labels == chosen[:, None, None]) & (chosen[:, None, None] > 0)
+    return mask_box(region).numpy()
 
 
 def mask_box(masks: tf.Tensor) -> tf.Tensor:

@@ -22,7 +22,7 @@ def test_a_map_equal_to_the_mask_scores_perfectly():
     boxes = metrics.mask_box(masks).numpy()
     np.testing.assert_allclose(boxes[0], [2 / 16, 3 / 16, 7 / 16, 8 / 16])
     assert metrics.pointing_game(maps, masks).numpy().all()
-    predicted = metrics.largest_region_box(maps).numpy()
+    predicted = metrics.largest_region_box(maps)
     np.testing.assert_allclose(metrics.box_iou(predicted, boxes).numpy(), [1, 1])
     np.testing.assert_allclose(metrics.mask_iou(maps, masks, 0.3).numpy(), [1, 1])
 
@@ -50,16 +50,24 @@ def test_largest_region_wins_and_weak_regions_are_cut():
     maps[0, 0:2, 0:2] = 1.0            # small but strongest region
     maps[0, 5:10, 4:11] = 0.5          # largest region above 20% of the max
     maps[0, 11, 0:12] = 0.1            # below 20%: not a region
-    box = metrics.largest_region_box(maps).numpy()[0]
+    box = metrics.largest_region_box(maps)[0]
     np.testing.assert_allclose(box, [5 / 12, 4 / 12, 10 / 12, 11 / 12])
 
 
 def test_diagonal_pixels_are_one_region_and_empty_maps_give_empty_boxes():
-    binary = np.eye(5, dtype=bool)[None]
-    labels = metrics.connected_components(binary).numpy()[0]
-    assert len(np.unique(labels[binary[0]])) == 1 and (labels[~binary[0]] == 0).all()
-    np.testing.assert_array_equal(
-        metrics.largest_region_box(np.zeros((1, 4, 4), np.float32)).numpy(), [[0, 0, 0, 0]])
+    maps = np.zeros((2, 5, 5), np.float32)
+    maps[0] = np.eye(5)
+    maps[0, 0, 4] = 1.0  # a lone pixel: the diagonal, 8-connected, is the larger region
+    np.testing.assert_array_equal(metrics.largest_region_box(maps), [[0, 0, 1, 1], [0] * 4])
+
+
+def test_of_equally_large_regions_the_one_ending_first_wins():
+    maps = np.zeros((2, 6, 6), np.float32)
+    maps[:, 4, 0:3] = 1.0  # three pixels, the last at (4, 2)
+    maps[:, 0:3, 5] = 1.0  # three pixels, the last at (2, 5): first in row-major order
+    maps[1, 5, 0] = 1.0  # joins the row into four pixels: now the larger
+    np.testing.assert_allclose(metrics.largest_region_box(maps),
+                               [[0, 5 / 6, 3 / 6, 1], [4 / 6, 0, 1, 3 / 6]])
 
 
 def test_box_iou_of_half_overlapping_boxes():
