@@ -70,7 +70,8 @@ Deliberate differences under both protocols:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from camlab.errors import check_choice
 
@@ -80,20 +81,14 @@ from camlab.errors import check_choice
 THRESHOLD_STEP = 0.01  # of the normalised map's range
 THRESHOLDS = np.arange(0, 1, THRESHOLD_STEP)  # float64 0, step, ..., below 1, as wsolevaluation
 IOU_LEVELS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages MaxBoxAcc over these
-# box_hits labels at most this many pixels (images x cuts x H x W) at once, which bounds its
+# box_hits labels the images of at most this many pixels x cuts (images x cuts x H x W) at
+# once: as many runs at most (noise has about one for every other pixel), which bounds its
 # memory whatever the batch size: a few hundred MB at most.
 LABEL_PIXELS = 2**24
 # The box geometry of box_hits (the BOX_PROTOCOL setting): the project's own, the default, or
 # wsolevaluation's, to compare with published tables. The module docstring says how they differ.
 BOX_PROTOCOLS = ("lab", "wsolevaluation")
 
-# Connects each pixel to its 8 neighbours within its (H, W) plane and to nothing in the
-# planes before and after it, so one ndimage.label call labels every (image, cut) separately.
-_PLANE_8 = np.zeros((3, 3, 3), bool)
-_PLANE_8[1] = True
-# The same with 4 neighbours: the connectivity of background (hole) components.
-_PLANE_4 = np.zeros((3, 3, 3), bool)
-_PLANE_4[1] = ndimage.generate_binary_structure(2, 1)
 # wsolevaluation truncates box edges in pixels with int(). tfds stores them as float32
 # fractions, whose rounding (relative 2**-24) can put an edge that is a whole pixel just below
 # it: the edge in pixels is raised by this share of the image side before truncating.
@@ -146,32 +141,74 @@ def _box_edges(boxes, batch: int, height: int, width: int,
     return edges.astype(np.int64), boxes.any(axis=-1)
 
 
-def _component_boxes(binary: np.ndarray, structure: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Every connected component of the on-pixels of each plane of (planes, H, W) bool masks,
-    connected as `structure` (_PLANE_8 or _PLANE_4), and its box.
+def _runs(levels: np.ndarray, cuts: np.ndarray, above: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every maximal run of pixels along a row that are above a cut (`above`), or at or below
+    it, in each (image, cut) plane of (batch, H, W) uint8 `levels`: (line, first, last) int64
+    arrays, last inclusive, sorted by line and first, where line = (cut x batch + image) x H
+    + row (cut-major: the order a radix sort by cut gives).
 
-    Returns the plane of each component (components,) and its pixel edges (components, 4)
-    int (y0, x0, y1, x1), half-open: the component's rows are y0 .. y1 - 1.
+    Found without a (batch, cuts, H, W) volume: pixel x starts a run of pixels above cut c
+    when level[x - 1] <= c < level[x], so each pixel starts runs for an interval of cuts (and
+    ends them likewise, from level[x + 1]). Smooth maps have about 50x fewer runs than pixels.
     """
-    labels, count = ndimage.label(binary, structure)
-    # Horizontal neighbours are connected, so each run of on-pixels along a row lies in one
-    # component, and a component's box spans its runs: reducing over runs rather than pixels
-    # gives the same boxes from far fewer elements (about 50x fewer for smooth maps).
-    starts, ends = binary.copy(), binary.copy()
-    starts[:, :, 1:] &= ~binary[:, :, :-1]
-    ends[:, :, :-1] &= ~binary[:, :, 1:]
-    height, width = binary.shape[1:]
-    at = np.flatnonzero(starts)  # row-major, faster than a 3-D np.nonzero
-    line, first = np.divmod(at, width)
-    plane, row = np.divmod(line, height)
-    last = np.flatnonzero(ends) % width  # runs end in the order they start
-    component = labels.reshape(-1)[at].astype(np.intp) - 1
-    owner = np.empty(count, np.intp)
-    owner[component] = plane  # all runs of a component write the same plane
+    batch, height, width = levels.shape
+    level = levels.astype(np.int16)
+    border = np.full((batch, height, 1), -1 if above else 256, np.int16)  # off beyond the edge
+    before = np.concatenate([border, level[:, :, :-1]], axis=2)
+    after = np.concatenate([level[:, :, 1:], border], axis=2)
+    below = np.searchsorted(cuts, np.arange(-1, 257), side="left")  # cuts below v: below[v + 1]
+
+    def sorted_keys(low, high):
+        """(cut, image, row, column) as one sorted key, for each cut c with low <= c < high."""
+        first, count = below[low + 1].ravel(), np.maximum(below[high + 1] - below[low + 1],
+                                                          0).ravel()
+        pixel = np.repeat(np.arange(count.size), count)  # (image, row, column) order
+        cut = (np.repeat(first - np.cumsum(count) + count, count)
+               + np.arange(pixel.size)).astype(np.uint8)
+        order = np.argsort(cut, kind="stable")  # a radix sort: by cut, then as they were
+        return cut[order].astype(np.int64) * levels.size + pixel[order]
+
+    bounds = ((before, level), (after, level)) if above else ((level, before), (level, after))
+    starts, ends = (sorted_keys(*pair) for pair in bounds)
+    line, first = np.divmod(starts, width)  # the k-th start and end of a line are one run
+    return line, first, ends % width
+
+
+def _component_boxes(levels: np.ndarray, cuts: np.ndarray, above: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Every connected component of the pixels above each cut (8-connected), or with
+    `above=False` at or below it (4-connected, the background), in each (image, cut) plane
+    of (batch, H, W) uint8 `levels`, and its box.
+
+    Returns the plane (image x cuts + cut) of each component (components,) and its pixel
+    edges (components, 4) int (y0, x0, y1, x1), half-open: the component's rows are y0 ..
+    y1 - 1. Runs of pixels along rows (_runs) are joined to the runs they touch in the row
+    above, and a component is a connected set of runs (scipy.sparse.csgraph).
+    """
+    line, first, last = _runs(levels, cuts, above)
+    batch, height, width = levels.shape
+    cut_image, row = np.divmod(line, height)
+    cut, image = np.divmod(cut_image, batch)
+    reach = int(above)  # 8-connected: a diagonal neighbour touches
+    up = np.flatnonzero(row > 0)
+    # The runs of the row above that overlap run j (widened by `reach`) are contiguous.
+    low = np.searchsorted(line * width + last,
+                          (line[up] - 1) * width + np.maximum(first[up] - reach, 0), "left")
+    high = np.searchsorted(line * width + first,
+                           (line[up] - 1) * width + np.minimum(last[up] + reach, width - 1),
+                           "right")
+    count = np.maximum(high - low, 0)
+    touching = np.repeat(low - np.cumsum(count) + count, count) + np.arange(count.sum())
+    runs = len(line)
+    graph = sparse.coo_matrix((np.ones(len(touching), bool), (np.repeat(up, count), touching)),
+                              shape=(runs, runs))
+    total, component = csgraph.connected_components(graph, directed=False)
+    owner = np.empty(total, np.intp)
+    owner[component] = image * len(cuts) + cut  # all runs of a component: the same plane
 
     def reduce(ufunc, initial, values):
-        out = np.full(count, initial, np.intp)
+        out = np.full(total, initial, np.intp)
         ufunc.at(out, component, values)
         return out
 
@@ -180,9 +217,10 @@ def _component_boxes(binary: np.ndarray, structure: np.ndarray
                            axis=1)
 
 
-def _contour_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The boxes of cv2.findContours(RETR_TREE) on each plane of (planes, H, W) bool masks:
-    (contours,) plane and (contours, 4) half-open pixel edges, as _component_boxes.
+def _contour_boxes(levels: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes of cv2.findContours(RETR_TREE) on each (image, cut) plane of (batch, H, W)
+    uint8 `levels` above each of `cuts`: (contours,) plane and (contours, 4) half-open pixel
+    edges, as _component_boxes.
 
     Suzuki and Abe's border following, which OpenCV implements, gives one outer border per
     8-connected component of on-pixels, whose points include the component's extreme pixels:
@@ -191,27 +229,28 @@ def _contour_boxes(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     traced along the on-pixels next to the hole: the hole's box grown by a pixel on each
     side. tests/test_localisation.py compares with OpenCV (4.10, 4.14 and 5.1 agree).
     """
-    owner, boxes = _component_boxes(binary, _PLANE_8)
-    hole_owner, holes = _component_boxes(~binary, _PLANE_4)
-    height, width = binary.shape[1:]
+    owner, boxes = _component_boxes(levels, cuts)
+    hole_owner, holes = _component_boxes(levels, cuts, above=False)
+    height, width = levels.shape[1:]
     inside = ((holes[:, 0] > 0) & (holes[:, 1] > 0)
               & (holes[:, 2] < height) & (holes[:, 3] < width))
     return (np.concatenate([owner, hole_owner[inside]]),
             np.concatenate([boxes, holes[inside] + [-1, -1, 1, 1]]))
 
 
-def _estimated_boxes(binary: np.ndarray, protocol: str) -> tuple[np.ndarray, np.ndarray]:
-    """The estimated boxes of each plane of (planes, H, W) bool masks: (boxes,) plane and
-    (boxes, 4) int (y0, x0, y1, x1).
+def _estimated_boxes(levels: np.ndarray, cuts: np.ndarray, protocol: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The estimated boxes of each (image, cut) plane of (batch, H, W) uint8 `levels` above
+    each of `cuts`: (boxes,) plane (image x cuts + cut) and (boxes, 4) int (y0, x0, y1, x1).
 
     "lab": each 8-connected region's half-open box. "wsolevaluation": each contour's box as
     compute_bboxes_from_scoremaps makes it, x1 = min(x + w, W - 1) (and so y1), whose sides
     calculate_multiple_iou counts as x1 - x0 + 1; no box for a plane with no contour.
     """
     if protocol == "lab":
-        return _component_boxes(binary, _PLANE_8)
-    owner, boxes = _contour_boxes(binary)
-    boxes[:, 2:] = np.minimum(boxes[:, 2:], np.array(binary.shape[1:]) - 1)
+        return _component_boxes(levels, cuts)
+    owner, boxes = _contour_boxes(levels, cuts)
+    boxes[:, 2:] = np.minimum(boxes[:, 2:], np.array(levels.shape[1:]) - 1)
     return owner, boxes
 
 
@@ -236,20 +275,19 @@ def _best_ious(levels: np.ndarray, cuts: np.ndarray, truth: np.ndarray, real: np
     `truth`: (batch, max_boxes, 4) pixel edges of _box_edges, `real` its non-padding rows.
     0 where no estimated box overlaps a ground-truth box.
     """
-    binary = levels[:, None] > cuts[None, :, None, None]  # (batch, cuts, H, W)
-    planes = binary.reshape(-1, *levels.shape[1:])
-    owner, boxes = _estimated_boxes(planes, protocol)
+    planes = len(levels) * len(cuts)
+    owner, boxes = _estimated_boxes(levels, cuts, protocol)
     grow = int(protocol == "wsolevaluation")  # calculate_multiple_iou: sides x1 - x0 + 1
     image = owner // len(cuts)
     iou = np.where(real[image], _iou(boxes[:, None], truth[image], grow), 0)
-    best = np.zeros(len(planes))
+    best = np.zeros(planes)
     np.maximum.at(best, owner, iou.max(axis=1))
     if protocol == "wsolevaluation":
         # No contour (a constant map only): their box [0, 0, 0, 0], the top-left pixel.
-        empty = np.flatnonzero(np.bincount(owner, minlength=len(planes)) == 0)
+        empty = np.flatnonzero(np.bincount(owner, minlength=planes) == 0)
         corner = np.where(real, _iou(np.zeros(4, np.int64), truth, grow), 0).max(axis=1)
         best[empty] = corner[empty // len(cuts)]
-    return best.reshape(binary.shape[:2])
+    return best.reshape(len(levels), len(cuts))
 
 
 def box_hits(maps, boxes, thresholds=THRESHOLDS, protocol: str = "lab") -> np.ndarray:

@@ -240,6 +240,18 @@ def test_box_hits_match_a_per_image_loop(monkeypatch, batch, height, width, thre
     np.testing.assert_array_equal(hits, expected)
 
 
+def test_box_hits_of_pure_noise_match_a_per_image_loop():
+    """Noise has a run for about every other pixel and many regions at each cut: the
+    case furthest from the smooth maps the run-based labelling is fast on."""
+    rng = np.random.default_rng(12)
+    maps = rng.random((3, 14, 17)).astype(np.float32)
+    maps[1] = rng.random((14, 17)) < 0.5
+    _, boxes = random_case(rng, 3, 14, 17)
+    hits = box_hits(maps, boxes)
+    assert hits.any() and not hits.all()
+    np.testing.assert_array_equal(hits, reference_hits(maps, boxes, THRESHOLDS))
+
+
 @pytest.mark.parametrize("batch, height, width", [(1, 16, 16), (3, 12, 20)])
 def test_pxap_matches_a_per_threshold_loop(batch, height, width):
     rng = np.random.default_rng([7, batch])
@@ -346,9 +358,9 @@ def test_wsolevaluation_scores_a_map_with_no_region_by_the_top_left_pixel():
 ])
 def test_wsolevaluation_boxes_include_their_unit_tests_answers(scoremap, expected, regions):
     thresholds = np.arange(0, 1, 0.2)
-    levels = (normalise([scoremap]) * 255).astype(np.uint8)[0]
-    planes = levels > (thresholds * 255).astype(np.int64)[:, None, None]
-    owner, boxes = localisation._estimated_boxes(planes, "wsolevaluation")
+    levels = (normalise([scoremap]) * 255).astype(np.uint8)
+    owner, boxes = localisation._estimated_boxes(levels, (thresholds * 255).astype(np.int64),
+                                                 "wsolevaluation")
     for plane, box in enumerate(expected):
         ours = [[x0, y0, x1, y1] for y0, x0, y1, x1 in boxes[owner == plane].tolist()]
         assert box in ours
