@@ -26,6 +26,12 @@ LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf"}
 KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
         "box_localisation", "deletion_auc", "insertion_auc", "average_drop",
         "increase_in_confidence", "road_morf", "road_lerf", "road_combined")
+# The model-randomisation sanity check (Adebayo et al. 2018): a method's, not a class's, and
+# not a score to rank by: near 0 (the map follows the weights) passes, near 1 fails.
+SANITY = "sanity_rank_correlation"
+SANITY_NOTE = ("Sanity: the mean Spearman rank correlation of each map with the same "
+               "method's map from the network with random weights (Adebayo et al. 2018); "
+               "near 0 passes, near 1 fails; not ranked.")
 
 
 def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:
@@ -36,10 +42,12 @@ def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dic
     first = max(results.values(), key=lambda entry: entry["num_images"])
     predicted = {method: entry["predicted_class"] for method, entry in results.items()}
     scores = {method: {**{key: entry[key] for key in KEYS if key in entry},
+                       SANITY: results[method][SANITY],
                        "ms_per_image": results[method]["ms_per_image"],
                        **({"num_images": results[method]["num_images"]} if results[method][
                            "num_images"] < first["num_images"] else {}),
-                       "ci95": {key: entry["ci95"][key] for key in KEYS if key in entry}}
+                       "ci95": {**{key: entry["ci95"][key] for key in KEYS if key in entry},
+                                SANITY: results[method]["ci95"][SANITY]}}
               for method, entry in predicted.items()}
     ours = first["predicted_class"]
     baselines = {name: {**{key: ours[f"{key}{source}"] for key in KEYS if key in ours},
@@ -75,11 +83,13 @@ def cell(value: float, interval: list[float] | None, bold: bool) -> str:
 
 def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> list[str]:
     """The board as Markdown lines: methods ranked, then the baselines, every score with
-    its interval, entries tied with the best of their column in bold, and a footnote."""
+    its interval, entries tied with the best of their column in bold, the sanity check
+    beside them (never bold), and a footnote."""
     titles = titles or {}
     scores, ties = board["methods"], board.get("ties", {})
     rows = {**scores, **{f"{name} baseline": row for name, row in board["baselines"].items()}}
-    columns = [key for key in (*KEYS, "ms_per_image") if any(key in r for r in rows.values())]
+    columns = [key for key in (*KEYS, SANITY, "ms_per_image")
+               if any(key in r for r in rows.values())]
 
     def shown(name: str, row: dict, key: str) -> str:
         if key not in row:
@@ -89,7 +99,9 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
         return cell(row[key], row.get("ci95", {}).get(key), name in ties.get(key, ()))
 
     names = [*ranked(scores), *(f"{b} baseline" for b in board["baselines"])]
-    lower = ", ".join(titles.get(k, k) for k in sorted(LOWER_IS_BETTER))
+    # Columns whose title does not already say so.
+    lower = [titles.get(k, k) for k in columns if k in LOWER_IS_BETTER
+             and "lower better" not in titles.get(k, k)]
     capped = any("num_images" in row for row in scores.values())
 
     def label(name: str) -> str:
@@ -101,7 +113,8 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
                   for name in names]) + [
         "", f"[lo, hi]: {board.get('intervals', INTERVALS)}. Bold: "
             f"{board.get('ties_rule', TIES_RULE)}; a column with several bold entries has no "
-            f"single best. Lower is better for {lower}."
+            "single best." + (f" Lower is better for {', '.join(lower)}." if lower else "")
+            + (f" {SANITY_NOTE}" if SANITY in columns else "")
             + (f" A method of the first N images of the {board['num_images']} (CAPS: it is "
                "costly) is bold when it cannot be shown worse than the best on those "
                "images." if capped else "")]

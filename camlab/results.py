@@ -210,7 +210,9 @@ LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("average_drop", "Average Drop % (lower better)"),
                        ("increase_in_confidence", "Increase in Confidence %"),
                        ("road_morf", "ROAD MoRF (lower better)"), ("road_lerf", "ROAD LeRF"),
-                       ("road_combined", "ROAD combined"), ("ms_per_image", "ms / image"))
+                       ("road_combined", "ROAD combined"),
+                       ("sanity_rank_correlation", "sanity (near 0 passes)"),
+                       ("ms_per_image", "ms / image"))
 ROAD_KEYS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
 
 

@@ -28,6 +28,34 @@ def test_markdown_shows_intervals_and_bolds_every_tie():
     assert "has no single best" in lines[-1] and "1000 resamples" in lines[-1]
 
 
+def test_board_carries_each_methods_sanity_check_and_markdown_never_bolds_it():
+    def results(value: float, sanity: float) -> dict:
+        scores = {"maxboxacc_v2": value, "deletion_auc": 0.2,
+                  "maxboxacc_v2_center_baseline": 0.1, "deletion_auc_center_baseline": 0.3,
+                  "maxboxacc_v2_random_baseline": 0.2, "deletion_auc_random_baseline": 0.4}
+        return {"predicted_class": {**scores, "ci95": {k: [v - 0.01, v + 0.01]
+                                                       for k, v in scores.items()}},
+                "sanity_rank_correlation": sanity,
+                "ci95": {"sanity_rank_correlation": [sanity - 0.05, sanity + 0.05]},
+                "ms_per_image": 1.0, "num_images": 100, "seconds": 9.0, "run": "demo",
+                "split": "validation", "layer": "relu3_2", "not_computed": []}
+
+    made = leaderboard.board({"a": results(0.7, 0.21), "b": results(0.6, 0.46)},
+                             {"maxboxacc_v2": ["a"], "deletion_auc": ["a", "b"]})
+    assert made["methods"]["b"]["sanity_rank_correlation"] == 0.46
+    assert made["methods"]["b"]["ci95"]["sanity_rank_correlation"] == pytest.approx([0.41, 0.51])
+    assert "sanity_rank_correlation" not in made["baselines"]["centre"]  # no model in it
+    lines = leaderboard.markdown(made, {"deletion_auc": "deletion (lower better)"})
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in lines if line.startswith("| ") and "---" not in line}
+    assert cells["method"] == ["maxboxacc_v2", "deletion (lower better)",
+                               "sanity_rank_correlation", "ms_per_image"]
+    assert cells["a"][0] == "**0.700 [0.69, 0.71]**" and cells["a"][2] == "0.210 [0.16, 0.26]"
+    assert cells["centre baseline"][2] == "-"
+    # Said once, by the title: no "Lower is better for" sentence repeating it.
+    assert "Lower is better" not in lines[-1] and "Adebayo" in lines[-1]
+
+
 def test_across_seeds_gives_mean_spread_and_the_rankings_that_survive():
     boards = {"demo_s1": board({"a": 0.70, "b": 0.60}, ["a"]),
               "demo_s2": board({"a": 0.64, "b": 0.66}, ["b", "a"]),
