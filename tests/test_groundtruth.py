@@ -217,7 +217,7 @@ def test_evaluate_on_pets_scores_masks_only(runs, capsys):
     table = (path.with_suffix(".md")).read_text().splitlines()
     assert table[0] == ("| method | pxap | pointing_game_strict | pointing_game | "
                         "deletion_auc | insertion_auc | average_drop | increase_in_confidence | "
-                        "ms_per_image |")
+                        "sanity_rank_correlation | ms_per_image |")
     ranked = [line.split("|")[1].strip() for line in table[2:4]]
     assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m]["pxap"])
 
