@@ -70,6 +70,7 @@ LEADERBOARD_COMMAND = ("python evaluate_cam.py --PRESET=demo --METHOD=cam,gradca
 ALL_COMMAND = "python evaluate_cam.py --PRESET=demo --METHOD=all"  # CAPS as in the file
 ROAD_IMAGES = 250  # ROAD costs ~45 ms a map at 64 px: all 18 methods on the first 250 images
 ROAD_COMMAND = f"{ALL_COMMAND} --ROAD=True --MAX_IMAGES={ROAD_IMAGES}"
+BENCH_DEMO_COMMAND = "python benchmarks/bench_cam.py --PARTS= --DEMO=True"  # demo and scoring times
 SOURCES = (
     Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
@@ -84,6 +85,7 @@ SOURCES = (
     Source("bench.json", "bench/bench.json", "make bench"),
     Source("bench_head_only.json", "bench/bench_head_only.json",
            "python benchmarks/bench_cam.py --PARTS=head_only"),
+    Source("bench_demo.json", "bench/bench_demo.json", BENCH_DEMO_COMMAND),
 )
 
 
@@ -329,15 +331,33 @@ def bench_value(value: Any) -> str | None:
     return None
 
 
-def render_bench(bench: dict[str, Any]) -> list[str]:
-    """One row per key of bench.json that has a "value" (keys absent or unknown are fine)."""
+def bench_rows(bench: dict[str, Any], keys: tuple[str, ...] | None = None) -> list[str]:
+    """One row per key of a bench file that has a "value" (all, or those of `keys`; keys
+    absent or unknown are fine)."""
     rows = [(f"`{key}`", text, BENCH_GLOSS.get(key, ""))
             for key, entry in bench.items()
-            if isinstance(entry, dict) and "value" in entry
+            if (keys is None or key in keys) and isinstance(entry, dict) and "value" in entry
             and (text := bench_value(entry["value"])) is not None]
-    return ([provenance_line("bench.json", bench), ""]
-            + table(("key", "value", "compares"), rows)
+    return table(("key", "value", "compares"), rows)
+
+
+def render_bench(bench: dict[str, Any]) -> list[str]:
+    """bench.json: its keys, the methods' times and the comparison with tf-keras-vis."""
+    return ([provenance_line("bench.json", bench), ""] + bench_rows(bench)
             + render_method_rows(bench) + render_tf_keras_vis(bench))
+
+
+def render_scoring_cost(files: dict[str, dict]) -> list[str]:
+    """What scoring the seven methods in one pass costs beside CAM alone (bench_demo.json,
+    both evaluations in one bench run, on the same data)."""
+    bench = files.get("bench_demo.json")
+    if not bench or "leaderboard_seconds" not in bench:
+        return [missing("bench_demo.json (key leaderboard_seconds)")]
+    entry = bench["leaderboard_seconds"]
+    return [provenance_line("bench_demo.json", bench), "",
+            *bench_rows(bench, ("one_method_seconds", "leaderboard_seconds")), "",
+            f"Seven methods cost {sig3(entry['vs_one_method'])} times CAM alone, wall clock "
+            "of each command (model loading, figures and TensorFlow's import included)."]
 
 
 def render_method_rows(bench: dict[str, Any]) -> list[str]:
@@ -494,6 +514,7 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
         else [missing("demo_seeds_leaderboard.json")]),
     "bench": lambda files: (render_bench(files["bench.json"]) if "bench.json" in files
                             else [missing("bench.json")]),
+    "scoring_cost": render_scoring_cost,
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
     "estimate": lambda files: render_estimate(files.get("bench.json", {})),
     "no_gpu": render_no_gpu,

@@ -369,7 +369,7 @@ def test_collect_copies_what_the_readme_needs_with_its_provenance(tmp_path):
         os.utime(path, (written_at, written_at))
     copied = results.collect(outputs, tmp_path / "results", copied_at="2026-01-03T00:00:00")
     optional = {"demo_seeds_leaderboard.json", "bench_head_only.json",  # not in the fixture
-                "demo_leaderboard_all.json", "demo_leaderboard_road.json"}
+                "demo_leaderboard_all.json", "demo_leaderboard_road.json", "bench_demo.json"}
     assert sorted(path.name for path in copied) == sorted(
         s.copy for s in results.SOURCES if s.copy not in optional)
     files = results.load_results(tmp_path / "results")
@@ -467,3 +467,17 @@ def test_the_readme_lists_every_method_once():
             and "METHOD" not in line.split("|")[2]]
     named = re.findall(r"`([a-z+]+)`", " ".join(line.split("|")[2] for line in rows))
     assert sorted(named) == sorted(methods.METHODS)
+
+
+def test_the_scoring_cost_is_rendered_from_the_demo_bench():
+    bench = {"one_method_seconds": {"value": 61.04, "method": "cam"},
+             "leaderboard_seconds": {"value": 305.2, "vs_one_method": 305.2 / 61.04},
+             "demo_seconds": {"value": 99.0},  # bench.json's row, not shown twice
+             "provenance": {"command": results.BENCH_DEMO_COMMAND, "machine": MACHINE,
+                            "written": "2026-12-03T14:00:00+0000"}}
+    lines = results.render_scoring_cost({"bench_demo.json": bench})
+    text = "\n".join(lines)
+    assert "| `one_method_seconds` | 61.0 |" in text and "| `leaderboard_seconds` | 305 |" in text
+    assert "demo_seconds" not in text and "5.00 times CAM alone" in text
+    assert "--DEMO=True" in lines[0]
+    assert "No results" in results.render_scoring_cost({})[0]
