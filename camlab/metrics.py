@@ -65,7 +65,7 @@ def largest_region_box(maps, relative_threshold: float = CAM_BOX_THRESHOLD) -> n
         return np.zeros((len(maps), 4), np.float32)
     regions = np.arange(1, count + 1)
     image, pixel = np.divmod(np.arange(labels.size).reshape(labels.shape), labels[0].size)
-    sizes = ndimage.sum_labels(np.ones(labels.shape), labels, regions)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     last = ndimage.maximum(pixel, labels, regions)
     image = ndimage.minimum(image, labels, regions).astype(np.intp)  # a region's one map
     order = np.lexsort((last, -sizes, image))  # by image, largest first, then earliest

@@ -34,6 +34,9 @@ RISE_KEEP = 0.5  # RISE: the probability that a cell is kept (their p1)
 RISE_BLOCK = 256  # RISE: masks made at a time (256 x 224 x 224 float32 is 51 MB)
 
 
+def _square(side: int, patch: float, stride: float) -> tuple[int, int]:
+    """The occluding square's side and step in pixels along an image side of `side`."""
+    return max(1, round(patch * side)), max(1, round(stride * side))
 
 
 def _anchors(side: int, patch: int, stride: int) -> list[int]:
@@ -47,10 +50,9 @@ def occlusion_masks(height: int, width: int, patch: float, stride: float) -> tf.
     """(positions, H, W) float32, 1 inside each position of the square: side
     round(`patch` x the image's side) pixels, moved round(`stride` x side) pixels at a
     time (at least 1 each), row by row."""
-    sizes = [max(1, round(patch * side)) for side in (height, width)]
-    steps = [max(1, round(stride * side)) for side in (height, width)]
     spans = []
-    for side, size, step in zip((height, width), sizes, steps, strict=True):
+    for side in (height, width):
+        size, step = _square(side, patch, stride)
         starts = np.array(_anchors(side, size, step))[:, None]
         pixels = np.arange(side)[None]
         spans.append((pixels >= starts) & (pixels < starts + size))  # (positions, side)
@@ -150,8 +152,7 @@ def rise_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
 
 def _positions(side: int = 224) -> int:
     """The square's positions on a `side` x `side` image at the default settings."""
-    size, step = max(1, round(OCCLUSION_PATCH * side)), max(1, round(OCCLUSION_STRIDE * side))
-    return len(_anchors(side, size, step)) ** 2
+    return len(_anchors(side, *_square(side, OCCLUSION_PATCH, OCCLUSION_STRIDE))) ** 2
 
 
 METHODS = {

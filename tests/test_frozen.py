@@ -69,7 +69,7 @@ def test_a_graph_that_cannot_be_frozen_runs_traced(monkeypatch):
 
 def test_a_call_never_formats_its_inputs(monkeypatch):
     """Calling a frozen function as f(*args) fails to bind, writes every input into an
-    error message and retries: 20 ms a call on a batch of images. Frozen calls it flat."""
+    error message and retries: 8 ms a call on 8 small images. Frozen calls it flat."""
     model = small_model()
     forward = Frozen(lambda images: model(images, training=False),
                      tf.TensorSpec([None, 8, 8, 3], tf.float32))
