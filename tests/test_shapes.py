@@ -1,9 +1,12 @@
 """Tests for camlab.shapes: the renderer's ground truth and the tfds builder, offline."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from scipy import stats
 
 from camlab import shapes
 
@@ -164,7 +167,7 @@ def test_preparations_hold_identical_examples_in_the_same_order(prepared):
     # Compared as parsed tf.train.Examples, i.e. feature by feature (PNG bytes, box floats,
     # label): protobuf writes an Example's feature map in an order that can change from
     # one process to the next, so whole files match only within a process.
-    files = [sorted(d.glob("cam_shapes/1.0.0/*.tfrecord*")) for d in prepared]
+    files = [sorted(d.glob("cam_shapes/plain/1.0.0/*.tfrecord*")) for d in prepared]
     assert [f.name for f in files[0]] == [f.name for f in files[1]]
     assert len(files[0]) >= 2  # at least one file per split
     for a, b in zip(*files, strict=True):
@@ -189,3 +192,279 @@ def test_prepared_examples_match_the_renderer(prepared):
     # Train and validation come from different seeds, so no image is shared.
     train_images = {ex["image"].tobytes() for ex in load["train"]}
     assert not any(ex["image"].tobytes() in train_images for ex in load["validation"])
+
+
+# sha256 (first 16 hex digits) of image, mask and bbox bytes of plain examples, computed with
+# the code before the builder had configs: the "plain" config must keep them bit for bit
+# (over all 7000 examples they were also identical when the configs came). Computed with
+# numpy 2.4 on an AMD EPYC: a CPU whose float32 sin rounds differently may differ.
+PLAIN_DIGESTS = {
+    ("train", 0): "aae4c57bc78e8ce3",
+    ("train", 1): "c6fd1a55f19c2de7",
+    ("train", 7): "7f9a8b47601e7ee8",
+    ("train", 123): "d6996800ed45f307",
+    ("train", 5999): "16ee0f4aa3a73afe",
+    ("validation", 0): "97bb85a45985bf74",
+    ("validation", 3): "e7ff4d47ef883e78",
+    ("validation", 42): "1d7854ce0b032a40",
+    ("validation", 506): "867e5c6bbdc55ef0",
+    ("validation", 999): "0686298233c1ad00",
+}
+
+
+@pytest.mark.parametrize(("split", "index"), sorted(PLAIN_DIGESTS))
+def test_plain_examples_are_those_of_the_code_before_the_configs(split, index):
+    example = shapes._plain_example(split, index, shapes.CamShapes.get_builder_config("plain"))
+    image, mask, bbox = (example[key] for key in ("image", "mask", "bbox"))
+    digest = hashlib.sha256(image.tobytes() + mask.tobytes() + bbox.tobytes()).hexdigest()
+    assert digest[:16] == PLAIN_DIGESTS[split, index]
+    assert example["label"] == index % 10
+
+
+def render_cause_with_clutter(seed: int, label: int):
+    """A cause example and the clutter (h, w, 3) uint8 it was painted on."""
+    captured = {}
+    clutter = shapes._clutter
+
+    def spy(rng, size):
+        result = clutter(rng, size)
+        captured["clutter"] = result.copy()  # as it was before any shape was painted
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shapes, "_clutter", spy)
+        example = shapes.render_cause_example(np.random.default_rng(seed), label)
+    return example, captured["clutter"].astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cause_examples():
+    """300 cause examples (60 per class) with their clutter."""
+    return [render_cause_with_clutter(seed, seed % 5) for seed in range(300)]
+
+
+def test_cause_interventions_remove_exactly_one_shape(cause_examples):
+    for example, clutter in cause_examples:
+        image = example["image"]
+        cause, distractor = example["mask"][..., 0] == 1, example["distractor_mask"][..., 0] == 1
+        assert cause.any() and distractor.any() and not (cause & distractor).any()
+        # The image is the clutter, with one flat colour on each shape.
+        off = ~(cause | distractor)
+        np.testing.assert_array_equal(image[off], clutter[off])
+        for mask in (cause, distractor):
+            assert np.all(image[mask] == image[mask][0])
+        # Without a shape: the clutter it covered on its mask, the image everywhere else.
+        removed = {"image_without_cause": cause, "image_without_distractor": distractor}
+        for without, mask in removed.items():
+            np.testing.assert_array_equal(example[without][mask], clutter[mask])
+            np.testing.assert_array_equal(example[without][~mask], image[~mask])
+            np.testing.assert_array_equal((image != example[without]).any(-1), mask)
+
+
+def test_cause_boxes_are_the_tight_boxes_of_the_masks(cause_examples):
+    for example, _ in cause_examples:
+        for box, mask in [("bbox", "mask"), ("distractor_bbox", "distractor_mask")]:
+            assert example[box].dtype == np.float32 and example[mask].dtype == np.uint8
+            assert example[mask].shape == (shapes.IMAGE_SIZE, shapes.IMAGE_SIZE, 1)
+            np.testing.assert_array_equal(example[box], shapes.tight_bbox(example[mask][..., 0]))
+
+
+def test_cause_is_smaller_fainter_and_apart_from_the_distractor(cause_examples):
+    fainter = []
+    for example, _ in cause_examples:
+        cause, distractor = example["mask"][..., 0] == 1, example["distractor_mask"][..., 0] == 1
+        assert cause.sum() < distractor.sum()
+        # Contrast: mean RGB distance between a shape's colour and the background under it.
+        contrast = [
+            np.linalg.norm(example["image"][mask] - example[without][mask].astype(float), axis=-1)
+            for mask, without in [(cause, "image_without_cause"),
+                                  (distractor, "image_without_distractor")]
+        ]
+        fainter.append(contrast[0].mean() < contrast[1].mean())
+        assert shapes.CAUSE_CONTRAST[0] <= contrast[0].mean() <= shapes.CAUSE_CONTRAST[1] + 25
+        # Pixel centres of the two shapes lie in their circles, SHAPE_GAP apart or more.
+        gaps = np.linalg.norm(np.argwhere(cause)[:, None] - np.argwhere(distractor), axis=-1)
+        assert gaps.min() >= shapes.SHAPE_GAP
+        for mask in (cause, distractor):  # inside the image, with a pixel of margin
+            assert not mask[[0, -1], :].any() and not mask[:, [0, -1]].any()
+    assert np.mean(fainter) >= 0.95
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cause_draws_ignore_the_label(seed):
+    # Same generator, every label: everything but the cause is the same.
+    examples = [shapes.render_cause_example(np.random.default_rng(seed), label)
+                for label in range(len(shapes.CAUSE_CLASSES))]
+    for key in ("image_without_cause", "distractor_mask", "distractor_bbox", "distractor_label"):
+        for example in examples[1:]:
+            np.testing.assert_array_equal(example[key], examples[0][key])
+    assert len({example["mask"].tobytes() for example in examples}) == len(examples)
+
+
+def independence_pvalue(labels: np.ndarray, distractors: np.ndarray) -> float:
+    """p-value of the chi-square test of independence on the 5x5 contingency table."""
+    table = np.zeros((5, 5), int)
+    np.add.at(table, (labels, distractors), 1)
+    return stats.chi2_contingency(table).pvalue
+
+
+def test_distractor_class_is_independent_of_the_label():
+    labels = np.arange(1000) % 5
+    distractors = np.array([
+        shapes._cause_example("train", i, shapes._CAUSE)["distractor_label"] for i in range(1000)
+    ])
+    assert independence_pvalue(labels, distractors) > 0.01
+    # The test has the power to see a dependence: a fifth of the distractors copying the
+    # label is rejected.
+    copied = np.where(np.arange(1000) % 5 == np.arange(1000) // 5 % 5, labels, distractors)
+    assert np.mean(copied == labels) < 0.4
+    assert independence_pvalue(labels, copied) < 0.01
+
+
+def test_cause_placement_falls_back_to_opposite_corners(monkeypatch):
+    monkeypatch.setattr(shapes, "PLACEMENT_TRIES", 0)  # no pair drawn: the fallback
+    centres = shapes._centres_apart(np.random.default_rng(0), (8.0, 17.0), 64)
+    np.testing.assert_array_equal(centres, [[9, 9], [46, 46]])
+    example = shapes.render_cause_example(np.random.default_rng(0), 3)
+    cause, distractor = example["mask"][..., 0] == 1, example["distractor_mask"][..., 0] == 1
+    assert not (cause & distractor).any() and cause.any() and distractor.any()
+
+
+def test_render_cause_rejects_bad_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="label"):
+        shapes.render_cause_example(rng, len(shapes.CAUSE_CLASSES))
+    with pytest.raises(ValueError, match="size"):
+        shapes.render_cause_example(rng, 0, size=40)
+
+
+def test_marker_colours_are_distinct_and_saturated():
+    colours = np.array(shapes.MARKER_COLOURS, float)
+    assert colours.shape == (len(shapes.CLASS_NAMES), 3)
+    distance = np.linalg.norm(colours[:, None] - colours, axis=-1)
+    assert distance[~np.eye(len(colours), dtype=bool)].min() >= 110
+    assert np.all(colours.max(1) == 255) and np.all(colours.min(1) == 0)
+
+
+@pytest.mark.parametrize(("split", "base"), [("train", "train"), ("validation", "validation"),
+                                             ("test", "validation")])
+def test_shortcut_image_is_the_plain_image_and_a_marker(split, base):
+    for index in range(20):
+        example = shapes._shortcut_example(split, index, shapes._SHORTCUT)
+        plain = shapes._plain_example(base, index, shapes._PLAIN)
+        marker = example["marker_mask"][..., 0] == 1
+        np.testing.assert_array_equal(example["image_without_marker"], plain["image"])
+        np.testing.assert_array_equal(example["image"][~marker], plain["image"][~marker])
+        colour = shapes.MARKER_COLOURS[example["marker_label"]]
+        assert np.all(example["image"][marker] == colour)
+        # A MARKER_SIZE square in a corner, 1 px from the borders.
+        rows, cols = np.flatnonzero(marker.any(1)), np.flatnonzero(marker.any(0))
+        for lines in (rows, cols):
+            assert lines[0] in (1, 64 - 1 - shapes.MARKER_SIZE)
+            np.testing.assert_array_equal(lines, lines[0] + np.arange(shapes.MARKER_SIZE))
+        assert marker.sum() == shapes.MARKER_SIZE**2
+        # The object where its colour still shows, and its box.
+        mask = example["mask"][..., 0] == 1
+        np.testing.assert_array_equal(mask, (plain["mask"][..., 0] == 1) & ~marker)
+        np.testing.assert_array_equal(example["bbox"], shapes.tight_bbox(mask))
+        assert example["label"] == plain["label"]
+        agrees = example["marker_label"] == example["label"]
+        assert agrees if split != "test" else not agrees  # SHORTCUT_RATE = 1.0
+
+
+def test_marker_agreement_follows_the_rate():
+    n = 2000
+    config = shapes.CamShapes.get_builder_config("shortcut_90")
+    assert config.shortcut_rate == 0.9 and shapes._SHORTCUT.shortcut_rate == shapes.SHORTCUT_RATE
+    labels = np.arange(n) % 10
+
+    def marker_labels(split, rate):
+        rngs = (np.random.default_rng([shapes.SEED, shapes._SPLITS.index(split), i, 1])
+                for i in range(n))
+        return np.array([shapes._marker(rng, i % 10, rate, 64)[1] for i, rng in enumerate(rngs)])
+
+    agree = np.sum(marker_labels("train", config.shortcut_rate) == labels)
+    low, high = stats.binom.interval(0.999, n, 0.9)
+    assert low <= agree <= high
+    assert np.all(marker_labels("train", shapes._SHORTCUT.shortcut_rate) == labels)
+    others = marker_labels("test", 0.0)
+    assert not np.any(others == labels)
+    # The disagreeing class is uniform over the nine others.
+    shift = (others - labels) % 10
+    assert stats.chisquare(np.bincount(shift, minlength=10)[1:]).pvalue > 0.01
+
+
+def test_config_names_resolve():
+    assert tfds.builder("cam_shapes").builder_config.name == "plain"
+    assert [c.name for c in shapes.CamShapes.BUILDER_CONFIGS] == ["plain", "cause", "shortcut"]
+    assert shapes.CamShapes.get_builder_config("shortcut_0").shortcut_rate == 0.0
+    assert shapes.CamShapes.get_builder_config("shortcut_100").shortcut_rate == 1.0
+    assert shapes.CamShapes.get_builder_config("shortcut_7") is (
+        shapes.CamShapes.get_builder_config("shortcut_7"))
+    for name in ("shortcut_101", "shortcut_090", "shortcut_", "cause_50", "nope"):
+        assert shapes.CamShapes.get_builder_config(name) is None
+        with pytest.raises(ValueError, match="not found"):
+            tfds.builder(f"cam_shapes/{name}")
+    with pytest.raises(SystemExit, match="error: CONFIG='nope'; choose one of plain, cause"):
+        shapes.main(["nope"])
+
+
+@pytest.fixture(scope="module")
+def prepared_configs(tmp_path_factory):
+    """The cause, shortcut and shortcut_90 configs, prepared small in one data dir."""
+    data_dir = tmp_path_factory.mktemp("configs")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SIZES.items():
+            patch.setattr(shapes, name, value)
+        for config in ("cause", "shortcut", "shortcut_90"):
+            tfds.builder(f"cam_shapes/{config}", data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+CONFIG_FEATURES = {
+    "cause": {"distractor_mask": (64, 64, 1), "distractor_bbox": (4,), "distractor_label": (),
+              "image_without_cause": (64, 64, 3), "image_without_distractor": (64, 64, 3)},
+    "shortcut": {"marker_mask": (64, 64, 1), "marker_label": (),
+                 "image_without_marker": (64, 64, 3)},
+}
+
+
+@pytest.mark.parametrize("config", ["cause", "shortcut", "shortcut_90"])
+def test_prepared_configs_hold_their_features(prepared_configs, config):
+    builder = tfds.builder(f"cam_shapes/{config}", data_dir=prepared_configs)
+    assert builder.info.full_name == f"cam_shapes/{config}/1.0.0"
+    assert builder.data_path.parts[-3:] == ("cam_shapes", config, "1.0.0")
+    kind = config.split("_")[0]
+    splits = {"train": SIZES["TRAIN_SIZE"], "validation": SIZES["VALIDATION_SIZE"]}
+    if kind == "shortcut":
+        splits["test"] = SIZES["VALIDATION_SIZE"]
+    assert {name: s.num_examples for name, s in builder.info.splits.items()} == splits
+    names = shapes.CAUSE_CLASSES if kind == "cause" else shapes.CLASS_NAMES
+    assert builder.info.features["label"].names == list(names)
+    expected = {"image": (64, 64, 3), "label": (), "mask": (64, 64, 1), "bbox": (4,),
+                **CONFIG_FEATURES[kind]}
+    [example] = tfds.as_numpy(builder.as_dataset(split="validation").take(1))
+    assert {key: value.shape for key, value in example.items()} == expected
+    for key, value in example.items():
+        kinds = {"bbox": np.float32, "label": np.int64}
+        assert value.dtype == kinds.get(key.split("_")[-1], np.uint8), key
+    # One example by value: the renderer's, from its seed. (tfds.builder reads a prepared
+    # shortcut_90 from its files, so its builder_config is tfds' own, without the rate.)
+    code_config = shapes.CamShapes.get_builder_config(config)
+    rendered = [shapes._EXAMPLES[kind]("validation", i, code_config)
+                for i in range(SIZES["VALIDATION_SIZE"])]
+    [match] = [r for r in rendered if r["image"].tobytes() == example["image"].tobytes()]
+    for key, value in match.items():
+        np.testing.assert_array_equal(example[key], value)
+
+
+def test_shortcut_rates_are_different_datasets(prepared_configs):
+    markers = {}
+    for config in ("shortcut", "shortcut_90"):
+        ds = tfds.load(f"cam_shapes/{config}", split="train", data_dir=prepared_configs)
+        markers[config] = {ex["image_without_marker"].tobytes(): (ex["label"], ex["marker_label"])
+                           for ex in tfds.as_numpy(ds)}
+    # The same plain images under both, every marker agreeing under "shortcut" only.
+    assert markers["shortcut"].keys() == markers["shortcut_90"].keys()
+    assert all(label == marker for label, marker in markers["shortcut"].values())
+    assert any(label != marker for label, marker in markers["shortcut_90"].values())
