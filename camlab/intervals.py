@@ -111,3 +111,25 @@ def not_worse(values: np.ndarray, best: np.ndarray, higher_is_better: bool,
     resamples): the paired difference's interval reaches 0 or the better side."""
     low, high = interval(values - best, level)
     return high >= 0.0 if higher_is_better else low <= 0.0
+
+
+def masked_mean_of(values, keep) -> Statistic:
+    """The weighted mean of per-image values (images,) over the images where `keep`
+    (images,) bool is True: sum(w * keep * v) / sum(w * keep), per resample.
+
+    The known-cause metrics are means over the "cause verified" images only. A resample
+    that draws no kept image has no mean: its value is NaN. The values of the images left
+    out are never read, so they may be NaN.
+    """
+    keep, values = np.asarray(keep, bool), np.asarray(values, np.float64)
+    if keep.shape != values.shape or values.ndim != 1:
+        raise ValueError(f"values {values.shape} and keep {keep.shape} must be (images,)")
+    values = np.where(keep, values, 0.0)
+    kept = keep.astype(np.float64)
+
+    def statistic(weights):
+        total = weights @ kept
+        return np.divide(weights @ values, total, out=np.full(len(weights), np.nan),
+                         where=total > 0)
+
+    return statistic

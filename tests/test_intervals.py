@@ -76,3 +76,17 @@ def test_pxap_of_per_image_histograms_pools_them():
                                                       masks[image:image + 1])[0])
     statistic = intervals.pxap_of(objects, background)
     assert statistic(np.ones((1, 5)))[0] == pytest.approx(localisation.pxap(*pooled))
+
+
+def test_masked_mean_is_the_weighted_mean_of_the_kept_images():
+    values = np.array([1.0, 2.0, 4.0, np.nan])  # the NaN is left out, never read
+    keep = np.array([True, False, True, False])
+    weights = np.array([[1.0, 1, 1, 1], [2, 0, 1, 1], [0, 3, 0, 1]])
+    # (1 + 4) / 2; (2 * 1 + 1 * 4) / 3; no kept image drawn: NaN.
+    np.testing.assert_allclose(intervals.masked_mean_of(values, keep)(weights),
+                               [2.5, 2.0, np.nan])
+    everything = np.array([1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_allclose(intervals.masked_mean_of(everything, np.ones(4, bool))(weights),
+                               intervals.mean_of(everything)(weights))
+    with pytest.raises(ValueError, match="must be"):
+        intervals.masked_mean_of(values, keep[:3])
