@@ -18,6 +18,30 @@ def without_timing(results: dict) -> dict:
     return {key: value for key, value in results.items() if key not in TIMING}
 
 
+def flat(value, prefix: str = "") -> dict:
+    """A nested result as {"a/b/0": leaf}, so that numbers can be compared one by one."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}/{key}")
+                .items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in flat(item, f"{prefix}/{i}")
+                .items()}
+    return {prefix: value}
+
+
+def assert_same_numbers(alone: dict, together: dict) -> None:
+    """Equal leaves, floats to float32 rounding: a perturbed image's probability can differ
+    in its last bit with the other images of its forward pass (measured: 1.5e-8 on a
+    true-class deletion AUC), and every score is a mean of such probabilities."""
+    alone, together = flat(without_timing(alone)), flat(without_timing(together))
+    assert alone.keys() == together.keys()
+    for key, value in alone.items():
+        if isinstance(value, float):
+            assert together[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+        else:
+            assert together[key] == value, key
+
+
 def test_several_methods_score_each_as_it_scores_alone(demo_run):
     root, run_dir = demo_run
     # 26 images in batches of 10: a short last batch; one epoch of training leaves many
@@ -33,7 +57,7 @@ def test_several_methods_score_each_as_it_scores_alone(demo_run):
     for method in chosen:
         evaluate_cam.main([*common, f"--METHOD={method}"])
         alone = json.loads(path(method).read_text())
-        assert without_timing(alone) == without_timing(together[method]), method
+        assert_same_numbers(alone, together[method])
 
 
 def test_identical_maps_share_every_perturbed_image():
