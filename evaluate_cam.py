@@ -30,6 +30,7 @@ from camlab import (
     data,
     evaluation,
     groundtruth,
+    knowncause,
     leaderboard,
     localisation,
     methods,
@@ -38,6 +39,7 @@ from camlab import (
     runs,
     shards,
     subject,
+    trust,
 )
 from camlab.errors import CamError, check_choice
 
@@ -53,6 +55,7 @@ PREPROCESS = "none"  # MODEL: what it expects of RGB [0, 255]: none (inside), ca
 OUTPUT = ""  # MODEL: which output to explain, by name or number, for a model with several
 CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split to score, in its stored order
+CONTROL = ""  # cam_shapes/shortcut: the run trained without the marker ("demo"), mapped beside
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
 # With several METHODs, a method named here scores only the split's first N images ("name:N"),
@@ -206,13 +209,31 @@ def _scored_pass(config: dict[str, Any], trained: dict[str, Any], examples, mode
         count = len(range(index, count, shards)) if count > 0 else count
     scores = evaluation.score_batches(
         batches, model, random_model, layers, scoring(config),
-        predict_batch=config["PREDICT_BATCH_SIZE"], num_batches=count if count > 0 else None)
+        predict_batch=config["PREDICT_BATCH_SIZE"], num_batches=count if count > 0 else None,
+        control=control_model(config, trained, layers))
     if not scores and shard:
         raise CamError(f"SHARD={config['SHARD']!r} has no batch of the split to score: give "
                        "fewer shards than batches")
     if not scores:
         raise CamError(f"split {config['SPLIT']!r} has no images to score")
     return scores
+
+
+def control_model(config: dict[str, Any], trained: dict[str, Any], layers: dict[str, str]
+                  ) -> tuple[Any, dict[str, str]] | None:
+    """CONTROL's network and each method's layer in it, or None: the run trained without
+    the planted marker, whose maps of the same images the shortcut test compares."""
+    if not config["CONTROL"]:
+        return None
+    control, described, _ = subject.open_subject({**config, "RUN_NAME": config["CONTROL"],
+                                                  "MODEL": "", "DATASET": ""})
+    if (described["IMAGE_SIZE"], described["class_names"]) != (trained["IMAGE_SIZE"],
+                                                              trained["class_names"]):
+        raise CamError(f"CONTROL={config['CONTROL']!r} must see the same image size and "
+                       "classes as the run it controls: train it on the same data without "
+                       "the marker (cam_shapes for cam_shapes/shortcut)")
+    return control, {method: methods.check_layer(method, control, config["LAYER"])
+                     for method in layers}
 
 
 def scoring(config: dict[str, Any]) -> evaluation.Scoring:
@@ -263,8 +284,7 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
                       run_dir / f"confusion_matrix{subset}.{ext}", 150)
     curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"]
                       for kind in ("deletion", "insertion")}
-              for label, source in zip((config["METHOD"], "centre", "random"),
-                                       evaluation.SOURCES, strict=True)}
+              for label, source in ((config["METHOD"], ""), *leaderboard.BASELINES)}
     plots.save_figure(plots.deletion_insertion_curves(
         curves, f"{methods.TITLES[config['METHOD']]}, {where}", "predicted"),
         run_dir / f"deletion_insertion{suffix}.{ext}", 150)
@@ -287,11 +307,13 @@ def write_leaderboard(config: dict[str, Any], run_dir: Path,
                       results: dict[str, dict[str, Any]],
                       per_image: dict[str, dict[str, np.ndarray]]) -> Path:
     """leaderboard.json and .md (camlab.leaderboard): every method's headline scores for
-    the predicted class with their intervals, the two baselines, each method's map time,
-    and per metric the methods tied with the best."""
+    the predicted class with their intervals, the baselines, each method's map time, per
+    metric the methods tied with the best, and on a known cause which scores order the
+    methods like it (camlab.trust)."""
     points = {method: entry["predicted_class"] for method, entry in results.items()}
     board = leaderboard.board(results, evaluation.method_ties(per_image, points,
                                                               leaderboard.KEYS, config["SEED"]))
+    board.update(trust.judged(per_image, board["ties"], config["SEED"]))  # known cause
     path = run_dir / f"leaderboard{board_suffix(config)}.json"
     runs.write_json(path, board)
     with runs.atomic_path(path.with_suffix(".md")) as tmp:
@@ -318,9 +340,15 @@ def draw_comparison(config: dict[str, Any], trained: dict[str, Any], run_dir: Pa
         method, model, features, classes, images, layer, methods.Options.from_config(config)),
         images.shape[1:3])[..., 0].numpy() for method, layer in layers.items()}
     names = [trained["class_names"][c] for c in classes[:, 0].numpy()]
+    # Known cause: the cause and the distractor (or the marker) outlined, and the edge map.
+    other = next((key for key in ("distractor_mask", "marker_mask") if key in batch), None)
+    outlines = ({"cause" if other == "distractor_mask" else "object": batch["mask"].numpy(),
+                 other.removesuffix("_mask"): batch[other].numpy()} if other else None)
+    if other:
+        maps["edge baseline"] = knowncause.edge_maps(images).numpy()
     figure = plots.method_comparison(np.round(images.numpy()).clip(0, 255).astype(np.uint8),
-                                     maps, batch["bbox"].numpy() if "bbox" in batch else None,
-                                     names)
+                                     maps, batch["bbox"].numpy() if "bbox" in batch
+                                     and not other else None, names, outlines)
     plots.save_figure(figure, run_dir / f"comparison{board_suffix(config)}.{config['FORMAT']}",
                       150)
 
@@ -392,8 +420,10 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\n{results['num_images']} images, accuracy {100 * results['accuracy']:.1f}%, "
           f"sanity rank correlation {results['sanity_rank_correlation']:.3f}, "
           f"{results['seconds']:.0f} s")
-    print(f"{'predicted class':<20}{results['method']:>10}{'centre':>10}{'random':>10}")
-    for key in ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
+    print(f"{'predicted class':<20}{results['method']:>10}"
+          + "".join(f"{name:>10}" for name, _ in leaderboard.BASELINES))
+    for key in ("cause_auc", "cause_pointing", "cause_mass", "distractor_mass",
+                "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
                 "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
                 "insertion_auc"):
         if key in scores:

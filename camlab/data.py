@@ -177,9 +177,14 @@ def load_split(builder, split: str, data_dir: str = "",
     # No automatic in-memory cache: visualize_cam.py reads a few examples only, which made
     # tfds warn about a partly read cache; train_cam.py caches itself (CACHE).
     read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed, try_autocache=False)
+    truth = groundtruth.find(builder)
+    # The known-cause images stay PNG bytes until resized_example: training never reads
+    # them, and decoding them made an epoch of cam_shapes/cause 4x slower to read.
+    skipped = {key: tfds.decode.SkipDecoding() for key in truth.extras
+               if isinstance(builder.info.features[key], tfds.features.Image)}
     examples = builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
-                                  read_config=read_config)
-    return groundtruth.standardise(examples, groundtruth.find(builder))
+                                  read_config=read_config, decoders=skipped or None)
+    return groundtruth.standardise(examples, truth)
 
 
 def batches(examples: tf.data.Dataset, image_size: int, num_classes: int, batch_size: int,
@@ -230,7 +235,9 @@ def evaluation_batches(examples: tf.data.Dataset, image_size: int, batch_size: i
 
     "image" (b, S, S, 3) float32 RGB [0, 255], "label" (b,) and "index" (b,) int64, the
     images' positions in the split; where the dataset has them, "mask" (b, S, S) bool and
-    "bbox" (b, 4) normalised (see resized_example).
+    "bbox" (b, 4) normalised, and groundtruth's known-cause features: "..._mask" (b, S, S)
+    bool, "image_..." (b, S, S, 3) float32 like "image", labels as stored (see
+    resized_example).
     """
     if max_images:
         examples = examples.take(max_images)
@@ -256,4 +263,15 @@ def resized_example(example: dict, image_size: int) -> dict:
         out["mask"] = mask[..., 0] > 0
     if "bbox" in example:
         out["bbox"] = example["bbox"]
+    for key in set(example) - {"image", "label", "mask", "bbox"}:  # groundtruth's extras
+        if example[key].dtype == tf.string:  # an image load_split left encoded
+            example = {**example, key: tf.io.decode_png(
+                example[key], channels=1 if key.endswith("_mask") else 3)}
+        if key.endswith("_mask"):
+            out[key] = tf.image.resize(example[key], [image_size, image_size],
+                                       "nearest")[..., 0] > 0
+        elif key.startswith("image_"):
+            out[key] = resize_image(example[key], image_size)
+        else:
+            out[key] = example[key]
     return out

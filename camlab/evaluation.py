@@ -1,16 +1,24 @@
 """Scoring several map methods on a split, sharing all the work that does not depend on
 the method, and turning per-image scores into metrics.json's numbers with intervals.
 
-Per batch, the images are read and go through the model once; the two baseline maps
-(a centred Gaussian and a random map) are scored once; the randomised model's forward
-pass is shared by every method's sanity check; and the deletion / insertion images of all
-maps go through the model together (camlab.removal), and so do all the maps' images
-times their maps (Average Drop). The scores of a method do not depend
-on which other methods run beside it: `score_batches` with one method or with seven gives
-that method the same numbers.
+Per batch, the images are read and go through the model once; the three baseline maps
+(a centred Gaussian, a random map and the image's edges) are scored once; the randomised
+model's forward pass is shared by every method's sanity check; and the deletion /
+insertion images of all maps go through the model together (camlab.removal), and so do
+all the maps' images times their maps (Average Drop). The scores of a method do not
+depend on which other methods run beside it: `score_batches` with one method or with seven gives
+that method the same numbers, to float32 rounding (a perturbed image's probability can
+change in its last bit with the other images of its forward pass).
 
 A per-image score is keyed "<target>/<metric><source>": target "predicted_class" or
 "true_class", source "" (the method) or a baseline's suffix (SOURCES).
+
+On data whose cause is known (cam_shapes/cause, camlab.knowncause) every image is also
+checked by intervention: "cause_verified" says whether the model's decision depends on
+the cause and not on the distractor, and the cause metrics are means over those images
+only. On cam_shapes/shortcut, "follows_marker" says whether the prediction is the
+planted marker's class, and with a control model (a network trained without the marker)
+each method's "marker_mass_control" is its map's mass on the marker from that network.
 """
 
 from __future__ import annotations
@@ -26,10 +34,19 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import faithfulness, intervals, leaderboard, methods, metrics, randomness, removal
+from camlab import (
+    faithfulness,
+    intervals,
+    knowncause,
+    leaderboard,
+    methods,
+    metrics,
+    randomness,
+    removal,
+)
 from camlab.classifier import Classifier
 
-SOURCES = ("", "_center_baseline", "_random_baseline")
+SOURCES = ("", *(suffix for _, suffix in leaderboard.BASELINES))
 TARGETS = ("predicted_class", "true_class")
 
 
@@ -69,14 +86,22 @@ def _merged(base: dict[str, np.ndarray], rows: np.ndarray, fresh: dict[str, np.n
 
 def _localisation(maps: tf.Tensor, batch: dict, correct: np.ndarray, scoring: Scoring,
                   rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """metrics.localisation_scores of all images, or only of `rows`."""
-    truth = {key: batch[key] for key in ("bbox", "mask") if key in batch}
+    """metrics.localisation_scores of all images, or only of `rows`, and the known-cause
+    scores where the batch has a distractor or a marker (knowncause)."""
+    truth = {key: batch[key] for key in ("bbox", "mask", "distractor_mask", "marker_mask")
+             if key in batch}
     if rows is not None:
         maps = tf.gather(maps, rows)
         truth = {key: tf.gather(value, rows) for key, value in truth.items()}
         correct = correct[rows]
-    return metrics.localisation_scores(maps, truth, correct, scoring.threshold,
-                                       box_protocol=scoring.box_protocol)
+    scores = metrics.localisation_scores(
+        maps, {key: truth[key] for key in ("bbox", "mask") if key in truth}, correct,
+        scoring.threshold, box_protocol=scoring.box_protocol)
+    if "distractor_mask" in truth:
+        scores.update(knowncause.cause_scores(maps, truth["mask"], truth["distractor_mask"]))
+    if "marker_mask" in truth:
+        scores["marker_mass"] = knowncause.marker_mass(maps, truth["marker_mask"])
+    return scores
 
 
 @dataclasses.dataclass
@@ -105,15 +130,47 @@ def _method_maps(method: str, model: Classifier, features, images, classes: tf.T
     return low_res, true_low, wrong
 
 
+def _known_cause(model: Classifier, batch: dict, probs: np.ndarray, predicted: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """The per-image facts of a known-cause batch: whether removing the cause, and the
+    distractor, changes the decision (knowncause.cause_verified) on cam_shapes/cause;
+    whether the prediction follows the planted marker on cam_shapes/shortcut."""
+    out = {}
+    if "image_without_cause" in batch:
+        out.update(knowncause.cause_verified(
+            probs, model(batch["image_without_cause"]).numpy(),
+            model(batch["image_without_distractor"]).numpy()))
+    if "marker_label" in batch:
+        marker = batch["marker_label"].numpy()
+        out.update(marker_label=marker, follows_marker=predicted == marker)
+    return out
+
+
+def _control_mass(method: str, control: Classifier, batch: dict, layer: str,
+                  options: methods.Options, ids: np.ndarray) -> np.ndarray:
+    """The marker mass (n,) of the control network's map for its own predicted class:
+    Adebayo et al. 2022's normal model, beside the model trained with the shortcut."""
+    images = batch["image"]
+    features, probs = control.features(images)
+    classes = tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
+    low = methods.maps_for_classes(method, control, features, classes, images, layer,
+                                   options, ids)
+    maps = cam_utils.upsample(low, images.shape[1:3])[..., 0]
+    return knowncause.marker_mass(maps, batch["marker_mask"])
+
+
 def score_batch(model: Classifier, random_model: Classifier, remover: removal.Remover,
-                batch: dict, chosen: dict[str, str], scoring: Scoring, ids: np.ndarray
+                batch: dict, chosen: dict[str, str], scoring: Scoring, ids: np.ndarray,
+                control: tuple[Classifier, dict[str, str]] | None = None
                 ) -> dict[str, dict[str, np.ndarray]]:
     """Every per-image score of one batch, per method: {method: {key: (n, ...)}}.
 
     `chosen` maps each method to its layer (methods.check_layer); `ids` (n,) are the
     images' indices in the split, which key the random baseline and any method's random
     numbers. Each method's dict also holds the baselines' scores (the same arrays) and
-    the shared "label", "predicted", "correct".
+    the shared "label", "predicted", "correct" (and _known_cause's facts). With a
+    `control` (network, {method: its layer}) and a marker in the batch, each method also
+    gets "marker_mass_control".
     """
     images, labels = batch["image"], batch["label"].numpy()
     n, size = len(labels), images.shape[1:3]
@@ -123,11 +180,14 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
     wrong = np.flatnonzero(~correct)
     classes = tf.constant(np.stack([predicted, labels], axis=1), tf.int32)
     random_features = random_model.features(images)[0] if chosen else None
-    shared = {"label": labels, "predicted": predicted, "correct": correct}
+    shared = {"label": labels, "predicted": predicted, "correct": correct,
+              **_known_cause(model, batch, probs.numpy(), predicted)}
+    baseline_maps = {"_center_baseline": metrics.centre_gaussian_maps(n, *size),
+                     "_random_baseline": random_maps(scoring.seed, ids, *size),
+                     "_edge_baseline": knowncause.edge_maps(images)}
     sources: dict[str, tuple[_Source, _Source]] = {
         suffix: (_Source(maps), _Source(maps, rows=np.zeros(0, np.int64)))
-        for suffix, maps in (("_center_baseline", metrics.centre_gaussian_maps(n, *size)),
-                             ("_random_baseline", random_maps(scoring.seed, ids, *size)))}
+        for suffix, maps in baseline_maps.items()}
     per_method: dict[str, dict[str, np.ndarray]] = {}
     for method, layer in chosen.items():
         started = time.perf_counter()
@@ -146,6 +206,9 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
             "map_seconds": np.full(n, seconds / n),
             "sanity_rank_correlation": metrics.rank_correlation(
                 low_res[..., 0], random_low[..., 0]).numpy()}
+        if control is not None and "marker_mask" in batch:
+            per_method[method]["marker_mass_control"] = _control_mass(
+                method, control[0], batch, control[1][method], scoring.options, ids)
     scored = _score_sources(remover, batch, sources, classes.numpy(), correct, scoring, ids)
     baselines = {key: value for suffix in SOURCES[1:] for key, value in
                  _keyed(scored[suffix], suffix).items()}
@@ -247,11 +310,13 @@ def _confidence(full: np.ndarray, explained: np.ndarray, classes: np.ndarray
 
 def score_batches(batches: Iterable[dict], model: Classifier, random_model: Classifier,
                   chosen: dict[str, str], scoring: Scoring, predict_batch: int = 256,
-                  num_batches: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+                  num_batches: int | None = None,
+                  control: tuple[Classifier, dict[str, str]] | None = None
+                  ) -> dict[str, dict[str, np.ndarray]]:
     """`score_batch` over all batches, with a progress bar: {method: {key: (images, ...)}};
     {} if there is no image. A batch's "index" (data.evaluation_batches) gives the images'
     positions in the split (the `ids` of score_batch); without one they are numbered in the
-    order given. Each method's dict holds it under "index"."""
+    order given. Each method's dict holds it under "index". `control`: see score_batch."""
     # A bar redraws in place on a terminal; into a log file it writes one line at the end.
     progress = keras.utils.Progbar(num_batches, unit_name="batch",
                                    verbose=1 if sys.stdout.isatty() else 2)
@@ -267,7 +332,7 @@ def score_batches(batches: Iterable[dict], model: Classifier, random_model: Clas
         remover = remover or removal.Remover(forward, predict_batch,
                                              tuple(batch["image"].shape[1:3]))
         for method, scores in score_batch(model, random_model, remover, batch, chosen,
-                                          scoring, ids).items():
+                                          scoring, ids, control).items():
             for key, value in {**scores, "index": ids}.items():
                 collected[method].setdefault(key, []).append(np.asarray(value))
         progress.add(1)
@@ -292,17 +357,56 @@ def of_source(scores: dict[str, np.ndarray], target: str, source: str
     return out
 
 
-def statistics(scores: dict[str, np.ndarray]) -> dict[str, intervals.Statistic]:
+def statistics(scores: dict[str, np.ndarray], verified: np.ndarray | None = None
+               ) -> dict[str, intervals.Statistic]:
     """Every score of metrics.pooled as a bootstrap statistic of the same per-image
     scores (localisation_scores' keys): means, MaxBoxAccV2 of the hits, PxAP of the pixel
-    histograms (where it is defined)."""
-    out: dict[str, intervals.Statistic] = {key: intervals.mean_of(value)
-                                           for key, value in scores.items() if value.ndim == 1}
+    histograms (where it is defined); a cause metric's mean over the `verified` images
+    only (knowncause.CAUSE_METRICS)."""
+    out: dict[str, intervals.Statistic] = {
+        key: intervals.masked_mean_of(value, verified)
+        if key in knowncause.CAUSE_METRICS and verified is not None
+        else intervals.mean_of(value) for key, value in scores.items() if value.ndim == 1}
     if "box_hits" in scores:
         out["maxboxacc_v2"] = intervals.max_box_acc_v2_of(scores["box_hits"])
     if "pixel_hist_object" in scores and scores["pixel_hist_object"].sum() > 0:
         out["pxap"] = intervals.pxap_of(scores["pixel_hist_object"],
                                         scores["pixel_hist_background"])
+    return out
+
+
+def points(scores: dict[str, np.ndarray], verified: np.ndarray | None = None
+           ) -> dict[str, float]:
+    """metrics.pooled, a cause metric's mean over the `verified` images only, and no cause
+    metric where no image is verified."""
+    out = metrics.pooled(scores)
+    for key in knowncause.CAUSE_METRICS:
+        if key in out and verified is not None:
+            kept = scores[key][verified]
+            out.pop(key) if not len(kept) else out.update({key: float(np.mean(kept))})
+    return out
+
+
+def _known_cause_summary(scores: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """How many images the intervention verified (cam_shapes/cause); how often the
+    prediction follows the planted marker and, per method, the map's marker mass minus the
+    control network's, with intervals (cam_shapes/shortcut)."""
+    out: dict[str, Any] = {}
+    if "cause_verified" in scores:
+        out["cause"] = {"images": int(len(scores["cause_verified"])),
+                        **{key: int(np.sum(scores[key])) for key in knowncause.VERIFICATION}}
+    if "follows_marker" in scores:
+        follows = scores["follows_marker"].astype(np.float64)
+        stats = {"follows_marker": intervals.mean_of(follows)}
+        if "marker_mass_control" in scores:
+            mass = scores["predicted_class/marker_mass"] - scores["marker_mass_control"]
+            stats["shortcut_detection"] = intervals.mean_of(mass)
+            out["marker_mass_control"] = float(np.mean(scores["marker_mass_control"]))
+            out["shortcut_detection"] = float(np.mean(mass))
+        out["follows_marker"] = float(np.mean(follows))
+        resampled = intervals.resampled(stats, len(follows), seed)
+        out.setdefault("ci95", {}).update({key: intervals.interval(value)
+                                           for key, value in resampled.items()})
     return out
 
 
@@ -327,15 +431,20 @@ def summarise(scores: dict[str, np.ndarray], names: list[str], seed: int = 0
                            overall["sanity_rank_correlation"])}
     for target in TARGETS:
         values, stats = {}, {}
+        verified = scores.get("cause_verified")
         for source in SOURCES:
             part = of_source(scores, target, source)
-            values.update({f"{k}{source}": v for k, v in metrics.pooled(part).items()})
-            stats.update({f"{k}{source}": v for k, v in statistics(part).items()})
+            values.update({f"{k}{source}": v for k, v in points(part, verified).items()})
+            stats.update({f"{k}{source}": v for k, v in statistics(part, verified).items()
+                          if f"{k}{source}" in values})
         resampled = intervals.resampled(stats, len(labels), seed)
         summary[target] = {**values, "ci95": {key: intervals.interval(resampled[key])
                                               for key in values}}
     summary["ground_truth"] = {"box": "predicted_class/box_hits" in scores,
                                "mask": "predicted_class/pixel_hist_object" in scores}
+    known = _known_cause_summary(scores, seed)
+    summary["ci95"].update(known.pop("ci95", {}))
+    summary.update(known)
     # Localisation scores the data could not give (no box, no mask, or no object pixel).
     summary["not_computed"] = [key for key in (*metrics.BOX_METRICS, *metrics.MASK_METRICS,
                                                *metrics.POINTING_METRICS)
@@ -377,7 +486,8 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
     """
     counts = {m: len(scores["label"]) for m, scores in per_method.items()}
     images = max(counts.values())
-    each = {m: statistics(of_source(scores, target, "")) for m, scores in per_method.items()}
+    each = {m: statistics(of_source(scores, target, ""), scores.get("cause_verified"))
+            for m, scores in per_method.items()}
     on_own_images: dict[tuple[str, str], dict[str, intervals.Statistic]] = {}
     out = {}
     for key in keys:
@@ -392,8 +502,9 @@ def method_ties(per_method: dict[str, dict[str, np.ndarray]], points: dict[str, 
         for method in (m for m in per_method if key in points[m] and counts[m] < images):
             if (best, method) not in on_own_images:  # the best's statistics on its images
                 rows = np.isin(per_method[best]["index"], per_method[method]["index"])
-                on_own_images[best, method] = statistics(of_source(
-                    _take(per_method[best], rows), target, ""))
+                taken = _take(per_method[best], rows)
+                on_own_images[best, method] = statistics(of_source(taken, target, ""),
+                                                         taken.get("cause_verified"))
             paired = intervals.resampled({"method": each[method][key],
                                           "best": on_own_images[best, method][key]},
                                          counts[method], seed)

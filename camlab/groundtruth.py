@@ -8,9 +8,14 @@ BBoxFeature named "bbox" and an 8-bit Image named "mask" whose non-zero pixels a
 object. Other names are not guessed: "segmentation_mask" means a trimap in one dataset and
 soft annotator votes in another, and a head box is not the object's box.
 
+The known-cause configs of cam_shapes (camlab/shapes.py) add features read by their names
+(KNOWN_CAUSE, SHORTCUT): the distractor's mask and the images with the cause or the
+distractor painted out (the intervention that proves the cause), or the planted marker's
+mask and class.
+
 `standardise` turns a split's examples into {"image", "label"} plus "bbox" (4,) float32 and
-"mask" (h, w, 1) uint8 (1 on the object, 0 elsewhere) where the dataset has them: the only
-keys the rest of camlab reads.
+"mask" (h, w, 1) uint8 (1 on the object, 0 elsewhere) where the dataset has them, and the
+known-cause features where it has them all: the only keys the rest of camlab reads.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import tensorflow_datasets as tfds
 from camlab.errors import CamError
 
 NONZERO = tuple(range(1, 256))
+# cam_shapes/cause: the label's object is "mask" and "bbox"; these prove it the cause.
+KNOWN_CAUSE = ("distractor_mask", "image_without_cause", "image_without_distractor")
+# cam_shapes/shortcut: the planted marker and the class its colour names.
+SHORTCUT = ("marker_mask", "marker_label")
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class GroundTruth:
     box: str = ""  # a BBoxFeature: the object's box, normalised (ymin, xmin, ymax, xmax)
     mask: str = ""  # an 8-bit Image feature (h, w, 1) covering the image
     object_values: tuple[int, ...] = NONZERO  # the mask's pixel values that are the object
+    extras: tuple[str, ...] = ()  # KNOWN_CAUSE and / or SHORTCUT, kept as they are
 
     def describe(self) -> str:
         """What localisation is scored against, and what it cannot score: for the log."""
@@ -48,7 +58,11 @@ class GroundTruth:
                    "; no box: MaxBoxAccV2, box and top-1 localisation not computed, "
                    "pointing game on the mask" if self.mask else
                    "; no mask: PxAP and mask IoU not computed, pointing game on the box")
-        return "ground truth: " + ", ".join(found) + missing
+        known = {KNOWN_CAUSE: "; known cause: the distractor's mask and the images without "
+                              "the cause or the distractor (cause metrics, verified images)",
+                 SHORTCUT: "; planted marker: its mask and class (marker mass)"}
+        return "ground truth: " + ", ".join(found) + missing + "".join(
+            text for names, text in known.items() if set(names) <= set(self.extras))
 
 
 # Datasets whose ground truth does not follow the "bbox" / "mask" convention.
@@ -97,8 +111,10 @@ def find(builder) -> GroundTruth:
 
     listed = GROUND_TRUTH.get(builder.name)
     if listed is None:
+        extras = tuple(key for names in (KNOWN_CAUSE, SHORTCUT)
+                       if all(name in features for name in names) for key in names)
         return GroundTruth(box="bbox" if has("bbox", _is_box) else "",
-                           mask="mask" if has("mask", _is_mask) else "")
+                           mask="mask" if has("mask", _is_mask) else "", extras=extras)
     for key, check, kind in ((listed.box, _is_box, "BBoxFeature"),
                              (listed.mask, _is_mask, "8-bit Image (h, w, 1)")):
         if key and not has(key, check):
@@ -110,7 +126,8 @@ def find(builder) -> GroundTruth:
 
 def standardise(examples: tf.data.Dataset, truth: GroundTruth) -> tf.data.Dataset:
     """Examples as {"image", "label"} and, where `truth` names them, "bbox" (4,) float32
-    and "mask" (h, w, 1) uint8, 1 on the object's pixels; every other feature dropped."""
+    and "mask" (h, w, 1) uint8, 1 on the object's pixels, and its `extras` as stored;
+    every other feature dropped."""
     is_object = tf.constant(np.isin(np.arange(256), truth.object_values).astype(np.uint8))
 
     def pick(example):
@@ -119,6 +136,7 @@ def standardise(examples: tf.data.Dataset, truth: GroundTruth) -> tf.data.Datase
             out["bbox"] = tf.cast(example[truth.box], tf.float32)
         if truth.mask:
             out["mask"] = tf.gather(is_object, tf.cast(example[truth.mask], tf.int32))
+        out.update({key: example[key] for key in truth.extras})
         return out
 
     return examples.map(pick, num_parallel_calls=tf.data.AUTOTUNE)

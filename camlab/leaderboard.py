@@ -21,9 +21,16 @@ INTERVALS = (f"{intervals.LEVEL:.0%} percentile bootstrap over images, "
              "their thresholds again in each resample")
 TIES_RULE = ("the best by its value, and every method whose paired bootstrap interval of "
              "the difference from it holds 0")
+# The maps that know nothing of the model, scored beside every method: (name, key suffix);
+# camlab.evaluation draws them, the edge detector with knowncause.edge_maps (XAI-TRIS).
+BASELINES = (("centre", "_center_baseline"), ("random", "_random_baseline"),
+             ("edge", "_edge_baseline"))
 # Lower is better for these; higher for every other score.
-LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf"}
-KEYS = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
+LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf", "distractor_mass"}
+# The known-cause scores (cam_shapes/cause: camlab.knowncause) come first, so that a board
+# that has them is ranked by the cause, not by the object's box.
+KEYS = ("cause_auc", "cause_pointing", "cause_mass", "distractor_mass",
+        "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
         "box_localisation", "deletion_auc", "insertion_auc", "average_drop",
         "increase_in_confidence", "road_morf", "road_lerf", "road_combined")
 # The model-randomisation sanity check (Adebayo et al. 2018): a method's, not a class's, and
@@ -32,6 +39,13 @@ SANITY = "sanity_rank_correlation"
 SANITY_NOTE = ("Sanity: the mean Spearman rank correlation of each map with the same "
                "method's map from the network with random weights (Adebayo et al. 2018); "
                "near 0 passes, near 1 fails; not ranked.")
+# The planted-shortcut test (Adebayo et al. 2022), a method's check like the sanity check.
+SHORTCUT = "shortcut_detection"
+SHORTCUT_NOTE = ("Shortcut: the map's mass on the planted marker from the model trained "
+                 "with it, minus the mass from the control trained without it, on the same "
+                 "images (Adebayo et al. 2022); the method detects the shortcut when the "
+                 "interval is above 0; not ranked.")
+CHECKS = (SANITY, SHORTCUT)
 
 
 def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:
@@ -42,20 +56,25 @@ def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dic
     first = max(results.values(), key=lambda entry: entry["num_images"])
     predicted = {method: entry["predicted_class"] for method, entry in results.items()}
     scores = {method: {**{key: entry[key] for key in KEYS if key in entry},
-                       SANITY: results[method][SANITY],
+                       **{key: results[method][key] for key in CHECKS
+                          if key in results[method]},
                        "ms_per_image": results[method]["ms_per_image"],
                        **({"num_images": results[method]["num_images"]} if results[method][
                            "num_images"] < first["num_images"] else {}),
                        "ci95": {**{key: entry["ci95"][key] for key in KEYS if key in entry},
-                                SANITY: results[method]["ci95"][SANITY]}}
+                                **{key: results[method]["ci95"][key] for key in CHECKS
+                                   if key in results[method]}}}
               for method, entry in predicted.items()}
     ours = first["predicted_class"]
-    baselines = {name: {**{key: ours[f"{key}{source}"] for key in KEYS if key in ours},
+    baselines = {name: {**{key: ours[f"{key}{source}"] for key in KEYS
+                           if f"{key}{source}" in ours},
                         "ci95": {key: ours["ci95"][f"{key}{source}"] for key in KEYS
-                                 if key in ours}}
-                 for name, source in (("centre", "_center_baseline"),
-                                      ("random", "_random_baseline"))}
-    return {"methods": scores, "baselines": baselines,
+                                 if f"{key}{source}" in ours}}
+                 for name, source in BASELINES}
+    known = {key: first[key] for key in ("cause", "follows_marker") if key in first}
+    if "follows_marker" in first:
+        known["ci95"] = {"follows_marker": first["ci95"]["follows_marker"]}
+    return {"methods": scores, "baselines": baselines, **known,
             "ties": ties,
             "num_images": first["num_images"], "seconds": first["seconds"],  # one shared pass
             "run": first["run"], "split": first["split"],
@@ -88,7 +107,7 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
     titles = titles or {}
     scores, ties = board["methods"], board.get("ties", {})
     rows = {**scores, **{f"{name} baseline": row for name, row in board["baselines"].items()}}
-    columns = [key for key in (*KEYS, SANITY, "ms_per_image")
+    columns = [key for key in (*KEYS, *CHECKS, "ms_per_image")
                if any(key in r for r in rows.values())]
 
     def shown(name: str, row: dict, key: str) -> str:
@@ -115,9 +134,50 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
             f"{board.get('ties_rule', TIES_RULE)}; a column with several bold entries has no "
             "single best." + (f" Lower is better for {', '.join(lower)}." if lower else "")
             + (f" {SANITY_NOTE}" if SANITY in columns else "")
+            + (f" {SHORTCUT_NOTE}" if SHORTCUT in columns else "")
+            + (f" {cause_note(board['cause'])}" if "cause" in board else "")
             + (f" A method of the first N images of the {board['num_images']} (CAPS: it is "
                "costly) is bold when it cannot be shown worse than the best on those "
-               "images." if capped else "")]
+               "images." if capped else "")] + (
+        ["", *trust_markdown(board)] if board.get("agreement") else [])
+
+
+def verdict(interval: list[float]) -> str:
+    """What a tau's interval says: "agrees" above 0, "reverses" below, else "cannot tell"."""
+    if not all(np.isfinite(interval)):
+        return "undefined"
+    return "agrees" if interval[0] > 0 else "reverses" if interval[1] < 0 else "cannot tell"
+
+
+def trust_markdown(board: dict[str, Any]) -> list[str]:
+    """A known-cause board's verdicts (camlab.trust) as Markdown: each score's Kendall tau
+    with the known cause's order of the methods, then which methods beat the edge map."""
+    truth = board["truth"]
+    lines = table(("score", "Kendall tau with the cause's order", "verdict",
+                   "methods tied with the best"),
+                  [(key, f"{entry['tau']:.2f} [{entry['ci95'][0]:.2f}, "
+                         f"{entry['ci95'][1]:.2f}]", verdict(entry["ci95"]),
+                    f"{entry.get('tied_with_best', '-')} of {entry['methods']}")
+                   for key, entry in board["agreement"].items()])
+    lines += ["", f"Kendall tau-b between the order of the {len(board['beats_edge'])} "
+              f"methods by {truth['metric']} and by each score, on the {truth['images']} "
+              f"verified images of {truth['of']}; +1: the same order, -1: reversed "
+              "(lower-is-better scores and the sanity check flipped); [lo, hi]: "
+              f"{INTERVALS.split(';')[0]}. \"agrees\": the interval is above 0.", ""]
+    lines += table((f"method: {truth['metric']} minus the edge map's", "beats the edge map"),
+                   [(f"{method}: {entry['difference']:+.3f} [{entry['ci95'][0]:+.2f}, "
+                     f"{entry['ci95'][1]:+.2f}]", "yes" if entry["beats"] else "no")
+                    for method, entry in board["beats_edge"].items()])
+    return lines
+
+
+def cause_note(cause: dict[str, int]) -> str:
+    """The footnote of a known-cause board: on how many images the cause was proved."""
+    return (f"Cause metrics (camlab/knowncause.py): means over the {cause['cause_verified']} "
+            f"of {cause['images']} images whose cause the intervention verified (removing "
+            "the cause changes the decision or halves its probability, removing the "
+            f"distractor does neither; the cause mattered in {cause['cause_matters']}, the "
+            f"distractor in {cause['distractor_matters']}).")
 
 
 def across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -154,7 +214,26 @@ def across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
     first = boards[runs[0]]
     return {"runs": runs, "num_images": {run: b["num_images"] for run, b in boards.items()},
             "split": first["split"], "layer": first["layer"], "class": first["class"],
-            "methods": methods, "rankings": rankings}
+            "methods": methods, "rankings": rankings, **_trust_across_seeds(boards)}
+
+
+def _trust_across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Known-cause boards: each seed's tau and verdict per score, and whether each method
+    beat the edge map, per seed; {} when a board has none."""
+    if not all(board.get("agreement") for board in boards.values()):
+        return {}
+    runs = list(boards)
+    keys = [k for k in boards[runs[0]]["agreement"] if all(k in b["agreement"]
+                                                            for b in boards.values())]
+    methods = [m for m in boards[runs[0]]["beats_edge"] if all(
+        m in b["beats_edge"] for b in boards.values())]
+    return {"agreement": {key: {run: {"tau": boards[run]["agreement"][key]["tau"],
+                                      "ci95": boards[run]["agreement"][key]["ci95"],
+                                      "verdict": verdict(boards[run]["agreement"][key]["ci95"])}
+                                for run in runs} for key in keys},
+            "beats_edge": {m: {run: boards[run]["beats_edge"][m]["beats"] for run in runs}
+                           for m in methods},
+            "verified": {run: boards[run]["truth"]["images"] for run in runs}}
 
 
 def seeds_markdown(summary: dict[str, Any]) -> list[str]:
@@ -175,4 +254,17 @@ def seeds_markdown(summary: dict[str, Any]) -> list[str]:
         lines.append(f"- {key}: {', '.join(entry['always_tied_with_best']) or 'none'}"
                      + ("; same order in every seed" if entry["same_order_in_every_seed"]
                         else ""))
+    if "agreement" in summary:
+        runs = summary["runs"]
+        lines += ["", "Each score's Kendall tau with the known cause's order, per seed "
+                  f"(verified images: {', '.join(map(str, summary['verified'].values()))}):",
+                  ""]
+        lines += table(("score", *runs), [
+            (key, *(f"{per[run]['tau']:.2f} [{per[run]['ci95'][0]:.2f}, "
+                    f"{per[run]['ci95'][1]:.2f}] {per[run]['verdict']}" for run in runs))
+            for key, per in summary["agreement"].items()])
+        lines += ["", "Beats the edge map on the cause, per seed:", ""]
+        lines += table(("method", *runs), [
+            (m, *("yes" if per[run] else "no" for run in runs))
+            for m, per in summary["beats_edge"].items()])
     return lines

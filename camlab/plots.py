@@ -321,14 +321,20 @@ def save_figure(fig: Figure, path, dpi: int) -> None:
     print(f"saved {path}")
 
 
+OUTLINE_COLOURS = ("lime", "magenta", "white")  # of method_comparison's outlines, in order
+
+
 def method_comparison(images: np.ndarray, maps: dict[str, np.ndarray],
                       boxes: np.ndarray | None = None,
-                      titles: list[str] | None = None) -> Figure:
+                      titles: list[str] | None = None,
+                      outlines: dict[str, np.ndarray] | None = None) -> Figure:
     """Rows of images, one column per method: each method's map over the image.
 
     `images`: (n, H, W, 3) uint8; `maps`: {method: (n, H, W)}, each map drawn scaled to its
     own maximum; `boxes`: optional (n, 4) normalised ground-truth boxes, outlined in green;
-    `titles`: optional (n,) row labels (e.g. the class explained).
+    `titles`: optional (n,) row labels (e.g. the class explained); `outlines`: optional
+    {name: (n, H, W) bool masks} (the cause and the distractor), each mask's outline drawn
+    in OUTLINE_COLOURS' colour of its place and named in the first panel's title.
     """
     n, columns = len(images), len(maps)
     fig, axes = plt.subplots(n, columns + 1, figsize=(1.6 * (columns + 1), 1.7 * n),
@@ -343,8 +349,14 @@ def method_comparison(images: np.ndarray, maps: dict[str, np.ndarray],
                 ax.imshow(method_maps[row] / peak, cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if boxes is not None:
                 outline_box(ax, boxes[row], images.shape[1:3], 1.0)
+            for colour, masks in zip(OUTLINE_COLOURS, (outlines or {}).values(), strict=False):
+                ax.contour(masks[row].astype(float), levels=[0.5], colors=colour,
+                           linewidths=0.8)
             if row == 0:
-                ax.set_title(name, fontsize=8)
+                named = " / ".join(f"{key}: {colour}" for key, colour in zip(
+                    outlines or {}, OUTLINE_COLOURS, strict=False))
+                ax.set_title(f"{name}\n{named}" if column == 0 and named else name,
+                             fontsize=8 if column or not named else 6)
             ax.set_xticks([])
             ax.set_yticks([])
         if titles is not None:

@@ -71,6 +71,8 @@ ALL_COMMAND = "python evaluate_cam.py --PRESET=demo --METHOD=all"  # CAPS as in 
 ROAD_IMAGES = 250  # ROAD costs ~45 ms a map at 64 px: all 18 methods on the first 250 images
 ROAD_COMMAND = f"{ALL_COMMAND} --ROAD=True --MAX_IMAGES={ROAD_IMAGES}"
 BENCH_DEMO_COMMAND = "python benchmarks/bench_cam.py --PARTS= --DEMO=True"  # demo and scoring times
+CAUSE_IMAGES = 500  # presets/cause.json's MAX_IMAGES (tests/test_results.py checks)
+SHORTCUT_IMAGES = 250  # presets/shortcut.json's MAX_IMAGES
 SOURCES = (
     Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
@@ -82,6 +84,12 @@ SOURCES = (
            ROAD_COMMAND),
     Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard_first300.json",
            "make demo-seeds"),
+    Source("cause_leaderboard.json", f"cause/leaderboard_first{CAUSE_IMAGES}.json",
+           "make cause"),
+    Source("shortcut_leaderboard.json", f"shortcut/leaderboard_first{SHORTCUT_IMAGES}.json",
+           "make cause"),
+    Source("cause_seeds_leaderboard.json",
+           f"cause_sN/seeds_leaderboard_first{CAUSE_IMAGES}.json", "make cause-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
     Source("bench_head_only.json", "bench/bench_head_only.json",
            "python benchmarks/bench_cam.py --PARTS=head_only"),
@@ -204,7 +212,10 @@ def provenance_line(name: str, content: dict[str, Any]) -> str:
         part for part in parts if part) + "."
 
 
-LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
+LEADERBOARD_COLUMNS = (("cause_auc", "cause vs distractor AUC"),
+                       ("cause_pointing", "cause pointing"), ("cause_mass", "cause mass"),
+                       ("distractor_mass", "distractor mass (lower better)"),
+                       ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("pointing_game_strict", "pointing, strict"),
                        ("pointing_game", "pointing"), ("box_localisation", "box IoU>=0.5"),
                        ("deletion_auc", "deletion (lower better)"),
@@ -214,6 +225,7 @@ LEADERBOARD_COLUMNS = (("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
                        ("road_morf", "ROAD MoRF (lower better)"), ("road_lerf", "ROAD LeRF"),
                        ("road_combined", "ROAD combined"),
                        ("sanity_rank_correlation", "sanity (near 0 passes)"),
+                       ("shortcut_detection", "shortcut: marker mass minus control's"),
                        ("ms_per_image", "ms / image"))
 ROAD_KEYS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
 
@@ -495,6 +507,17 @@ def render_no_gpu(files: dict[str, dict]) -> list[str]:
         f"{(extract + heads) / 60:.0f} minutes."]
 
 
+def render_seeds(name: str) -> Callable[[dict[str, dict]], list[str]]:
+    """A renderer of the seeds' table in docs/results/<name> (leaderboard.seeds_markdown)."""
+    def render(files: dict[str, dict]) -> list[str]:
+        if name not in files:
+            return [missing(name)]
+        return [provenance_line(name, files[name]), ""] + leaderboard.seeds_markdown(
+            files[name])
+
+    return render
+
+
 def missing(names: str) -> str:
     return f"(No results committed yet: {names} in docs/results/ come from `make results`.)"
 
@@ -507,11 +530,10 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
         if "demo_leaderboard.json" in files else [missing("demo_leaderboard.json")]),
     "leaderboard_all": render_board("demo_leaderboard_all.json"),
     "road": render_board("demo_leaderboard_road.json", ROAD_KEYS),
-    "seeds": lambda files: (
-        [provenance_line("demo_seeds_leaderboard.json", files["demo_seeds_leaderboard.json"]),
-         ""] + leaderboard.seeds_markdown(files["demo_seeds_leaderboard.json"])
-        if "demo_seeds_leaderboard.json" in files
-        else [missing("demo_seeds_leaderboard.json")]),
+    "seeds": render_seeds("demo_seeds_leaderboard.json"),
+    "cause": render_board("cause_leaderboard.json"),
+    "shortcut": render_board("shortcut_leaderboard.json"),
+    "cause_seeds": render_seeds("cause_seeds_leaderboard.json"),
     "bench": lambda files: (render_bench(files["bench.json"]) if "bench.json" in files
                             else [missing("bench.json")]),
     "scoring_cost": render_scoring_cost,

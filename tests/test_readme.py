@@ -369,7 +369,9 @@ def test_collect_copies_what_the_readme_needs_with_its_provenance(tmp_path):
         os.utime(path, (written_at, written_at))
     copied = results.collect(outputs, tmp_path / "results", copied_at="2026-01-03T00:00:00")
     optional = {"demo_seeds_leaderboard.json", "bench_head_only.json",  # not in the fixture
-                "demo_leaderboard_all.json", "demo_leaderboard_road.json", "bench_demo.json"}
+                "demo_leaderboard_all.json", "demo_leaderboard_road.json", "bench_demo.json",
+                "cause_leaderboard.json", "shortcut_leaderboard.json",
+                "cause_seeds_leaderboard.json"}
     assert sorted(path.name for path in copied) == sorted(
         s.copy for s in results.SOURCES if s.copy not in optional)
     files = results.load_results(tmp_path / "results")

@@ -1,0 +1,181 @@
+"""The known-cause benchmark through the lab: a hand-built model whose cause is known, the
+verdicts of camlab.trust on hand-built scores, and evaluate_cam.py on cam_shapes/cause and
+cam_shapes/shortcut end to end."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import evaluate_cam
+import train_cam
+from camlab import classifier, evaluation, leaderboard, removal, settings, shapes, trust
+from camlab.errors import CamError
+
+SIZE, CLASSES = 32, 3
+
+
+def colour_model() -> keras.Model:
+    """Channel k of a fixed 1x1 convolution fires only on pure colour k (2 x_k - sum x, so
+    white and grey give <= 0), then GAP and an identity head: the class of an image is
+    the colour of the one pure-coloured shape in it, and nothing else counts."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    kernel = (2 * np.eye(3) - 1).astype(np.float32)[None, None]  # (1, 1, 3 in, 3 out)
+    features = keras.layers.Conv2D(CLASSES, 1, activation="relu", name="colour",
+                                   kernel_initializer=keras.initializers.Constant(kernel),
+                                   bias_initializer="zeros")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    scores = keras.layers.Dense(CLASSES, use_bias=False, name="head",
+                                kernel_initializer=keras.initializers.Constant(
+                                    20 * np.eye(CLASSES, dtype=np.float32)))(pooled)
+    return keras.Model(inputs, keras.layers.Softmax()(scores))
+
+
+def known_cause_batch(n: int = 6) -> dict[str, tf.Tensor]:
+    """Black images, each with a small square of a pure colour (the cause, its label) and a
+    large white square (the distractor) apart from it, and the two intervention images."""
+    rng = np.random.default_rng(0)
+    images, cause, distractor = (np.zeros((n, SIZE, SIZE, c), np.float32) for c in (3, 1, 1))
+    labels = np.arange(n) % CLASSES
+    for i in range(n):
+        y, x = rng.integers(1, 6, 2)
+        cause[i, y:y + 4, x:x + 4] = 1
+        distractor[i, 14:30, 14:30] = 1
+    cause, distractor = cause[..., 0] > 0, distractor[..., 0] > 0
+    colours = 255 * np.eye(3, dtype=np.float32)[labels]
+    without_cause = np.repeat(np.where(distractor[..., None], 255.0, 0.0), 3, axis=-1
+                              ).astype(np.float32)
+    without_distractor = np.where(cause[..., None], colours[:, None, None], 0.0)
+    images = np.where(cause[..., None], colours[:, None, None], without_cause)
+    return {"image": tf.constant(images), "label": tf.constant(labels),
+            "mask": tf.constant(cause), "distractor_mask": tf.constant(distractor),
+            "image_without_cause": tf.constant(without_cause),
+            "image_without_distractor": tf.constant(without_distractor.astype(np.float32))}
+
+
+def test_cam_finds_the_known_cause_of_a_hand_built_model_and_the_edge_map_does_not():
+    model = classifier.explain(colour_model(), SIZE)
+    batch = known_cause_batch()
+    remover = removal.Remover(lambda images: model(images), 16, (SIZE, SIZE))
+    scores = evaluation.score_batch(model, model.randomised(0), remover, batch, {"cam": ""},
+                                    evaluation.Scoring(steps=4), np.arange(6))["cam"]
+    # Every decision depends on the coloured square alone, so every image is verified.
+    assert scores["correct"].all() and scores["cause_verified"].all()
+    assert not scores["distractor_matters"].any()
+    assert np.all(scores["predicted_class/cause_pointing"] == 1.0)
+    assert np.all(scores["predicted_class/cause_mass"] == pytest.approx(1.0))
+    assert np.all(scores["predicted_class/cause_auc"] == 1.0)
+    # The white square's edges are three channels high, the cause's one: edges point there.
+    assert np.all(scores["predicted_class/cause_pointing_edge_baseline"] == 0.0)
+    assert np.all(scores["predicted_class/distractor_mass_edge_baseline"]
+                  > 3 * scores["predicted_class/cause_mass_edge_baseline"])
+
+
+def test_an_image_whose_cause_does_not_matter_is_left_out_of_the_cause_metrics():
+    scores = {"label": np.zeros(4, int), "cause_verified": np.array([1, 1, 0, 0], bool),
+              "predicted_class/cause_auc": np.array([1.0, 0.5, 0.0, 0.0])}
+    part = evaluation.of_source(scores, "predicted_class", "")
+    assert evaluation.points(part, scores["cause_verified"])["cause_auc"] == 0.75
+    statistic = evaluation.statistics(part, scores["cause_verified"])["cause_auc"]
+    assert statistic(np.array([[2.0, 1, 1, 1]]))[0] == pytest.approx(2.5 / 3)
+    assert "cause_auc" not in evaluation.points(part, np.zeros(4, bool))
+
+
+def per_image(truth: np.ndarray, deletion: np.ndarray, images: int = 40) -> dict:
+    """A method's per-image scores: truth (cause AUC) and deletion, constant over images but
+    for a little noise, every image verified."""
+    rng = np.random.default_rng(int(1000 * truth))
+    out = {"label": np.zeros(images, int), "cause_verified": np.ones(images, bool),
+           "sanity_rank_correlation": np.full(images, 0.1)}
+    for source, value in (("", truth), ("_edge_baseline", 0.6)):
+        out[f"predicted_class/cause_auc{source}"] = value + rng.normal(0, 0.01, images)
+        out[f"predicted_class/deletion_auc{source}"] = deletion + rng.normal(0, 0.01, images)
+    out["predicted_class/cause_auc_edge_baseline"] = np.full(images, 0.6)
+    return out
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_score_that_orders_methods_like_the_cause_agrees_and_its_reverse_does_not(sign):
+    truths = [0.9, 0.8, 0.7, 0.5]
+    # Deletion is lower-better: a deletion falling as the truth rises orders them alike.
+    scores = {f"m{i}": per_image(t, 0.5 - sign * 0.3 * t) for i, t in enumerate(truths)}
+    judged = trust.judged(scores, {"deletion_auc": ["m0"]}, seed=0)
+    entry = judged["agreement"]["deletion_auc"]
+    assert entry["tau"] == sign * 1.0 and entry["tied_with_best"] == 1
+    assert leaderboard.verdict(entry["ci95"]) == ("agrees" if sign > 0 else "reverses")
+    # 0.9, 0.8 and 0.7 beat the edge map's 0.6; 0.5 does not.
+    assert [v["beats"] for v in judged["beats_edge"].values()] == [True, True, True, False]
+    assert judged["beats_edge"]["m0"]["difference"] == pytest.approx(0.3, abs=0.01)
+    assert judged["truth"] == {"metric": "cause_auc", "images": 40, "of": 40}
+    lines = leaderboard.trust_markdown(judged)
+    assert any(line.startswith("| deletion_auc |") and ("agrees" if sign > 0 else "reverses")
+               in line for line in lines)
+
+
+def test_no_verified_image_judges_nothing():
+    scores = {f"m{i}": {**per_image(t, 0.3), "cause_verified": np.zeros(40, bool)}
+              for i, t in enumerate([0.9, 0.8, 0.7])}
+    assert trust.judged(scores, {}, seed=0) == {}
+
+
+@pytest.fixture(scope="module")
+def known_cause_runs(tmp_path_factory):
+    """(root, cause run, shortcut run, control run): one epoch each on 300 / 60 images."""
+    root = tmp_path_factory.mktemp("known_cause")
+    common = ["--EPOCHS=1", f"--DATA_DIR={root / 'data'}", f"--OUTPUT_DIR={root}",
+              "--MIXED_PRECISION=float32"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shapes, "TRAIN_SIZE", 300)
+        patch.setattr(shapes, "VALIDATION_SIZE", 60)
+        runs = [train_cam.main([f"--PRESET={preset}", *common])
+                for preset in ("cause", "shortcut", "demo")]
+    return root, *runs
+
+
+def test_the_cause_board_has_the_cause_metrics_the_edge_map_and_the_verdicts(
+        known_cause_runs):
+    root, cause_run, _, _ = known_cause_runs
+    path = evaluate_cam.main(["--PRESET=cause", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=30",
+                              "--BATCH_SIZE=15", "--STEPS=2", "--METHOD=cam,gradcam,saliency"])
+    assert path == cause_run / "leaderboard_first30.json"
+    board = json.loads(path.read_text())
+    assert set(board["baselines"]) == {"centre", "random", "edge"}
+    for row in (*board["methods"].values(), *board["baselines"].values()):
+        assert 0.0 <= row["cause_auc"] <= 1.0 and 0.0 <= row["distractor_mass"] <= 1.0
+    metrics = json.loads((cause_run / "metrics_first30.json").read_text())
+    verified = metrics["cause"]["cause_verified"]
+    assert board["cause"] == metrics["cause"] and board["cause"]["images"] == 30
+    if verified:  # one epoch may leave no decision that depends on the cause
+        assert board["truth"]["images"] == verified
+        assert set(board["agreement"]) >= {"deletion_auc", "insertion_auc", "average_drop",
+                                           "maxboxacc_v2", leaderboard.SANITY}
+        assert set(board["beats_edge"]) == {"cam", "gradcam", "saliency"}
+    markdown = (cause_run / "leaderboard_first30.md").read_text()
+    assert "edge baseline" in markdown and "verified" in markdown
+
+
+def test_the_shortcut_board_compares_each_map_with_the_control_s(known_cause_runs):
+    root, _, shortcut_run, control_run = known_cause_runs
+    path = evaluate_cam.main(["--PRESET=shortcut", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=20",
+                              "--BATCH_SIZE=10", "--STEPS=2", "--METHOD=cam,gradcam",
+                              f"--CONTROL={control_run.name}"])
+    board = json.loads(path.read_text())
+    assert 0.0 <= board["follows_marker"] <= 1.0
+    for method in ("cam", "gradcam"):
+        metrics = json.loads((shortcut_run / ("metrics_first20.json" if method == "cam" else
+                                              f"metrics_{method}_first20.json")).read_text())
+        detection = metrics["shortcut_detection"]
+        assert detection == pytest.approx(metrics["predicted_class"]["marker_mass"]
+                                          - metrics["marker_mass_control"])
+        low, high = board["methods"][method]["ci95"][leaderboard.SHORTCUT]
+        assert low <= detection <= high
+    # The control must see what the model sees: a run on other classes is refused.
+    with pytest.raises(CamError, match="CONTROL"):
+        evaluate_cam.control_model(
+            settings.resolve(evaluate_cam.__file__, ["--PRESET=shortcut", "--CONTROL=cause",
+                                                     f"--OUTPUT_DIR={root}"]),
+            json.loads((shortcut_run / "config.json").read_text()), {"cam": ""})
