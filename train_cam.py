@@ -340,7 +340,7 @@ def train(config: dict[str, Any], strategy: tf.distribute.Strategy, writes: bool
         print(f"{worker} finished; the chief writes the run folder {run_dir}/")
         return run_dir
     plots.save_figure(plots.training_curves(
-        plots.read_history(run_dir / "history.csv"), config["KEEP"], training.MONITOR,
+        runs.read_history(run_dir / "history.csv"), config["KEEP"], training.MONITOR,
         splits["measured_on"], f"run {config['RUN_NAME']}: {config['BACKBONE']} on "
                                f"{config['DATASET']}"), run_dir / "curves.png", 150)
     print(summary(config, run_dir, kept.kept, splits["measured_on"]))

@@ -604,7 +604,7 @@ def bench_xplique(python: str, model, images, small_model, small_images, warmup:
                         "rise_masks": rise_masks},
         "work": "top-1 map at input resolution, unnormalised; top-1 classes given to both; "
                 "CAM family: forward pass included; xplique's explainers built beforehand",
-        "peer_versions": few["versions"], "cpu": precision.cpu_model(),
+        "peer_versions": few["versions"], "cpu": runs.cpu_model(),
         "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2)}}
 
 def timed_once(function) -> float:
@@ -723,7 +723,7 @@ def output_path(output: str, parts: tuple[str, ...], demo: bool) -> Path:
 def machine() -> dict:
     """What the numbers were measured on, and how busy it was (1-minute load average)."""
     devices = [device.name for device in tf.config.list_logical_devices()]
-    return {"cpu": precision.cpu_model(), "cores": os.cpu_count(), "devices": devices,
+    return {"cpu": runs.cpu_model(), "cores": os.cpu_count(), "devices": devices,
             "bfloat16_units": precision.cpu_has_bfloat16(),
             "load_average": round(os.getloadavg()[0], 2),
             "versions": runs.library_versions()}

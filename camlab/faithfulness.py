@@ -10,15 +10,13 @@ the unchanged images, may be passed where the caller has it, saving that forward
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
-import scipy
 import tensorflow as tf
 from scipy.linalg import lapack
+from threadpoolctl import ThreadpoolController
 
 from camlab import randomness
 from camlab.errors import CamError
@@ -209,37 +207,24 @@ def _harmonic_fill(unknown: np.ndarray, known_sum: np.ndarray, weight_sums: np.n
 
 
 @functools.cache
-def _openblas_threads_setter():
-    """`openblas_set_num_threads_local` of the OpenBLAS that scipy's wheel bundles, or None
-    where scipy links another LAPACK (its solves then run as that library threads them)."""
-    for path in sorted((Path(scipy.__file__).parent.parent / "scipy.libs").glob(
-            "libscipy_openblas*.so")):
-        try:
-            setter = ctypes.CDLL(str(path)).openblas_set_num_threads_local
-        except (OSError, AttributeError):  # not this build: the solves still work
-            continue
-        setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
-        return setter
-    return None
+def _blas_controller() -> ThreadpoolController:
+    """threadpoolctl's view of the BLAS libraries loaded here (scipy's among them, imported
+    above). Made once: looking the libraries up costs ~3 ms, a limit from it ~0.03 ms."""
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
-    """OpenBLAS on one thread in this thread only, restored afterwards.
+    """Every loaded BLAS (scipy's LAPACK among them) on one thread, restored afterwards.
 
     Each banded solve is a few milliseconds of small blocks: on a shared machine,
     OpenBLAS's threads spent more than 100x that waiting for each other (1.9 s against
-    14 ms for one 64 px system, measured here under load).
+    14 ms for one 64 px system, measured here under load). The limit holds for the whole
+    process, not this thread alone: ROAD runs on its caller's thread, and no other BLAS
+    work of the lab runs beside it.
     """
-    setter = _openblas_threads_setter()
-    if setter is None:
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
-        return
-    previous = setter(1)
-    try:
-        yield
-    finally:
-        setter(previous)
 
 
 def road(predict: Callable, images, maps, classes, *, seed: int = 0, ids=None,

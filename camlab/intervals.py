@@ -20,7 +20,7 @@ import numpy as np
 
 RESAMPLES = 1000
 LEVEL = 0.95
-_STREAM = 5  # randomness.STREAMS["bootstrap"]: NumPy only here, so no TensorFlow import
+_STREAM = 5  # = randomness.STREAMS["bootstrap"], by number: randomness imports TensorFlow
 _BLOCK_CELLS = 2**24  # weights drawn per block: resamples x images, ~128 MB of float64
 
 Statistic = Callable[[np.ndarray], np.ndarray]  # weights (r, n) -> (r,)

@@ -6,7 +6,6 @@ arrays from it; `save_figure` writes it as png, pdf or svg.
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from dataclasses import dataclass
@@ -258,16 +257,6 @@ def deletion_insertion_curves(curves: dict[str, dict[str, np.ndarray]], title: s
     return fig
 
 
-def read_history(path: str | Path) -> dict[str, np.ndarray]:
-    """history.csv as {column: (epochs,) float64}, rows in epoch order; {} without rows."""
-    with Path(path).open(newline="") as rows:
-        table = [{key: float(value) for key, value in row.items() if value != ""}
-                 for row in csv.DictReader(rows)]
-    table.sort(key=lambda row: row["epoch"])
-    columns = [key for key in (table[0] if table else {}) if all(key in r for r in table)]
-    return {key: np.array([row[key] for row in table]) for key in columns}
-
-
 def kept_epoch(history: dict[str, np.ndarray], keep: str, monitor: str) -> int:
     """The epoch whose weights a run keeps (training.KeptWeights): the last, or the first
     with the highest `monitor`."""
@@ -281,7 +270,7 @@ def training_curves(history: dict[str, np.ndarray], keep: str, monitor: str = "v
     """Loss and accuracy per epoch, on the training batches and on `measured_on`, with the
     kept epoch (KEEP "last" or "best" by `monitor`) marked by a dashed line.
 
-    `history`: read_history's columns ("epoch", "loss", "accuracy", "val_loss",
+    `history`: runs.read_history's columns ("epoch", "loss", "accuracy", "val_loss",
     "val_accuracy"); a history without rows gives a figure that says so.
     """
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")

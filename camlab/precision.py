@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import random
 import time
 from collections.abc import Iterator
@@ -27,9 +26,9 @@ import tensorflow as tf
 
 from camlab import models, runs, training
 from camlab.errors import check_choice
+from camlab.runs import CPUINFO, cpu_model  # by name: tests fake precision.cpu_model
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-CPUINFO = Path("/proc/cpuinfo")
 PROBE_STEPS = 3  # timed steps per policy after one warm-up; the median step is used
 # "auto" takes mixed_bfloat16 only at this speed-up or more: a few steps on a busy machine
 # vary by several percent, and below it float32's full precision is worth more.
@@ -44,17 +43,6 @@ def cpu_has_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def cpu_model(cpuinfo: Path = CPUINFO) -> str:
-    """The CPU's model name ("AMD EPYC"), from /proc/cpuinfo where it exists."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass  # not Linux: platform's answer below
-    return platform.processor() or platform.machine()
 
 
 def cache_file() -> Path:

@@ -18,10 +18,7 @@ never imports TensorFlow, so it answers in a fraction of a second.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import platform
 import re
 import time
 from collections.abc import Callable
@@ -29,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camlab import leaderboard, settings
+from camlab import leaderboard, runs, settings
 from camlab.errors import CamError
 from camlab.tables import sig3, sig3_wide, table, thousands
 
@@ -108,44 +105,9 @@ def read_json(path: Path) -> Any:
                        "again") from None
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes `text` through a temporary file renamed onto `path`: a reader sees the old
-    file or the new one, never half of one (camlab.runs has the same, but loads Keras)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def this_machine() -> dict[str, Any]:
-    """CPU model, cores, memory and OS of the machine copying the files (read here from
-    /proc rather than from camlab.precision, which would load TensorFlow)."""
-    cpu, memory = platform.processor() or platform.machine(), None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass  # not Linux: platform's answer
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory,
-            "system": platform.platform()}
-
-
 def when(path: Path) -> str:
     """The time a file was last written, local, ISO 8601 to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(path.stat().st_mtime))
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """history.csv as a list of rows of numbers."""
-    with path.open(newline="") as rows:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(rows)]
 
 
 def gather(source: Source, outputs: Path) -> tuple[dict[str, Any], Path] | None:
@@ -156,8 +118,11 @@ def gather(source: Source, outputs: Path) -> tuple[dict[str, Any], Path] | None:
         if not (config.is_file() and history.is_file()):
             return None
         trained = read_json(config)
+        columns = runs.read_history(history)  # committed as rows, one per epoch
+        rows = [dict(zip(columns, map(float, row), strict=True))
+                for row in zip(*columns.values(), strict=True)]
         return ({"config": {key: trained[key] for key in CONFIG_KEYS if key in trained},
-                 "history": read_history(history)}, history)
+                 "history": rows}, history)
     path = outputs / source.source
     if not path.is_file():
         return None
@@ -186,9 +151,9 @@ def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[
             "source": shown_sources(outputs, source), "command": source.command,
             "written": when(path), "copied": copied_at,
             # A file that names its machine (bench.json) is the better record of it.
-            "machine": content.get("machine") or this_machine()}
+            "machine": content.get("machine") or runs.this_machine()}
         target = results / source.copy
-        write_atomically(target, json.dumps(content, indent=2) + "\n")
+        runs.write_atomically(target, json.dumps(content, indent=2) + "\n")
         print(f"saved {target} (from {shown_sources(outputs, source)})")
         written.append(target)
     return written
@@ -592,7 +557,7 @@ def run(config: dict[str, Any]) -> list[str]:
     files = load_results(results)
     stale = stale_blocks(text, files)
     if stale:
-        write_atomically(readme, render(text, files))
+        runs.write_atomically(readme, render(text, files))
     print(f"{readme}: rendered {', '.join(stale) or 'nothing (already up to date)'}")
     return stale
 

@@ -2,36 +2,45 @@
 
 Every file is written atomically (a reader sees the old file or the complete new one), and
 weights carry the identity of the run that made them, so that a config.json from another
-training cannot silently describe them.
+training cannot silently describe them. A result file records what it was made with: the
+library versions and the machine.
+
+Keras is imported by the functions that need it, so that what reads and writes plain files
+(camlab.results, camlab.plots) runs without TensorFlow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import platform
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
-import keras
+import numpy as np
 
 from camlab.errors import CamError
+
+if TYPE_CHECKING:
+    import keras
 
 IDENTITY_KEYS = ("BACKBONE", "IMAGE_SIZE", "class_names")  # what weights must agree with
 _IDENTITY_ATTR = "cam_identity"
 # Models are one flat graph since this layout; weights saved from the earlier nested
 # models (backbone as one layer) cannot be loaded into them.
 MODEL_LAYOUT = "flat"
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def library_versions() -> dict[str, str]:
     """Versions that decide whether a run can be reproduced bit for bit."""
+    import keras
     import matplotlib
-    import numpy as np
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -43,6 +52,29 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "matplotlib": matplotlib.__version__,
     }
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name ("AMD EPYC"), from /proc/cpuinfo where it exists."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: platform's answer below
+    return platform.processor() or platform.machine()
+
+
+def this_machine() -> dict[str, Any]:
+    """CPU model, cores, memory (GiB, None where /proc/meminfo is absent) and OS of the
+    machine running this: a result file's record of where it was made."""
+    memory = None
+    with contextlib.suppress(OSError):  # not Linux: no memory figure
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 2**20, 1)
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": memory,
+            "system": platform.platform()}
 
 
 @contextlib.contextmanager
@@ -68,11 +100,27 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             os.remove(tmp)
 
 
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` (UTF-8) through atomic_path, saying nothing."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Writes `data` as indented JSON, atomically, and says so."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
     print(f"saved {path}")
+
+
+def read_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """history.csv as {column: (epochs,) float64}, rows in epoch order; {} without rows.
+    A column some row leaves empty is left out."""
+    with Path(path).open(newline="") as rows:
+        table = [{key: float(value) for key, value in row.items() if value != ""}
+                 for row in csv.DictReader(rows)]
+    table.sort(key=lambda row: row["epoch"])
+    columns = [key for key in (table[0] if table else {}) if all(key in r for r in table)]
+    return {key: np.array([row[key] for row in table]) for key in columns}
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -100,6 +148,8 @@ def inference_copy(model: keras.Model) -> keras.Model:
     structure depends on how it was started (EfficientNet adds a rescaling for its
     ImageNet weights) is saved exactly as trained.
     """
+    import keras
+
     def in_float32(layer):
         config = layer.get_config()
         if "dtype" in config and isinstance(layer, keras.layers.Layer):  # ops carry none
@@ -154,6 +204,8 @@ def load_trained_model(run_dir: Path, run_config: dict) -> keras.Model:
     saved = Path(run_dir) / "model.keras"
     if not saved.is_file():
         raise CamError(f"{saved} not found beside its weights; re-train the run")
+    import keras
+
     try:
         return keras.models.load_model(saved, compile=False)
     except (ValueError, OSError) as error:

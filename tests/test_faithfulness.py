@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+import threadpoolctl
 
 from camlab import faithfulness
 from camlab.errors import CamError
@@ -110,6 +111,32 @@ def test_imputation_needs_one_kept_pixel():
 
 
 # Average Drop / Increase in Confidence
+
+def test_the_solves_run_on_one_blas_thread_and_the_threads_come_back(monkeypatch):
+    def blas_threads() -> dict[str, int]:
+        return {lib["filepath"]: lib["num_threads"]
+                for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"}
+
+    during = []
+
+    def harmonic_fill(*args):
+        during.append(blas_threads())
+        return solve(*args)
+
+    solve = faithfulness._harmonic_fill
+    monkeypatch.setattr(faithfulness, "_harmonic_fill", harmonic_fill)
+    removed = np.zeros((2, 6, 6), bool)
+    removed[:, 2:4, 1:5] = True
+    # Two threads before, so that one thread inside is the limit's doing on any machine.
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        faithfulness.impute(np.arange(2 * 6 * 6 * 3.0).reshape(2, 6, 6, 3), removed)
+        assert blas_threads() == before
+    assert any("scipy" in path for path in before)  # scipy's LAPACK is among them
+    assert set(before.values()) == {2}
+    assert len(during) >= 2  # one solve per image at least
+    assert all(threads == dict.fromkeys(before, 1) for threads in during)
+
 
 def test_a_map_that_keeps_the_whole_image_has_average_drop_0():
     predict = softmax_model(RNG.normal(size=(8 * 8 * 3, 4)), RNG.normal(size=4))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from camlab import intervals, localisation
+from camlab import intervals, localisation, randomness
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_interval_of_a_mean_has_the_textbook_width():
@@ -31,6 +37,18 @@ def test_blocks_of_weights_are_resamples_of_all_images():
     weights = np.concatenate(blocks)
     assert weights.shape == (30, 50) and (weights.sum(axis=1) == 50).all()
     assert (weights >= 0).all() and len({row.tobytes() for row in weights}) == 30
+
+
+def test_the_bootstrap_draws_from_its_named_stream_without_tensorflow():
+    """intervals names its stream by number so as to import NumPy alone: the number is
+    randomness.STREAMS["bootstrap"], shared with no other use, and stays 5 (every
+    committed interval was drawn with it)."""
+    assert intervals._STREAM == randomness.STREAMS["bootstrap"] == 5
+    assert len(set(randomness.STREAMS.values())) == len(randomness.STREAMS)
+    code = "import camlab.intervals, sys; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.split() == ["False"], result.stderr
 
 
 def test_identical_methods_are_tied_and_a_better_one_is_not():

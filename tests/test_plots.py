@@ -13,7 +13,7 @@ import pytest
 
 import evaluate_cam
 import visualize_cam
-from camlab import plots, training
+from camlab import plots, runs, training
 from camlab.errors import CamError
 from helpers import run_fails
 
@@ -198,7 +198,7 @@ def test_training_curves_of_a_resumed_run_mark_the_kept_epoch(tmp_path, keep, ex
     write_history(path, [(1, 0.3), (2, 0.8), (3, 0.5)], keep_rows=False)
     # Killed during epoch 3, resumed: epoch 3 runs again and replaces its row.
     write_history(path, [(3, 0.6), (4, 0.7)], keep_rows=True)
-    history = plots.read_history(path)
+    history = runs.read_history(path)
     np.testing.assert_array_equal(history["epoch"], [1, 2, 3, 4])
     np.testing.assert_allclose(history["val_accuracy"], [0.3, 0.8, 0.6, 0.7])
     if keep == "best":  # the epoch KEEP="best" keeps when resuming
@@ -219,7 +219,7 @@ def test_training_curves_of_a_resumed_run_mark_the_kept_epoch(tmp_path, keep, ex
 def test_training_curves_without_a_finished_epoch(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n")
-    assert plots.read_history(path) == {}
+    assert runs.read_history(path) == {}
     fig = plots.training_curves({}, "last")
     assert [text.get_text() for text in fig.texts] == ["no finished epoch in history.csv"]
 

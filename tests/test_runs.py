@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import keras
@@ -33,6 +34,21 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_result_files_are_read_and_written_without_tensorflow(tmp_path):
+    """camlab.results and camlab.plots share runs' atomic writes, history.csv reader and
+    machine record; runs imports Keras only in the functions that need it."""
+    code = ("import sys; from camlab import plots, results, runs; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\n")
+    assert runs.cpu_model(cpuinfo) == "AMD EPYC 9R14"
+    machine = runs.this_machine()
+    assert machine["cpu"] == runs.cpu_model() and machine["cores"] == os.cpu_count()
 
 
 @pytest.mark.parametrize("damage, message", [
