@@ -145,7 +145,7 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
 def verdict(interval: list[float]) -> str:
     """What a tau's interval says: "agrees" above 0, "reverses" below, else "cannot tell"."""
     if not all(np.isfinite(interval)):
-        return "undefined"
+        return "orders nothing"
     return "agrees" if interval[0] > 0 else "reverses" if interval[1] < 0 else "cannot tell"
 
 
@@ -156,7 +156,8 @@ def trust_markdown(board: dict[str, Any]) -> list[str]:
     lines = table(("score", "Kendall tau with the cause's order", "verdict",
                    "methods tied with the best"),
                   [(key, f"{entry['tau']:.2f} [{entry['ci95'][0]:.2f}, "
-                         f"{entry['ci95'][1]:.2f}]", verdict(entry["ci95"]),
+                         f"{entry['ci95'][1]:.2f}]" if np.isfinite(entry["tau"]) else
+                    "- (every method has the same value)", verdict(entry["ci95"]),
                     f"{entry.get('tied_with_best', '-')} of {entry['methods']}")
                    for key, entry in board["agreement"].items()])
     lines += ["", f"Kendall tau-b between the order of the {len(board['beats_edge'])} "

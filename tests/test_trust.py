@@ -86,15 +86,15 @@ def test_an_image_whose_cause_does_not_matter_is_left_out_of_the_cause_metrics()
 
 
 def per_image(truth: np.ndarray, deletion: np.ndarray, images: int = 40) -> dict:
-    """A method's per-image scores: truth (cause AUC) and deletion, constant over images but
-    for a little noise, every image verified."""
+    """A method's per-image scores: the truth (trust.TRUTH) and deletion, constant over
+    images but for a little noise, every image verified."""
     rng = np.random.default_rng(int(1000 * truth))
     out = {"label": np.zeros(images, int), "cause_verified": np.ones(images, bool),
            "sanity_rank_correlation": np.full(images, 0.1)}
-    for source, value in (("", truth), ("_edge_baseline", 0.6)):
-        out[f"predicted_class/cause_auc{source}"] = value + rng.normal(0, 0.01, images)
+    for source in ("", "_edge_baseline"):
         out[f"predicted_class/deletion_auc{source}"] = deletion + rng.normal(0, 0.01, images)
-    out["predicted_class/cause_auc_edge_baseline"] = np.full(images, 0.6)
+    out[f"predicted_class/{trust.TRUTH}"] = truth + rng.normal(0, 0.01, images)
+    out[f"predicted_class/{trust.TRUTH}_edge_baseline"] = np.full(images, 0.6)
     return out
 
 
@@ -110,10 +110,19 @@ def test_a_score_that_orders_methods_like_the_cause_agrees_and_its_reverse_does_
     # 0.9, 0.8 and 0.7 beat the edge map's 0.6; 0.5 does not.
     assert [v["beats"] for v in judged["beats_edge"].values()] == [True, True, True, False]
     assert judged["beats_edge"]["m0"]["difference"] == pytest.approx(0.3, abs=0.01)
-    assert judged["truth"] == {"metric": "cause_auc", "images": 40, "of": 40}
+    assert judged["truth"] == {"metric": trust.TRUTH, "images": 40, "of": 40}
     lines = leaderboard.trust_markdown(judged)
     assert any(line.startswith("| deletion_auc |") and ("agrees" if sign > 0 else "reverses")
                in line for line in lines)
+
+
+def test_a_score_equal_for_every_method_orders_nothing():
+    scores = {f"m{i}": per_image(t, 0.3) for i, t in enumerate([0.9, 0.8, 0.7])}
+    for one in scores.values():  # deletion exactly equal everywhere
+        one["predicted_class/deletion_auc"] = np.full(40, 0.3)
+    entry = trust.judged(scores, {}, seed=0)["agreement"]["deletion_auc"]
+    assert np.isnan(entry["tau"]) and entry["undefined"] == 1000
+    assert leaderboard.verdict(entry["ci95"]) == "orders nothing"
 
 
 def test_no_verified_image_judges_nothing():
