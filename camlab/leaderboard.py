@@ -29,7 +29,7 @@ BASELINES = (("centre", "_center_baseline"), ("random", "_random_baseline"),
 LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf", "distractor_mass"}
 # The known-cause scores (cam_shapes/cause: camlab.knowncause) come first, so that a board
 # that has them is ranked by the cause, not by the object's box.
-KEYS = ("cause_auc", "cause_pointing", "cause_mass", "distractor_mass",
+KEYS = ("cause_mass", "cause_auc", "cause_pointing", "distractor_mass",
         "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
         "box_localisation", "deletion_auc", "insertion_auc", "average_drop",
         "increase_in_confidence", "road_morf", "road_lerf", "road_combined")
