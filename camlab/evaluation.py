@@ -152,11 +152,16 @@ def _control_mass(method: str, control: Classifier, batch: dict, layer: str,
     Adebayo et al. 2022's normal model, beside the model trained with the shortcut."""
     images = batch["image"]
     features, probs = control.features(images)
-    classes = tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
+    classes = _control_classes(probs)
     low = methods.maps_for_classes(method, control, features, classes, images, layer,
                                    options, ids)
     maps = cam_utils.upsample(low, images.shape[1:3])[..., 0]
     return knowncause.marker_mass(maps, batch["marker_mask"])
+
+
+def _control_classes(probs: tf.Tensor) -> tf.Tensor:
+    """The control network's predicted classes (n, 1) int32."""
+    return tf.argmax(probs, axis=1, output_type=tf.int32)[:, None]
 
 
 def score_batch(model: Classifier, random_model: Classifier, remover: removal.Remover,
@@ -182,6 +187,9 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
     random_features = random_model.features(images)[0] if chosen else None
     shared = {"label": labels, "predicted": predicted, "correct": correct,
               **_known_cause(model, batch, probs.numpy(), predicted)}
+    if control is not None and "marker_label" in batch:
+        shared["control_follows_marker"] = _control_classes(control[0](images)).numpy()[
+            :, 0] == shared["marker_label"]
     baseline_maps = {"_center_baseline": metrics.centre_gaussian_maps(n, *size),
                      "_random_baseline": random_maps(scoring.seed, ids, *size),
                      "_edge_baseline": knowncause.edge_maps(images)}
@@ -398,6 +406,10 @@ def _known_cause_summary(scores: dict[str, np.ndarray], seed: int) -> dict[str, 
     if "follows_marker" in scores:
         follows = scores["follows_marker"].astype(np.float64)
         stats = {"follows_marker": intervals.mean_of(follows)}
+        if "control_follows_marker" in scores:
+            control = scores["control_follows_marker"].astype(np.float64)
+            stats["control_follows_marker"] = intervals.mean_of(control)
+            out["control_follows_marker"] = float(np.mean(control))
         if "marker_mass_control" in scores:
             mass = scores["predicted_class/marker_mass"] - scores["marker_mass_control"]
             stats["shortcut_detection"] = intervals.mean_of(mass)

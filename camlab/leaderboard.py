@@ -46,6 +46,8 @@ SHORTCUT_NOTE = ("Shortcut: the map's mass on the planted marker from the model 
                  "images (Adebayo et al. 2022); the method detects the shortcut when the "
                  "interval is above 0; not ranked.")
 CHECKS = (SANITY, SHORTCUT)
+# How often the shortcut model's, and the control's, prediction is the marker's class.
+FOLLOWS = ("follows_marker", "control_follows_marker")
 
 
 def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dict[str, Any]:
@@ -71,9 +73,9 @@ def board(results: dict[str, dict[str, Any]], ties: dict[str, list[str]]) -> dic
                         "ci95": {key: ours["ci95"][f"{key}{source}"] for key in KEYS
                                  if f"{key}{source}" in ours}}
                  for name, source in BASELINES}
-    known = {key: first[key] for key in ("cause", "follows_marker") if key in first}
+    known = {key: first[key] for key in ("cause", *FOLLOWS) if key in first}
     if "follows_marker" in first:
-        known["ci95"] = {"follows_marker": first["ci95"]["follows_marker"]}
+        known["ci95"] = {key: first["ci95"][key] for key in FOLLOWS if key in first}
     return {"methods": scores, "baselines": baselines, **known,
             "ties": ties,
             "num_images": first["num_images"], "seconds": first["seconds"],  # one shared pass
@@ -136,17 +138,32 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
             + (f" {SANITY_NOTE}" if SANITY in columns else "")
             + (f" {SHORTCUT_NOTE}" if SHORTCUT in columns else "")
             + (f" {cause_note(board['cause'])}" if "cause" in board else "")
+            + (f" {follows_note(board)}" if "follows_marker" in board else "")
             + (f" A method of the first N images of the {board['num_images']} (CAPS: it is "
                "costly) is bold when it cannot be shown worse than the best on those "
                "images." if capped else "")] + (
         ["", *trust_markdown(board)] if board.get("agreement") else [])
 
 
+def follows_note(board: dict[str, Any]) -> str:
+    """The footnote of a shortcut board: how often each network follows the marker."""
+    def share(key: str) -> str:
+        low, high = board["ci95"][key]
+        return f"{100 * board[key]:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+    return (f"On these images, whose marker never names the label, the model predicts the "
+            f"marker's class on {share('follows_marker')}" + (
+                f", the control on {share('control_follows_marker')}"
+                if "control_follows_marker" in board else "") + ".")
+
+
 def verdict(interval: list[float]) -> str:
-    """What a tau's interval says: "agrees" above 0, "reverses" below, else "cannot tell"."""
+    """What a tau's interval says: "positive" above 0 (the score orders the methods more
+    like the cause than not; the tau says how much), "negative" below, else "cannot
+    tell"; "orders nothing" without an interval (every method has the same value)."""
     if not all(np.isfinite(interval)):
         return "orders nothing"
-    return "agrees" if interval[0] > 0 else "reverses" if interval[1] < 0 else "cannot tell"
+    return "positive" if interval[0] > 0 else "negative" if interval[1] < 0 else "cannot tell"
 
 
 def trust_markdown(board: dict[str, Any]) -> list[str]:
@@ -164,7 +181,8 @@ def trust_markdown(board: dict[str, Any]) -> list[str]:
               f"methods by {truth['metric']} and by each score, on the {truth['images']} "
               f"verified images of {truth['of']}; +1: the same order, -1: reversed "
               "(lower-is-better scores and the sanity check flipped); [lo, hi]: "
-              f"{INTERVALS.split(';')[0]}. \"agrees\": the interval is above 0.", ""]
+              f"{INTERVALS.split(';')[0]}. Positive: the interval is above 0; the tau says "
+              "how close to the cause's order.", ""]
     lines += table((f"method: {truth['metric']} minus the edge map's", "beats the edge map"),
                    [(f"{method}: {entry['difference']:+.3f} [{entry['ci95'][0]:+.2f}, "
                      f"{entry['ci95'][1]:+.2f}]", "yes" if entry["beats"] else "no")

@@ -168,8 +168,16 @@ def test_bfloat16_units_and_model_name_come_from_cpuinfo(tmp_path, flags, expect
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: {flags}\n\n"
                        f"processor\t: 1\nmodel name\t: AMD EPYC 9R14\nflags\t\t: {flags}\n")
     assert precision.cpu_has_bfloat16(cpuinfo) is expected
-    assert precision.cpu_model(cpuinfo) == "AMD EPYC 9R14"
+    assert precision.cpu_model(cpuinfo) == "AMD EPYC 9R14, AVX-512"
     assert precision.cpu_has_bfloat16(tmp_path / "missing") is False
+
+
+def test_the_cpu_name_says_whether_it_has_avx512(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n")
+    assert precision.cpu_model(cpuinfo) == "AMD EPYC, AVX2"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu sse2\n")
+    assert precision.cpu_model(cpuinfo) == "Old CPU"
 
 
 @pytest.mark.parametrize("speeds, expected", [

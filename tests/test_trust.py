@@ -5,6 +5,7 @@ cam_shapes/shortcut end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -99,20 +100,20 @@ def per_image(truth: np.ndarray, deletion: np.ndarray, images: int = 40) -> dict
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-def test_a_score_that_orders_methods_like_the_cause_agrees_and_its_reverse_does_not(sign):
+def test_a_score_that_orders_methods_like_the_cause_is_positive_and_its_reverse_not(sign):
     truths = [0.9, 0.8, 0.7, 0.5]
     # Deletion is lower-better: a deletion falling as the truth rises orders them alike.
     scores = {f"m{i}": per_image(t, 0.5 - sign * 0.3 * t) for i, t in enumerate(truths)}
     judged = trust.judged(scores, {"deletion_auc": ["m0"]}, seed=0)
     entry = judged["agreement"]["deletion_auc"]
     assert entry["tau"] == sign * 1.0 and entry["tied_with_best"] == 1
-    assert leaderboard.verdict(entry["ci95"]) == ("agrees" if sign > 0 else "reverses")
+    assert leaderboard.verdict(entry["ci95"]) == ("positive" if sign > 0 else "negative")
     # 0.9, 0.8 and 0.7 beat the edge map's 0.6; 0.5 does not.
     assert [v["beats"] for v in judged["beats_edge"].values()] == [True, True, True, False]
     assert judged["beats_edge"]["m0"]["difference"] == pytest.approx(0.3, abs=0.01)
     assert judged["truth"] == {"metric": trust.TRUTH, "images": 40, "of": 40}
     lines = leaderboard.trust_markdown(judged)
-    assert any(line.startswith("| deletion_auc |") and ("agrees" if sign > 0 else "reverses")
+    assert any(line.startswith("| deletion_auc |") and ("positive" if sign > 0 else "negative")
                in line for line in lines)
 
 
@@ -132,8 +133,9 @@ def test_no_verified_image_judges_nothing():
 
 
 @pytest.fixture(scope="module")
-def known_cause_runs(tmp_path_factory):
-    """(root, cause run, shortcut run, control run): one epoch each on 300 / 60 images."""
+def known_cause_runs(tmp_path_factory, demo_run):
+    """(root, cause run, shortcut run, control run): one epoch each on 300 / 60 images; the
+    control is the session's demo run (the same sizes), copied beside them."""
     root = tmp_path_factory.mktemp("known_cause")
     common = ["--EPOCHS=1", f"--DATA_DIR={root / 'data'}", f"--OUTPUT_DIR={root}",
               "--MIXED_PRECISION=float32"]
@@ -141,8 +143,9 @@ def known_cause_runs(tmp_path_factory):
         patch.setattr(shapes, "TRAIN_SIZE", 300)
         patch.setattr(shapes, "VALIDATION_SIZE", 60)
         runs = [train_cam.main([f"--PRESET={preset}", *common])
-                for preset in ("cause", "shortcut", "demo")]
-    return root, *runs
+                for preset in ("cause", "shortcut")]
+    control = shutil.copytree(demo_run[1], root / "demo")
+    return root, *runs, control
 
 
 def test_the_cause_board_has_the_cause_metrics_the_edge_map_and_the_verdicts(
@@ -173,7 +176,10 @@ def test_the_shortcut_board_compares_each_map_with_the_control_s(known_cause_run
                               "--BATCH_SIZE=10", "--STEPS=2", "--METHOD=cam,gradcam",
                               f"--CONTROL={control_run.name}"])
     board = json.loads(path.read_text())
-    assert 0.0 <= board["follows_marker"] <= 1.0
+    for key in leaderboard.FOLLOWS:
+        assert 0.0 <= board[key] <= 1.0
+        assert board["ci95"][key][0] <= board[key] <= board["ci95"][key][1]
+    assert "the control on" in (shortcut_run / "leaderboard_first20.md").read_text()
     for method in ("cam", "gradcam"):
         metrics = json.loads((shortcut_run / ("metrics_first20.json" if method == "cam" else
                                               f"metrics_{method}_first20.json")).read_text())
