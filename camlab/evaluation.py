@@ -389,9 +389,13 @@ def points(scores: dict[str, np.ndarray], verified: np.ndarray | None = None
     metric where no image is verified."""
     out = metrics.pooled(scores)
     for key in knowncause.CAUSE_METRICS:
-        if key in out and verified is not None:
-            kept = scores[key][verified]
-            out.pop(key) if not len(kept) else out.update({key: float(np.mean(kept))})
+        if key not in out or verified is None:
+            continue
+        kept = scores[key][verified]
+        if len(kept):
+            out[key] = float(np.mean(kept))
+        else:
+            del out[key]
     return out
 
 

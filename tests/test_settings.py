@@ -158,7 +158,7 @@ def test_demo_preset_applies_below_the_command_line():
     config = settings.resolve(train_cam.__file__, ["--PRESET=demo", "--EPOCHS=1"])
     assert config["DATASET"] == "cam_shapes" and config["BACKBONE"] == "small_vgg"
     assert config["EPOCHS"] == 1
-    with pytest.raises(CamError, match="unknown preset 'nope'; available: demo"):
+    with pytest.raises(CamError, match="unknown preset 'nope'; available: cause, demo, shortcut"):
         settings.resolve(train_cam.__file__, ["--PRESET=nope"])
 
 

@@ -101,12 +101,15 @@ def test_tight_bbox_by_hand_on_a_non_square_mask():
         shapes.tight_bbox(np.zeros((4, 4), bool))
 
 
-def test_render_rejects_bad_arguments():
+@pytest.mark.parametrize("render, classes, small", [
+    (shapes.render_example, shapes.CLASS_NAMES, 20),
+    (shapes.render_cause_example, shapes.CAUSE_CLASSES, 40)])
+def test_render_rejects_bad_arguments(render, classes, small):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="label"):
-        shapes.render_example(rng, len(shapes.CLASS_NAMES))
+        render(rng, len(classes))
     with pytest.raises(ValueError, match="size"):
-        shapes.render_example(rng, 0, size=20)
+        render(rng, 0, size=small)
 
 
 def test_strokes_match_brute_force_distance():
@@ -328,14 +331,6 @@ def test_cause_placement_falls_back_to_opposite_corners(monkeypatch):
     example = shapes.render_cause_example(np.random.default_rng(0), 3)
     cause, distractor = example["mask"][..., 0] == 1, example["distractor_mask"][..., 0] == 1
     assert not (cause & distractor).any() and cause.any() and distractor.any()
-
-
-def test_render_cause_rejects_bad_arguments():
-    rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="label"):
-        shapes.render_cause_example(rng, len(shapes.CAUSE_CLASSES))
-    with pytest.raises(ValueError, match="size"):
-        shapes.render_cause_example(rng, 0, size=40)
 
 
 def test_marker_colours_are_distinct_and_saturated():
