@@ -57,7 +57,7 @@ def library_versions() -> dict[str, str]:
 def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's model name and widest vector unit ("AMD EPYC, AVX-512"), from
     /proc/cpuinfo where it exists. A virtual machine may name only the vendor's line: two
-    "AMD EPYC" machines of this workplace ran the demo's training 3.3x apart, one with
+    "AMD EPYC" machines of this workplace ran the demo's training 3.6x apart, one with
     AVX-512 and one without, so the vector unit is part of the name."""
     try:
         lines = cpuinfo.read_text().splitlines()
