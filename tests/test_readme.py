@@ -150,7 +150,7 @@ def test_every_number_in_the_committed_tables_changes_the_check_when_edited():
             assert results.stale_blocks(edited, files, links), (
                 f"editing {path.name} at offset {at} went unnoticed")
         edited_documents += bool(digits)
-    assert edited_documents >= 1, "the documents hold rendered numbers"
+    assert edited_documents >= 6, "the README and the guides hold rendered numbers"
 
 
 def test_relative_links_lead_to_existing_files_and_headings():
