@@ -36,7 +36,7 @@ demo: $(VENV)/.installed
 	$(PY) visualize_cam.py --PRESET=demo
 	@echo "demo figure: outputs/demo/heatmaps.png"
 
-# The leaderboard's seven methods (METHOD=all has 18 and takes far longer: README section 4).
+# The leaderboard's seven methods (METHOD=all has 18 and takes far longer: docs/evaluation.md).
 SEED_METHODS ?= cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency
 demo-evaluate: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --METHOD=$(SEED_METHODS)
@@ -79,7 +79,8 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_cam.py
 
 # Copies the result files of the runs above from outputs/ into docs/results/ (with machine,
-# date and command) and renders README.md's result tables from them (camlab/results.py).
+# date and command) and renders the result tables of README.md and docs/*.md from them
+# (camlab/results.py).
 results: $(VENV)/.installed
 	$(PY) -m camlab.results
 

@@ -59,7 +59,7 @@ CONTROL = ""  # cam_shapes/shortcut: the run trained without the marker ("demo")
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
 # With several METHODs, a method named here scores only the split's first N images ("name:N"),
-# in a pass of its own, so that METHOD=all fits in 10 minutes on 2 cores (README section 4):
+# in a pass of its own, so that METHOD=all fits in 10 minutes on 2 cores (docs/evaluation.md):
 # every method costs ~30 s per 1,000 demo images to score, these also 25-1200 ms an image
 # for their maps (twice: the sanity check). The seven of `make demo-evaluate` have none.
 CAPS = ("hirescam:200", "gradcamelementwise:200", "xgradcam:200", "ablationcam:200",

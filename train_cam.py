@@ -45,7 +45,7 @@ BATCH_SIZE = 16  # training images per step (global batch, split across devices)
 VALIDATION_BATCH_SIZE = 8  # images per validation step (and feature step, TRAIN_LAYERS="head")
 EPOCHS = 10  # passes over the training split
 LEARNING_RATE = 1e-5  # Adam step size
-LR_SCHEDULE = "constant"  # "constant" (the seed) or "cosine" (decays to 0 over EPOCHS)
+LR_SCHEDULE = "constant"  # "constant" (the post) or "cosine" (decays to 0 over EPOCHS)
 SHUFFLE_BUFFER = 15000  # examples; 15,000 holds all of imagenette's train split
 SEED = 1234  # seeds weights, shuffling and file order; validation is never shuffled
 DETERMINISTIC = True  # True: TF op determinism, the same run twice gives the same bits

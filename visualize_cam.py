@@ -41,7 +41,7 @@ SPLIT = "validation"  # tfds split the images are drawn from
 NUM_IMAGES = 5  # rows of the grid: images drawn at random (with SEED) from SPLIT
 TOP_K = 3  # columns: the most probable classes of each image
 THRESHOLD = 0.3  # map values below this fraction of the top-1 map's maximum are hidden
-STYLE = "post"  # "post" (the seed's look) or "contrast" (grey photo, turbo, soft-edged cut)
+STYLE = "post"  # "post" (the post's look) or "contrast" (grey photo, turbo, soft-edged cut)
 ALPHA = -1.0  # heatmap opacity over the image, 0 to 1; -1 = STYLE's (post 0.3, contrast 0.6)
 CMAP = ""  # matplotlib colormap of the heatmap; "" = STYLE's (post magma_r, contrast turbo)
 SHOW_IMAGE = False  # True adds a first column with the plain image

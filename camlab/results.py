@@ -1,15 +1,17 @@
-"""The README's result tables, rendered from committed copies of the runs' result files.
+"""The result tables of the README and the guides, rendered from committed copies of the
+runs' result files.
 
 `make results` (`python -m camlab.results`) does two things:
 
-1. copies the result files the README quotes from outputs/ (written by `make demo`,
-   `make demo-evaluate` and `make bench`) into docs/results/,
-   keeping the keys the README needs and adding where they come from: the source file, the
+1. copies the result files the documents quote from outputs/ (written by `make demo`,
+   `make demo-evaluate`, `make bench`, `make cause`, ...) into docs/results/,
+   keeping the keys the tables need and adding where they come from: the source file, the
    command that writes it, the date it was written and the machine (a file that records
    its own machine, as bench.json does, keeps that record);
 2. renders every table between `<!-- results:NAME -->` and `<!-- /results -->` in
-   README.md from docs/results/ alone, so each number there can be traced to a committed
-   file. tests/test_readme.py renders them again and fails on a README edited by hand.
+   every Markdown file of DOCUMENTS (README.md and docs/*.md) from docs/results/ alone, so
+   each number there can be traced to a committed file. tests/test_readme.py renders them
+   again and fails on a table edited by hand.
 
 A source that is absent is skipped (its committed copy stays); a table whose file is
 absent says so. A module rather than a script so that the test imports it as it is; it
@@ -18,7 +20,9 @@ never imports TensorFlow, so it answers in a fraction of a second.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -31,19 +35,19 @@ from camlab.errors import CamError
 from camlab.tables import sig3, sig3_wide, table, thousands
 
 OUTPUTS = "outputs"  # folder the runs wrote their results to
-RESULTS = "docs/results"  # committed copies the README's tables are rendered from
-README = "README.md"  # file whose <!-- results:NAME --> blocks are rendered
-CHECK = False  # True: copy and write nothing; exit 1 when README's tables differ from RESULTS
+RESULTS = "docs/results"  # committed copies the tables are rendered from
+DOCUMENTS = ("README.md", "docs/*.md")  # Markdown files (globs allowed) whose blocks are rendered
+CHECK = False  # True: copy and write nothing; exit 1 when a document's tables differ from RESULTS
 # ---- end of settings ----
 
 IMAGENETTE_TRAIN_IMAGES = 12_894  # tfds imagenette/320px train split (the post's dataset)
 IMAGENETTE_VALIDATION_IMAGES = 500  # its validation split
 POST_EPOCHS = 10  # train_cam.py's EPOCHS, the post's
-POST_IMAGE_SIZE = 320  # train_cam.py's IMAGE_SIZE, the post's
 END_MARK = "<!-- /results -->"
+LINKS = "docs/results"  # where the rendered links point, from the project folder
 BLOCK = re.compile(r"(<!-- results:([a-z_]+) -->\n)(.*?)(" + re.escape(END_MARK) + ")", re.S)
 
-# Keys of metrics.json and config.json the README uses or that say what was run; the rest
+# Keys of metrics.json and config.json the tables use or that say what was run; the rest
 # (per-class tables, the confusion matrix) stays in outputs/.
 METRICS_KEYS = ("run", "split", "method", "layer", "score", "num_images", "accuracy",
                 "sanity_rank_correlation", "ms_per_image", "seconds", "pointing_tolerance_px",
@@ -55,11 +59,12 @@ CONFIG_KEYS = ("DATASET", "BACKBONE", "IMAGE_SIZE", "BATCH_SIZE", "EPOCHS", "SEE
 
 @dataclass(frozen=True)
 class Source:
-    """A result file a README command writes (under OUTPUTS) and its copy (under RESULTS)."""
+    """A result file a documented command writes (under OUTPUTS) and its copy (under
+    RESULTS)."""
 
     copy: str  # file name in RESULTS
     source: str  # path under OUTPUTS; demo_training.json joins two files
-    command: str  # the README's command that writes it
+    command: str  # the documented command that writes it
 
 
 LEADERBOARD_COMMAND = ("python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,"
@@ -159,7 +164,7 @@ def collect(outputs: Path, results: Path, copied_at: str | None = None) -> list[
     return written
 
 
-# ---- rendering docs/results/ into the README's tables ----
+# ---- rendering docs/results/ into the documents' tables ----
 
 def provenance_line(name: str, content: dict[str, Any]) -> str:
     """`docs/results/<name>`: the command, the machine and the date its numbers come from."""
@@ -291,7 +296,7 @@ BENCH_GLOSS = {  # a few words per key; the definitions are in docs/benchmarks.m
     "demo_seconds": "`make demo`'s train and visualize commands, data prepared, s",
     "demo_val_accuracy": "validation accuracy of that demo run",
     "one_method_seconds": "`evaluate_cam.py --PRESET=demo`, CAM alone, 1,000 images, s",
-    "leaderboard_seconds": "the same, the seven methods of issue 19 in one pass, s",
+    "leaderboard_seconds": "the same, the seven methods of `make demo-evaluate` in one pass, s",
 }
 
 
@@ -383,50 +388,6 @@ def render_backbones(bench: dict[str, Any]) -> list[str]:
                     rows))
 
 
-def vgg19_training_speed(bench: dict[str, Any]) -> tuple[float, str, str] | None:
-    """(VGG19 training images/s, policy, bench key) at the benchmark's size: the policy
-    MIXED_PRECISION="auto" picked, else the faster of float32 and mixed precision."""
-    auto = bench.get("auto_precision_vs_best", {})
-    if f"{auto.get('auto_policy')}_images_per_s" in auto:
-        return (auto[f"{auto['auto_policy']}_images_per_s"], auto["auto_policy"],
-                "auto_precision_vs_best")
-    mixed = bench.get("mixed_precision_speedup", {})
-    if "mixed_images_per_s" in mixed:
-        speeds = {"float32": mixed["float32_images_per_s"],
-                  mixed["policy"]: mixed["mixed_images_per_s"]}
-        best = max(speeds, key=speeds.get)
-        return speeds[best], best, "mixed_precision_speedup"
-    return None
-
-
-def render_estimate(bench: dict[str, Any]) -> list[str]:
-    """The time of the post's full run (10 epochs of imagenette at 320 px), estimated from
-    the benchmark's VGG19 training speed at its smaller size, arithmetic shown."""
-    found = vgg19_training_speed(bench)
-    if found is None:
-        return [missing("bench.json (key auto_precision_vs_best)")]
-    speed, policy, key = found
-    entry = bench[key]
-    size, batch = entry["image_size"], entry["batch"]
-    # A convolution's work is proportional to its pixels; the GAP head's is negligible.
-    at_post_size = speed * (size / POST_IMAGE_SIZE) ** 2
-    seconds = POST_EPOCHS * IMAGENETTE_TRAIN_IMAGES / at_post_size
-    seconds = round(seconds, 3 - len(str(int(seconds))))  # 3 significant digits, as its inputs
-    machine = bench.get("machine", {})
-    gpus = sum("GPU" in device for device in machine.get("devices", []))
-    return [
-        f"**Estimate, not a measurement.** `make bench` trained VGG19 at {sig3(speed)} "
-        f"images/s ({size} px, batch {batch}, `{policy}`: `{key}` in "
-        f"[docs/results/bench.json](docs/results/bench.json), on {machine.get('cpu', '?')} "
-        f"with {machine.get('cores', '?')} cores, {gpus or 'no'} GPU). A convolution's work "
-        f"grows with the pixels, so at {POST_IMAGE_SIZE} px: {sig3(speed)} x "
-        f"({size}/{POST_IMAGE_SIZE})^2 = {sig3(at_post_size)} images/s; {POST_EPOCHS} epochs x "
-        f"{thousands(IMAGENETTE_TRAIN_IMAGES)} images / {sig3(at_post_size)} images/s = "
-        f"{thousands(seconds)} s, about {seconds / 3600:.0f} hours on that machine, before "
-        f"the validation passes ({IMAGENETTE_VALIDATION_IMAGES} images an epoch, forward "
-        "only) and the first run's download and preparation."]
-
-
 def scoring_time(files: dict[str, dict]) -> list[str]:
     """How long the leaderboard's one scoring pass took: `seconds` of the board, else of
     demo_metrics.json when that run wrote both (the same pass)."""
@@ -503,7 +464,6 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
                             else [missing("bench.json")]),
     "scoring_cost": render_scoring_cost,
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
-    "estimate": lambda files: render_estimate(files.get("bench.json", {})),
     "no_gpu": render_no_gpu,
 }
 
@@ -514,39 +474,65 @@ def load_results(results: Path) -> dict[str, dict]:
             if (results / source.copy).is_file()}
 
 
-def render(text: str, files: dict[str, dict]) -> str:
+def render(text: str, files: dict[str, dict], links: str = LINKS) -> str:
     """`text` with every results block replaced by its rendering from `files`; CamError
-    for a block name no renderer knows."""
+    for a block name no renderer knows. The renderers link to LINKS from the project
+    folder; `links` is that folder as seen from the document (docs/*.md: "results")."""
     def block(match: re.Match) -> str:
         name = match.group(2)
         if name not in RENDERERS:
-            raise CamError(f"README block <!-- results:{name} --> is unknown; known: "
+            raise CamError(f"block <!-- results:{name} --> is unknown; known: "
                            f"{', '.join(RENDERERS)}")
-        return match.group(1) + "\n".join(RENDERERS[name](files)) + "\n" + match.group(4)
+        rendered = "\n".join(RENDERERS[name](files)).replace(f"]({LINKS}/", f"]({links}/")
+        return match.group(1) + rendered + "\n" + match.group(4)
     return BLOCK.sub(block, text)
 
 
-def stale_blocks(text: str, files: dict[str, dict]) -> list[str]:
+def stale_blocks(text: str, files: dict[str, dict], links: str = LINKS) -> list[str]:
     """Names of the results blocks of `text` that differ from their rendering."""
-    rendered = {m.group(2): m.group(0) for m in BLOCK.finditer(render(text, files))}
+    rendered = {m.group(2): m.group(0) for m in BLOCK.finditer(render(text, files, links))}
     return [m.group(2) for m in BLOCK.finditer(text) if rendered[m.group(2)] != m.group(0)]
 
 
+def documents(patterns: tuple[str, ...]) -> list[Path]:
+    """The files DOCUMENTS names, each once, in the order named (a glob's matches sorted);
+    CamError for a name or a glob that finds no file."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
+            [pattern] if Path(pattern).is_file() else [])
+        if not matches:
+            raise CamError(f"DOCUMENTS: {pattern!r} names no file; run from the project folder")
+        found.update(dict.fromkeys(Path(match) for match in matches))
+    return list(found)
+
+
+def links_from(document: Path, results: Path) -> str:
+    """RESULTS as a Markdown link from `document`'s folder: "docs/results" from README.md,
+    "results" from docs/*.md."""
+    return Path(os.path.relpath(results.resolve(), document.resolve().parent)).as_posix()
+
+
 def run(config: dict[str, Any]) -> list[str]:
-    """Copies (unless CHECK), then renders the README or, with CHECK, compares it;
-    returns the names of the blocks that were (CHECK: that would be) rewritten."""
-    readme, results = Path(config["README"]), Path(config["RESULTS"])
-    if not readme.is_file():
-        raise CamError(f"README={str(readme)!r} not found; run from the project folder")
-    text = readme.read_text(encoding="utf-8")
-    if not BLOCK.search(text):
-        raise CamError(f"{readme} has no <!-- results:NAME --> ... {END_MARK} block")
+    """Copies (unless CHECK), then renders the blocks of every document or, with CHECK,
+    compares them; returns the names of the blocks that were (CHECK: that would be)
+    rewritten."""
+    results = Path(config["RESULTS"])
+    texts = {path: path.read_text(encoding="utf-8") for path in documents(config["DOCUMENTS"])}
+    texts = {path: text for path, text in texts.items() if BLOCK.search(text)}
+    if not texts:
+        raise CamError(f"no file of DOCUMENTS={', '.join(config['DOCUMENTS'])} has a "
+                       f"<!-- results:NAME --> ... {END_MARK} block")
     if config["CHECK"]:
-        stale = stale_blocks(text, load_results(results))
+        files = load_results(results)
+        stale = {path: names for path, text in texts.items()
+                 if (names := stale_blocks(text, files, links_from(path, results)))}
         if stale:
-            raise CamError(f"{readme}'s tables {', '.join(stale)} differ from {results}/: "
-                           "run `make results` instead of editing them by hand")
-        print(f"{readme}: every results table matches {results}/")
+            raise CamError("; ".join(f"{path}'s tables {', '.join(names)}"
+                                     for path, names in stale.items())
+                           + f" differ from {results}/: run `make results` instead of editing "
+                           "them by hand")
+        print(f"every results table of {', '.join(map(str, texts))} matches {results}/")
         return []
     outputs = Path(config["OUTPUTS"])
     if not outputs.is_dir():
@@ -555,11 +541,15 @@ def run(config: dict[str, Any]) -> list[str]:
         print(f"no result files in {outputs}/ (make demo, make bench, ...): rendering the "
               f"committed {results}/ only")
     files = load_results(results)
-    stale = stale_blocks(text, files)
-    if stale:
-        runs.write_atomically(readme, render(text, files))
-    print(f"{readme}: rendered {', '.join(stale) or 'nothing (already up to date)'}")
-    return stale
+    rewritten = []
+    for path, text in texts.items():
+        links = links_from(path, results)
+        stale = stale_blocks(text, files, links)
+        if stale:
+            runs.write_atomically(path, render(text, files, links))
+        print(f"{path}: rendered {', '.join(stale) or 'nothing (already up to date)'}")
+        rewritten += stale
+    return rewritten
 
 
 def main(argv: list[str] | None = None) -> list[str]:

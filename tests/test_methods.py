@@ -60,7 +60,7 @@ def test_all_zero_features_give_zero_maps():
 
 
 @pytest.mark.parametrize("batch, h, w, size", [(1, 4, 4, (16, 16)), (4, 3, 5, (12, 20))])
-def test_top_k_maps_match_the_seed_loop(batch, h, w, size):
+def test_top_k_maps_match_the_posts_loop(batch, h, w, size):
     rng = np.random.default_rng(3)
     features = rng.uniform(size=(batch, h, w, 64)).astype(np.float32)
     weights = rng.normal(size=(64, 6)).astype(np.float32) / 4

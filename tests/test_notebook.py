@@ -4,6 +4,7 @@ outputs of such a run, pictures included, so that GitHub shows them."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbclient
@@ -41,3 +42,15 @@ def test_the_notebook_runs_offline_and_is_committed_with_its_pictures(tmp_path):
                       for output in cell.outputs)
     assert "maxboxacc_v2" in printed and "centre" in printed
     assert not list((tmp_path / "keras").rglob("*.h5"))  # no weights were fetched
+
+
+def test_the_committed_notebook_shows_no_tensorflow_log_lines():
+    """TensorFlow's C++ log (oneDNN, CUDA stubs) is noise on a reader's screen: the
+    committed outputs hold none of it, and the text calls the blog post "the post"."""
+    committed = nbformat.read(NOTEBOOK, as_version=4)
+    printed = "".join(output.get("text", "") for cell in committed.cells
+                      if cell.cell_type == "code" for output in cell.outputs)
+    assert not re.search(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations",
+                         printed, re.M)
+    text = "".join(cell.source for cell in committed.cells if cell.cell_type == "markdown")
+    assert "the seed" not in text.lower() and "the post" in text

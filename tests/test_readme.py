@@ -1,5 +1,5 @@
-"""README.md: its result tables are renderings of docs/results/ (camlab/results.py), and
-its relative links lead to files that exist."""
+"""README.md and the guides in docs/: their result tables are renderings of docs/results/
+(camlab/results.py), and their relative links lead to files that exist."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from camlab import results
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-# Written on other branches at the same time as this test; merged after it. Remove a name
-# here once its file is in the repository.
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # results.DOCUMENTS' files
 
 BOARD = {
     "methods": {
@@ -59,9 +58,6 @@ TEMPLATE = """# Title
 Text before, with 12 numbers that are not rendered.
 
 <!-- results:demo -->
-<!-- /results -->
-
-<!-- results:estimate -->
 old text
 <!-- /results -->
 
@@ -115,34 +111,52 @@ def fixture_outputs(root: Path) -> Path:
     return outputs
 
 
-# ---- the real README against the committed docs/results/ ----
+# ---- the real documents against the committed docs/results/ ----
 
-def test_readme_tables_are_the_rendering_of_the_committed_results():
-    text = README.read_text(encoding="utf-8")
-    names = [match.group(2) for match in results.BLOCK.finditer(text)]
+def document_blocks() -> list[tuple[Path, re.Match]]:
+    """Every results block of README.md and docs/*.md, with its document."""
+    return [(path, match) for path in DOCUMENTS
+            for match in results.BLOCK.finditer(path.read_text(encoding="utf-8"))]
+
+
+def test_the_documents_scanned_here_are_those_make_results_renders(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert [ROOT / path for path in results.documents(results.DOCUMENTS)] == DOCUMENTS
+
+
+def test_every_table_is_the_rendering_of_the_committed_results():
+    names = [match.group(2) for _, match in document_blocks()]
     assert sorted(names) == sorted(results.RENDERERS), "each table appears exactly once"
     files = results.load_results(ROOT / results.RESULTS)
-    assert results.stale_blocks(text, files) == [], (
-        "README's result tables differ from docs/results/: run `make results`, do not edit "
-        "them by hand")
+    for path in DOCUMENTS:
+        links = results.links_from(path, ROOT / results.RESULTS)
+        assert results.stale_blocks(path.read_text(encoding="utf-8"), files, links) == [], (
+            f"{path.name}'s result tables differ from docs/results/: run `make results`, do "
+            "not edit them by hand")
 
 
 def test_every_number_in_the_committed_tables_changes_the_check_when_edited():
-    """Each digit of the rendered tables is checked: changing any one fails."""
-    text = README.read_text(encoding="utf-8")
+    """Each digit of the rendered tables, in every document, is checked: changing any one
+    fails."""
     files = results.load_results(ROOT / results.RESULTS)
-    digits = [block.start(3) + digit.start() for block in results.BLOCK.finditer(text)
-              for digit in re.finditer(r"\d", block.group(3))]
-    assert digits, "the committed tables hold numbers"
-    for at in digits[::7] + digits[-1:]:  # a sample, and the last, keep the test fast
-        edited = text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:]
-        assert results.stale_blocks(edited, files), f"editing offset {at} went unnoticed"
+    edited_documents = 0
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        links = results.links_from(path, ROOT / results.RESULTS)
+        digits = [block.start(3) + digit.start() for block in results.BLOCK.finditer(text)
+                  for digit in re.finditer(r"\d", block.group(3))]
+        for at in digits[::7] + digits[-1:]:  # a sample, and the last, keep the test fast
+            edited = text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:]
+            assert results.stale_blocks(edited, files, links), (
+                f"editing {path.name} at offset {at} went unnoticed")
+        edited_documents += bool(digits)
+    assert edited_documents >= 6, "the README and the guides hold rendered numbers"
 
 
-def test_readme_relative_links_lead_to_existing_files_and_headings():
+def test_relative_links_lead_to_existing_files_and_headings():
     checked = 0
-    for document in (README, ROOT / "docs" / "MAINTAINERS.md"):
-        text = document.read_text(encoding="utf-8")
+    for document in DOCUMENTS:
+        text = re.sub(r"```.*?```", "", document.read_text(encoding="utf-8"), flags=re.S)
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target):
                 continue  # https:, mailto:
@@ -153,7 +167,7 @@ def test_readme_relative_links_lead_to_existing_files_and_headings():
             if anchor:
                 assert anchor in heading_anchors(file), f"{document.name}: no #{anchor} in {shown}"
             checked += 1
-    assert checked >= 10  # the images, docs/ pages and docs/results/ files are links
+    assert checked >= 30  # the images, the guides and docs/results/ files are links
 
 
 def heading_anchors(path: Path) -> set[str]:
@@ -163,24 +177,34 @@ def heading_anchors(path: Path) -> set[str]:
             for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
 
 
+def test_the_readme_is_a_front_door_of_at_most_200_lines():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 200
+
+
 def test_readme_sections_come_in_the_users_order():
     text = README.read_text(encoding="utf-8")
     first_screen = text[:text.index("\n## ")]
+    # The picture, then the commands that draw it: make demo, then the call that draws
+    # docs/demo_heatmaps.png as committed (the contrast style, the image first).
     assert first_screen.index("![") < first_screen.index("make demo") < first_screen.index(
+        "visualize_cam.py --PRESET=demo --STYLE=contrast --SHOW_IMAGE") < first_screen.index(
         "make test")
-    sections = re.findall(r"^## (\d)\. ", text, re.M)
-    assert sections == ["1", "2", "3", "4", "5", "6"]
+    assert re.findall(r"^## (.+)$", text, re.M) == [
+        "Install", "The demo", "Reproduce the post", "Your folder, your photos, your Keras model",
+        "From Python", "Methods", "How good are the maps?",
+        "Does the map show what the model used?", "Guides"]
     assert "aitch 100%" in text  # the demo network knows only its shapes
 
 
-def test_readme_download_urls_and_sizes_are_the_installed_codes():
-    """The offline table quotes tfds' and Keras' own URLs, and the sizes the lab checks."""
+def test_offline_download_urls_and_sizes_are_the_installed_codes():
+    """The offline table (docs/reproduce.md) quotes tfds' and Keras' own URLs, and the sizes
+    the lab checks."""
     import tensorflow_datasets as tfds
     from keras.src.applications import vgg19
 
     from camlab import data, models
 
-    text = README.read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "reproduce.md").read_text(encoding="utf-8")
     rows = {row[0].strip("`").split("`")[0]: row for row in table_rows(
         text[text.index("| file | bytes | URL |"):].split("\n\n")[0].splitlines())}
     registered = {url: info for url, info in tfds.builder("imagenette/320px").url_infos.items()}
@@ -305,28 +329,6 @@ def test_backbone_rows_come_from_bench_backbones():
     assert results.render_backbones({}) == [results.missing("bench.json (key backbones)")]
 
 
-def test_estimate_scales_the_auto_policys_speed_by_pixels():
-    text = results.render_estimate(BENCH)[0]
-    # 25 images/s at 128 px -> 25 x (128/320)^2 = 4 at 320; 10 x 12,894 / 4 = 32,235 s.
-    assert "25.0 images/s (128 px, batch 16, `float32`" in text
-    assert "25.0 x (128/320)^2 = 4.00 images/s" in text
-    assert "10 epochs x 12,894 images / 4.00 images/s = 32,200 s, about 9 hours" in text
-    assert "2 cores, no GPU" in text
-
-
-def test_estimate_falls_back_to_the_faster_measured_policy():
-    bench = {"mixed_precision_speedup": {"value": 2.0, "float32_images_per_s": 10.0,
-                                         "mixed_images_per_s": 20.0,
-                                         "policy": "mixed_bfloat16", "image_size": 160,
-                                         "batch": 16}}
-    text = results.render_estimate(bench)[0]
-    # 20 x (160/320)^2 = 5 images/s; 128,940 / 5 = 25,788 s.
-    assert "`mixed_bfloat16`: `mixed_precision_speedup`" in text
-    assert "= 5.00 images/s" in text and "= 25,800 s" in text
-    assert results.render_estimate({}) == [
-        results.missing("bench.json (key auto_precision_vs_best)")]
-
-
 def test_demo_table_takes_each_number_from_its_file():
     files = {"demo_training.json": TRAINING, "demo_metrics.json": METRICS,
              "bench.json": {"demo_seconds": {"value": 157.4, "demo_val_accuracy": 0.9866}}}
@@ -406,23 +408,42 @@ def test_collect_skips_absent_sources_and_keeps_their_committed_copies(tmp_path)
 
 def run_command(tmp_path: Path, *flags: str):
     return results.main([f"--OUTPUTS={tmp_path / 'outputs'}",
-                         f"--RESULTS={tmp_path / 'results'}",
-                         f"--README={tmp_path / 'README.md'}", *flags])
+                         f"--RESULTS={tmp_path / 'docs' / 'results'}",
+                         f"--DOCUMENTS={tmp_path / 'README.md'},{tmp_path / 'docs'}/*.md",
+                         *flags])
 
 
-def test_command_copies_renders_and_then_checks(tmp_path, capsys):
+GUIDE = """# A guide
+
+<!-- results:bench -->
+<!-- /results -->
+"""
+
+
+def test_command_copies_renders_and_then_checks_every_document(tmp_path, capsys):
     fixture_outputs(tmp_path)
-    (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
-    assert run_command(tmp_path) == ["demo", "estimate", "bench", "backbones", "leaderboard"]
+    (tmp_path / "README.md").write_text(TEMPLATE.replace(
+        "<!-- results:bench -->\n<!-- /results -->\n", ""), encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text(GUIDE, encoding="utf-8")
+    (tmp_path / "docs" / "plain.md").write_text("# No tables\n", encoding="utf-8")
+    assert run_command(tmp_path) == ["demo", "backbones", "leaderboard", "bench"]
     text = (tmp_path / "README.md").read_text(encoding="utf-8")
     assert "| `vgg19` | 9.42 |" in text and "Text after." in text
+    guide = (tmp_path / "docs" / "guide.md").read_text(encoding="utf-8")
+    # A guide's links lead from docs/ to docs/results/, the README's from the top folder.
+    assert "(results/bench.json)" in guide and "(docs/results/bench.json)" in text
+    assert (tmp_path / "docs" / "plain.md").read_text(encoding="utf-8") == "# No tables\n"
     assert run_command(tmp_path, "--CHECK") == []
     (tmp_path / "README.md").write_text(text.replace("| `vgg19` | 9.42 |", "| `vgg19` | 9.5 |"),
                                         encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"^results.py: error: .*README.md's tables backbones "
-                                         r"differ from .*: run `make results`"):
+    (tmp_path / "docs" / "guide.md").write_text(guide.replace("| 8.50 |", "| 8.60 |"),
+                                                encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"^results.py: error: .*README.md's tables backbones; "
+                                         r".*guide.md's tables bench differ from .*: run "
+                                         r"`make results`"):
         run_command(tmp_path, "--CHECK")
-    assert run_command(tmp_path) == ["backbones"]  # rendering repairs it
+    assert run_command(tmp_path) == ["backbones", "bench"]  # rendering repairs both
     assert run_command(tmp_path) == []
 
 
@@ -430,21 +451,28 @@ def test_a_damaged_source_stops_before_anything_is_written(tmp_path):
     outputs = fixture_outputs(tmp_path)
     (outputs / "demo" / "leaderboard.json").write_text("{not json", encoding="utf-8")
     (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "guide.md").write_text(GUIDE, encoding="utf-8")
     with pytest.raises(SystemExit, match=r"leaderboard.json is not valid JSON .*; run the "
                                          r"command that writes it again$"):
         run_command(tmp_path)
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "docs" / "results").exists()
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == TEMPLATE
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--OUTPUTS=nowhere"], r"OUTPUTS='nowhere' is not a folder"),
-    (["--README=nowhere.md"], r"README='nowhere.md' not found"),
+    (["--DOCUMENTS=nowhere.md"], r"DOCUMENTS: 'nowhere.md' names no file"),
+    (["--DOCUMENTS=guides/*.md"], r"DOCUMENTS: 'guides/\*.md' names no file"),
+    (["--DOCUMENTS=docs/plain.md"],
+     r"no file of DOCUMENTS=docs/plain.md has a <!-- results:NAME -->"),
     (["--CHEK"], r"unknown constant 'CHEK'; did you mean CHECK\?"),
 ])
 def test_bad_settings_are_one_line(tmp_path, monkeypatch, flags, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "README.md").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "plain.md").write_text("# No tables\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=message):
         results.main(flags)
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == TEMPLATE
@@ -458,17 +486,6 @@ def test_the_architecture_page_stays_short_and_names_every_module():
     modules = sorted(path.name for path in (ROOT / "camlab").glob("*.py")
                      if path.name != "__init__.py")
     assert [name for name in modules if name not in page] == []
-
-
-def test_the_readme_lists_every_method_once():
-    """Section 4's table names each of METHODS in backticks, and no name it does not have."""
-    from camlab import methods
-
-    section = README.read_text(encoding="utf-8").split("## 4.")[1].split("\n## ")[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line
-            and "METHOD" not in line.split("|")[2]]
-    named = re.findall(r"`([a-z+]+)`", " ".join(line.split("|")[2] for line in rows))
-    assert sorted(named) == sorted(methods.METHODS)
 
 
 def test_the_scoring_cost_is_rendered_from_the_demo_bench():
