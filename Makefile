@@ -56,15 +56,16 @@ demo-seeds: $(VENV)/.installed
 
 # The known-cause benchmark (docs/known_cause.md): the demo network trained on
 # cam_shapes/cause, whose label is a small shape beside a larger distractor, and on
-# cam_shapes/shortcut, whose corner marker names the label; the demo run (trained on the
-# same images without the marker) is the shortcut's control, trained first if missing.
+# cam_shapes/shortcut, whose corner marker names the label; its control is trained the same
+# way on cam_shapes/shortcut_10, whose markers are drawn without looking at the label.
 # Each is scored with SEED_METHODS: outputs/cause/leaderboard_first500.md and
 # outputs/shortcut/leaderboard_first250.md (the presets' MAX_IMAGES).
 cause: $(VENV)/.installed
 	$(PY) train_cam.py --PRESET=cause
 	$(PY) evaluate_cam.py --PRESET=cause --METHOD=$(SEED_METHODS)
-	test -f outputs/demo/model.keras || $(PY) train_cam.py --PRESET=demo
 	$(PY) train_cam.py --PRESET=shortcut
+	$(PY) train_cam.py --PRESET=shortcut --DATASET=cam_shapes/shortcut_10 \
+	  --RUN_NAME=shortcut_control
 	$(PY) evaluate_cam.py --PRESET=shortcut --METHOD=$(SEED_METHODS)
 
 # The cause board across training SEEDS: outputs/cause_sN/seeds_leaderboard_first500.json.

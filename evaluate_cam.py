@@ -55,7 +55,7 @@ PREPROCESS = "none"  # MODEL: what it expects of RGB [0, 255]: none (inside), ca
 OUTPUT = ""  # MODEL: which output to explain, by name or number, for a model with several
 CUSTOM_CODE = ""  # MODEL: a .py file defining the model's custom layers
 SPLIT = "validation"  # tfds split to score, in its stored order
-CONTROL = ""  # cam_shapes/shortcut: the run trained without the marker ("demo"), mapped beside
+CONTROL = ""  # cam_shapes/shortcut: a run trained on markers that name no class, mapped beside
 MAX_IMAGES = 0  # score the first MAX_IMAGES images of SPLIT; 0 = all of them
 METHOD = "cam"  # a method: cam, gradcam, ... (a wrong name lists all), an a,b list, or "all"
 # With several METHODs, a method named here scores only the split's first N images ("name:N"),
@@ -230,8 +230,9 @@ def control_model(config: dict[str, Any], trained: dict[str, Any], layers: dict[
     if (described["IMAGE_SIZE"], described["class_names"]) != (trained["IMAGE_SIZE"],
                                                               trained["class_names"]):
         raise CamError(f"CONTROL={config['CONTROL']!r} must see the same image size and "
-                       "classes as the run it controls: train it on the same data without "
-                       "the marker (cam_shapes for cam_shapes/shortcut)")
+                       "classes as the run it controls: train it as that run on the same "
+                       "images, with markers that name no class (cam_shapes/shortcut_10 "
+                       "for cam_shapes/shortcut)")
     return control, {method: methods.check_layer(method, control, config["LAYER"])
                      for method in layers}
 

@@ -17,7 +17,7 @@ On data whose cause is known (cam_shapes/cause, camlab.knowncause) every image i
 checked by intervention: "cause_verified" says whether the model's decision depends on
 the cause and not on the distractor, and the cause metrics are means over those images
 only. On cam_shapes/shortcut, "follows_marker" says whether the prediction is the
-planted marker's class, and with a control model (a network trained without the marker)
+planted marker's class, and with a control model (a network trained on markers that name no class)
 each method's "marker_mass_control" is its map's mass on the marker from that network.
 """
 
@@ -146,17 +146,17 @@ def _known_cause(model: Classifier, batch: dict, probs: np.ndarray, predicted: n
     return out
 
 
-def _control_mass(method: str, control: Classifier, batch: dict, layer: str,
-                  options: methods.Options, ids: np.ndarray) -> np.ndarray:
+def _control_mass(method: str, control: Classifier, layer: str, images: tf.Tensor,
+                  forward: tuple, marker_mask, options: methods.Options, ids: np.ndarray
+                  ) -> np.ndarray:
     """The marker mass (n,) of the control network's map for its own predicted class:
-    Adebayo et al. 2022's normal model, beside the model trained with the shortcut."""
-    images = batch["image"]
-    features, probs = control.features(images)
-    classes = _control_classes(probs)
-    low = methods.maps_for_classes(method, control, features, classes, images, layer,
-                                   options, ids)
+    Adebayo et al. 2022's normal model, beside the model trained with the shortcut.
+    `forward` is the control's (features, probabilities) of `images`, shared by methods."""
+    features, probs = forward
+    low = methods.maps_for_classes(method, control, features, _control_classes(probs),
+                                   images, layer, options, ids)
     maps = cam_utils.upsample(low, images.shape[1:3])[..., 0]
-    return knowncause.marker_mass(maps, batch["marker_mask"])
+    return knowncause.marker_mass(maps, marker_mask)
 
 
 def _control_classes(probs: tf.Tensor) -> tf.Tensor:
@@ -187,8 +187,10 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
     random_features = random_model.features(images)[0] if chosen else None
     shared = {"label": labels, "predicted": predicted, "correct": correct,
               **_known_cause(model, batch, probs.numpy(), predicted)}
+    control_forward = None
     if control is not None and "marker_label" in batch:
-        shared["control_follows_marker"] = _control_classes(control[0](images)).numpy()[
+        control_forward = control[0].features(images)
+        shared["control_follows_marker"] = _control_classes(control_forward[1]).numpy()[
             :, 0] == shared["marker_label"]
     baseline_maps = {"_center_baseline": metrics.centre_gaussian_maps(n, *size),
                      "_random_baseline": random_maps(scoring.seed, ids, *size),
@@ -214,9 +216,10 @@ def score_batch(model: Classifier, random_model: Classifier, remover: removal.Re
             "map_seconds": np.full(n, seconds / n),
             "sanity_rank_correlation": metrics.rank_correlation(
                 low_res[..., 0], random_low[..., 0]).numpy()}
-        if control is not None and "marker_mask" in batch:
+        if control_forward is not None and "marker_mask" in batch:
             per_method[method]["marker_mass_control"] = _control_mass(
-                method, control[0], batch, control[1][method], scoring.options, ids)
+                method, control[0], control[1][method], images, control_forward,
+                batch["marker_mask"], scoring.options, ids)
     scored = _score_sources(remover, batch, sources, classes.numpy(), correct, scoring, ids)
     baselines = {key: value for suffix in SOURCES[1:] for key, value in
                  _keyed(scored[suffix], suffix).items()}

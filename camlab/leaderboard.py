@@ -42,9 +42,9 @@ SANITY_NOTE = ("Sanity: the mean Spearman rank correlation of each map with the 
 # The planted-shortcut test (Adebayo et al. 2022), a method's check like the sanity check.
 SHORTCUT = "shortcut_detection"
 SHORTCUT_NOTE = ("Shortcut: the map's mass on the planted marker from the model trained "
-                 "with it, minus the mass from the control trained without it, on the same "
-                 "images (Adebayo et al. 2022); the method detects the shortcut when the "
-                 "interval is above 0; not ranked.")
+                 "with it, minus the mass from the control (trained on markers that name no "
+                 "class), on the same images (Adebayo et al. 2022); the method detects the "
+                 "shortcut when the interval is above 0; not ranked.")
 CHECKS = (SANITY, SHORTCUT)
 # How often the shortcut model's, and the control's, prediction is the marker's class.
 FOLLOWS = ("follows_marker", "control_follows_marker")

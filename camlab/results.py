@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import time
@@ -444,6 +445,64 @@ def render_seeds(name: str) -> Callable[[dict[str, dict]], list[str]]:
     return render
 
 
+def _interval(low: float, high: float, sign: str = "") -> str:
+    return f"[{low:{sign}.2f}, {high:{sign}.2f}]"
+
+
+VERDICT_PHRASES = {  # leaderboard.verdict of a score's Kendall tau with the cause's order
+    "positive": "order the methods like the cause (tau's interval above 0)",
+    "cannot tell": "cannot tell (tau's interval holds 0)",
+    "negative": "reverse the cause's order (interval below 0)",
+    "orders nothing": "order nothing (every method has the same value)"}
+
+
+def render_known_cause(files: dict[str, dict]) -> list[str]:
+    """The known-cause boards in a few rows: which method puts most map mass on the proven
+    cause, which beat the edge map, which detect the planted shortcut, and how each lab
+    score orders the methods against the cause (camlab.trust), each with its interval."""
+    names = ("cause_leaderboard.json", "shortcut_leaderboard.json")
+    if not all(name in files for name in names):
+        return [missing(" and ".join(names))]
+    cause, shortcut = (files[name] for name in names)
+    truth = cause["truth"]["metric"]
+    best = cause["ties"][truth]  # the best by value first, then those tied with it
+    mass = cause["methods"][best[0]]
+    others = ", ".join(best[1:])
+    best_text = (f"{best[0]} {mass[truth]:.3f} {_interval(*mass['ci95'][truth])}"
+                 + (f", tied with {others}" if others else ", alone"))
+
+    def split(entries: dict[str, tuple[bool, str]]) -> str:
+        yes = [f"{name} {text}" for name, (passes, text) in entries.items() if passes]
+        no = [f"{name} {text}" for name, (passes, text) in entries.items() if not passes]
+        return (f"{'all ' if not no else ''}{len(yes)}: {', '.join(yes)}" if yes
+                else "none") + (f"; not: {', '.join(no)}" if no else "")
+
+    edge = split({m: (e["beats"], f"{e['difference']:+.3f} {_interval(*e['ci95'], '+')}")
+                  for m, e in cause["beats_edge"].items()})
+    detected = {}
+    for method, row in shortcut["methods"].items():
+        if leaderboard.SHORTCUT in row:
+            low, high = row["ci95"][leaderboard.SHORTCUT]
+            detected[method] = (low > 0, f"{row[leaderboard.SHORTCUT]:+.3f} "
+                                         f"{_interval(low, high, '+')}")
+    by_verdict: dict[str, list[str]] = {}
+    for key, entry in cause["agreement"].items():
+        shown = (f"{key} {entry['tau']:.2f} {_interval(*entry['ci95'])}"
+                 if math.isfinite(entry["tau"]) else key)
+        by_verdict.setdefault(leaderboard.verdict(entry["ci95"]), []).append(shown)
+    rows = [("most map mass on the proven cause", best_text),
+            ("beat the edge map on it", edge),
+            ("show the planted shortcut (marker mass minus the control's)", split(detected))]
+    rows += [(f"lab scores that {phrase}", "; ".join(by_verdict[verdict]))
+             for verdict, phrase in VERDICT_PHRASES.items() if verdict in by_verdict]
+    return ([f"{provenance_line(names[0], cause)[:-1]}; shortcut: "
+             f"[docs/results/{names[1]}](docs/results/{names[1]}). Cause scores over the "
+             f"{cause['truth']['images']} verified images of {cause['truth']['of']}; "
+             "[lo, hi]: 95% bootstrap intervals over images.", ""]
+            + table((f"on data whose cause is known ({truth})", "methods and scores"),
+                    rows))
+
+
 def missing(names: str) -> str:
     return f"(No results committed yet: {names} in docs/results/ come from `make results`.)"
 
@@ -460,6 +519,7 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "cause": render_board("cause_leaderboard.json"),
     "shortcut": render_board("shortcut_leaderboard.json"),
     "cause_seeds": render_seeds("cause_seeds_leaderboard.json"),
+    "known_cause": render_known_cause,
     "bench": lambda files: (render_bench(files["bench.json"]) if "bench.json" in files
                             else [missing("bench.json")]),
     "scoring_cost": render_scoring_cost,

@@ -27,8 +27,9 @@ The builder has three configs, each at version 1.0.0 in its own folder
   random corner whose colour (MARKER_COLOURS) names a class: the label's in a share
   SHORTCUT_RATE (shortcut) or percent/100 of the train and validation images, another
   class otherwise. An extra "test" split marks the plain validation images with markers
-  that always disagree, so that a network trained on plain cam_shapes (the control) can be
-  compared with one trained on the shortcut on images neither trained on.
+  that always disagree, so that a network trained on the shortcut can be compared with a
+  control on images neither trained on. "shortcut_10" is that control's data: with ten
+  classes its marker's colour is independent of the label.
 
 The dataset is generated locally on first use, without any download: plain in about 7 s
 for its 7000 examples on 2 CPU cores, plus ~3 s to import TensorFlow. An example of cause

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import evaluate_cam
 import train_cam
-from camlab import classifier, evaluation, leaderboard, removal, settings, shapes, trust
+from camlab import classifier, evaluation, leaderboard, removal, results, settings, shapes, trust
 from camlab.errors import CamError
 
 SIZE, CLASSES = 32, 3
@@ -194,3 +194,43 @@ def test_the_shortcut_board_compares_each_map_with_the_control_s(known_cause_run
             settings.resolve(evaluate_cam.__file__, ["--PRESET=shortcut", "--CONTROL=cause",
                                                      f"--OUTPUT_DIR={root}"]),
             json.loads((shortcut_run / "config.json").read_text()), {"cam": ""})
+
+
+def test_the_readme_summary_names_each_answer_with_its_interval():
+    nan = float("nan")
+    cause = {
+        "truth": {"metric": "cause_mass", "images": 40, "of": 50},
+        "ties": {"cause_mass": ["b", "a"]},
+        "methods": {"b": {"cause_mass": 0.5, "ci95": {"cause_mass": [0.4, 0.6]}}},
+        "beats_edge": {"a": {"difference": 0.2, "ci95": [0.1, 0.3], "beats": True},
+                       "c": {"difference": 0.01, "ci95": [-0.02, 0.04], "beats": False}},
+        "agreement": {"pointing_game": {"tau": 0.6, "ci95": [0.2, 0.9]},
+                      "average_drop": {"tau": -0.3, "ci95": [-0.5, -0.1]},
+                      "insertion_auc": {"tau": 0.1, "ci95": [-0.2, 0.4]},
+                      "increase_in_confidence": {"tau": nan, "ci95": [nan, nan]}},
+        "provenance": {"command": "make cause", "machine": {"cpu": "Test CPU", "cores": 2},
+                       "written": "2026-12-07T10:00:00"}}
+    shortcut = {"methods": {
+        "a": {"shortcut_detection": 0.1, "ci95": {"shortcut_detection": [0.05, 0.15]}},
+        "b": {"ci95": {}},  # capped: not scored on the control
+        "c": {"shortcut_detection": 0.002, "ci95": {"shortcut_detection": [-0.01, 0.01]}}}}
+    lines = results.render_known_cause({"cause_leaderboard.json": cause,
+                                        "shortcut_leaderboard.json": shortcut})
+    assert "`make cause`; Test CPU, 2 cores; 2026-12-07" in lines[0]
+    assert "over the 40 verified images of 50" in lines[0]
+    rows = dict(line.strip("| ").split(" | ") for line in lines[4:])
+    assert rows["most map mass on the proven cause"] == "b 0.500 [0.40, 0.60], tied with a"
+    assert rows["beat the edge map on it"] == (
+        "1: a +0.200 [+0.10, +0.30]; not: c +0.010 [-0.02, +0.04]")
+    assert rows["show the planted shortcut (marker mass minus the control's)"] == (
+        "1: a +0.100 [+0.05, +0.15]; not: c +0.002 [-0.01, +0.01]")
+    assert rows["lab scores that order the methods like the cause (tau's interval above 0)"] \
+        == "pointing_game 0.60 [0.20, 0.90]"
+    assert rows["lab scores that reverse the cause's order (interval below 0)"] == (
+        "average_drop -0.30 [-0.50, -0.10]")
+    assert rows["lab scores that cannot tell (tau's interval holds 0)"] == (
+        "insertion_auc 0.10 [-0.20, 0.40]")
+    assert rows["lab scores that order nothing (every method has the same value)"] == (
+        "increase_in_confidence")
+    assert results.render_known_cause({"cause_leaderboard.json": cause})[0].startswith(
+        "(No results committed yet")
