@@ -49,7 +49,7 @@ def normalize_by_top_class(maps: tf.Tensor, top_class_map: tf.Tensor) -> tf.Tens
 
 
 def threshold_maps(maps: tf.Tensor, threshold: float) -> tf.Tensor:
-    """Sets values below `threshold` to 0, keeping the rest: the seed's 30% cut."""
+    """Sets values below `threshold` to 0, keeping the rest: the post's 30% cut."""
     return tf.where(maps < threshold, tf.zeros_like(maps), maps)
 
 
@@ -170,7 +170,7 @@ def display_maps(maps: tf.Tensor, threshold: float, size: tuple[int, int]) -> tf
 
     Normalised by the rank-0 (top-1) map's maximum, upsampled bilinearly to `size`
     (`tf.image.resize`'s half-pixel bilinear, the same weights), then cut at `threshold`,
-    as in the seed. Returns (batch, k, H, W) float32: one contiguous picture per map.
+    as in the post. Returns (batch, k, H, W) float32: one contiguous picture per map.
 
     Dividing by a positive number commutes with the linear resize, so the maps are
     normalised at low resolution; the cut does not commute with it, so it is applied to

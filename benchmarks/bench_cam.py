@@ -61,10 +61,10 @@ REPO = Path(__file__).resolve().parents[1]
 ALL_PARTS = PARTS  # the file's PARTS: every part but the demo
 WARMUP = 2  # untimed runs before measuring
 REPEATS = 7  # timed runs; the median is reported
-CAM_BATCH = 16  # images per CAM batch, as the seed's batch size
+CAM_BATCH = 16  # images per CAM batch, as the post's batch size
 CAM_SIZE = 320  # pixels; VGG19 gives 10x10x512 feature maps here
 NUM_CLASSES = 10  # imagenette's classes
-THRESHOLD = 0.3  # the seed's display cut
+THRESHOLD = 0.3  # the post's display cut
 FORWARD_BATCH = 16  # images per VGG19 forward pass for the overhead measurement
 PIPELINE_IMAGES = 2000  # demo images per pipeline measurement epoch
 PIPELINE_BATCH = 64  # the demo preset's batch size
@@ -114,18 +114,18 @@ def median_seconds(function, warmup: int = WARMUP, repeats: int = REPEATS) -> fl
 
 def vectorized(model, features, probs, classes: int = NUM_CLASSES,
                size: int = CAM_SIZE) -> tf.Tensor:
-    """The scripts' path (methods.top_k_maps) for the seed's output: all classes ranked."""
+    """The scripts' path (methods.top_k_maps) for the post's output: all classes ranked."""
     return methods.top_k_maps("cam", model, features, probs, classes, THRESHOLD,
                               (size, size))["maps"]
 
 
 def bench_cam_grid(model, batch: int = CAM_BATCH, size: int = CAM_SIZE,
                    classes: int = NUM_CLASSES, repeats: int = REPEATS) -> dict:
-    """a. Vectorized CAM grid work vs the seed's loop, and vs writing the output once.
+    """a. Vectorized CAM grid work vs the post's loop, and vs writing the output once.
 
     Features are random, of the shape `model` (a Classifier at `size` px with `classes`
     classes: VGG19-GAP at 320 px, 10x10x512) gives, as a tensor, as model.features
-    returns them; the classifier is set to random weights, which the seed loop is
+    returns them; the classifier is set to random weights, which the post's loop is
     given too.
     """
     rng = np.random.default_rng(0)

@@ -32,8 +32,8 @@ Modules, by subject (docs/ARCHITECTURE.md shows how they connect):
     metrics      localisation and faithfulness scores, per batch and pooled
     localisation dataset-level WSOL scores (MaxBoxAccV2, PxAP, Choe et al. 2020)
     plots        the figures
-    results      `make results`: docs/results/ and the README's tables
-    reference    the seed post's per-image loop, the baseline tests and benchmark compare to
+    results      `make results`: docs/results/ and the tables of the README and guides
+    reference    the post's per-image loop, the baseline tests and benchmark compare to
 The CAM maths itself (maps, normalisation, threshold, upsampling) is cam_utils.py.
 """
 

@@ -54,7 +54,8 @@ def explain(model: keras.Model | str | os.PathLike, *, preprocess: str = "none",
     name or number. `custom_code`: with a path, a .py file defining its custom layers.
     `image_size`: the side used where the model's input size is open. `resize`: how
     images of another size are fitted, "crop" (the centred square) or "pad".
-    `options`: the methods' settings (method_spec.Options: scorecam_batch, seed).
+    `options`: the methods' settings, any field of method_spec.Options by name
+    (scorecam_batch, seed, noise_samples, ...; docs/api.md lists them all).
     """
     check_choice("PREPROCESS", preprocess, classifier.PREPROCESSING)
     if isinstance(model, str | os.PathLike):

@@ -21,7 +21,7 @@ from camlab import folders, groundtruth
 from camlab.errors import CamError, check_choice
 from camlab.image_io import resize_image
 
-# tfds labels imagenette with WordNet ids; the seed post names them like this.
+# tfds labels imagenette with WordNet ids; the post names them like this.
 IMAGENETTE_NAMES = {
     "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
     "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
@@ -72,7 +72,7 @@ def get_run_dataset(run_config: dict):
 
 
 def class_names(builder) -> list[str]:
-    """Human-readable label names; imagenette's WordNet ids become the seed's names."""
+    """Human-readable label names; imagenette's WordNet ids become the post's names."""
     if isinstance(builder, folders.FolderData):
         return builder.class_names
     names = builder.info.features["label"].names
@@ -194,7 +194,7 @@ def batches(examples: tf.data.Dataset, image_size: int, num_classes: int, batch_
 
     With `cache`, decoded and resized images are kept in memory after the first epoch
     and shuffled from there, so later epochs do no image work at all; without it the
-    smaller, not yet resized examples are shuffled (the seed's order of operations).
+    smaller, not yet resized examples are shuffled (the post's order of operations).
     """
     def to_pair(example):
         image = resize_image(example["image"], image_size)

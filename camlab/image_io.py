@@ -96,7 +96,7 @@ def square(image: np.ndarray, resize: str) -> np.ndarray:
 
 
 def resize_image(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """(h, w, 3) or (b, h, w, 3) uint8 -> square float32 RGB in [0, 255], bilinear as the seed."""
+    """(h, w, 3) or (b, h, w, 3) uint8 -> square float32 RGB in [0, 255], bilinear as the post."""
     return tf.image.resize(tf.cast(image, tf.float32), [image_size, image_size])
 
 

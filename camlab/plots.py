@@ -37,7 +37,7 @@ RIGHT, WRONG = "#1a7f37", "#cf222e"  # title colours: the true class, a wrong to
 class Style:
     """How maps are drawn over their images.
 
-    "post" is the seed post's look: the colour photo under the colormap at `alpha`, the
+    "post" is the post's look: the colour photo under the colormap at `alpha`, the
     cut part of the map drawn as the colormap's 0. "contrast" draws the photo in light
     grey so that the heatmap is the only colour, and fades the map in over `soft_edge`
     above the cut instead of a hard edge.
@@ -105,7 +105,7 @@ def overlay(image: np.ndarray, shown: np.ndarray, style: Style, threshold: float
 
 
 def panel_title(ax, name: str, prob: float, mark: str) -> None:
-    """"<class> - <p>%" as in the seed; `mark` "right" (the true class: green, ✓), "wrong"
+    """"<class> - <p>%" as in the post; `mark` "right" (the true class: green, ✓), "wrong"
     (a wrong top-1: red, ✗) or "" (black)."""
     prefix, colour = {"right": ("✓ ", RIGHT), "wrong": ("✗ ", WRONG), "": ("", "black")}[mark]
     ax.set_title(f"{prefix}{name} - {100 * prob:.1f}%", color=colour)
@@ -153,7 +153,7 @@ def cam_grid(images, maps, probs: np.ndarray, classes: np.ndarray, class_names: 
             ax.imshow(image)
             if style.grey_image or style.soft_edge:
                 ax.imshow(heat_layer(maps[row][rank], style, threshold), interpolation="bilinear")
-            else:  # the seed's call, kept as it was
+            else:  # the post's call, kept as it was
                 ax.imshow(maps[row][rank], alpha=style.alpha, cmap=style.cmap, vmin=0.0,
                           vmax=1.0, interpolation="bilinear")
             if boxes is not None:

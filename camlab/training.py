@@ -60,7 +60,7 @@ def cluster_from_tf_config() -> dict[str, list[str]]:
     if not text.strip():
         raise CamError('STRATEGY="multiworker" needs the environment variable TF_CONFIG: the '
                        f"cluster and this worker's place in it, e.g. {TF_CONFIG_EXAMPLE} "
-                       "(see the README, \"Several machines\")")
+                       "(see docs/hardware.md, \"Several machines\")")
     try:
         tf_config = json.loads(text)
         cluster, task = tf_config["cluster"], tf_config["task"]
