@@ -333,7 +333,7 @@ def test_resume_without_an_interrupted_run_says_so(tmp_path, mock_imagenette):
 def test_a_piped_log_has_one_line_per_epoch_and_a_closing_summary(tmp_path):
     result = subprocess.run(
         [sys.executable, str(TRAIN_ON_MOCK_DATA), "16", *QUICK_TRAINING, "--EPOCHS=2",
-         f"--OUTPUT_DIR={tmp_path}", "--RUN_NAME=piped"],
+         "--BACKBONE=small_vgg", f"--OUTPUT_DIR={tmp_path}", "--RUN_NAME=piped"],
         capture_output=True, text=True, timeout=300, env={**os.environ,
                                                           "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
