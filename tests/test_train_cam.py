@@ -179,20 +179,20 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     (["--KEEP=best", "--HOLDOUT=0.01"], "HOLDOUT=0.01 of 12 examples leaves no examples"),
     (["--TRAIN_LAYERS=last"], "TRAIN_LAYERS='last'; choose one of all, head"),
 ])
-def test_train_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette, args,
+def test_train_rejects_bad_input_without_touching_the_run(small_run, mock_imagenette, args,
                                                           message):
-    output_dir, run_dir = trained_run
+    output_dir, run_dir = small_run
     run_fails(train_cam.main, [*QUICK_TRAINING, f"--OUTPUT_DIR={output_dir}",
                                "--RUN_NAME=mock", *args], run_dir, message)
 
 
 def test_offline_imagenet_weights_stop_training_without_touching_the_run(
-        trained_run, mock_imagenette, monkeypatch):
+        small_run, mock_imagenette, monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://example.invalid: offline")
 
     monkeypatch.setattr("keras.src.applications.vgg19.file_utils.get_file", offline)
-    output_dir, run_dir = trained_run
+    output_dir, run_dir = small_run
     message = run_fails(train_cam.main, [*QUICK_TRAINING, "--WEIGHTS=imagenet",
                                          f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"],
                         run_dir, "could not download the ImageNet vgg19 weights")
