@@ -103,6 +103,25 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """(output_dir, run_dir): trained_run's one epoch on mock imagenette with small_vgg in
+    place of VGG19, for tests about run folders and scripts rather than the default
+    backbone. Its files are about 1 MB; VGG19's model.keras and weights.weights.h5 are
+    240 MB each (with the optimizer's state), which a test that copies the folder, or
+    snapshots it to show a failed command changed nothing, reads whole.
+
+    Tests that read the run's split again need the mock_imagenette fixture as well.
+    """
+    import train_cam
+
+    output_dir = tmp_path_factory.mktemp("small")
+    with mocked_imagenette():
+        run_dir = train_cam.main([*QUICK_TRAINING, "--BACKBONE=small_vgg",
+                                  f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock"])
+    return output_dir, run_dir
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """(root, run_dir): one short epoch of the demo preset on 300 / 60 generated images,
     once per test session. The prepared data is in root / "data"."""

@@ -77,16 +77,16 @@ def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
      'AUG_SMOOTH=True: smoothing applies to the CAM family\'s maps only, not to '
      'METHOD="saliency"'),
     (["--LAYER=nope"], "LAYER='nope' is not a layer of this model with a 4-D output; choose one "
-                       "of preprocess, block1_conv1, block1_conv2"),
-    (["--LAYER=block4_conv4"], 'METHOD="cam" works only on the feature maps that feed GAP'),
+                       "of preprocess, conv1_1, bn1_1"),
+    (["--LAYER=conv2_2"], 'METHOD="cam" works only on the feature maps that feed GAP'),
     (["--IG_BASELINE=grey"], "IG_BASELINE='grey'; choose one of black, blur"),
     (["--OCCLUSION_STRIDE=0"], "OCCLUSION_STRIDE=0.0 must be above 0 and at most 1"),
     (["--CAPS=rise"], "CAPS entry 'rise' must be \"<method>:<images>\""),
     (["--CAPS=lime:5"], "CAPS entry 'lime:5' must be"),
     (["--CAPS=rise:0"], "CAPS entry 'rise:0' must be"),
 ])
-def test_evaluate_rejects_bad_input_without_touching_the_run(trained_run, args, message):
-    output_dir, run_dir = trained_run
+def test_evaluate_rejects_bad_input_without_touching_the_run(small_run, args, message):
+    output_dir, run_dir = small_run
     run_fails(evaluate_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
               run_dir, message)
 

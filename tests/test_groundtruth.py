@@ -223,8 +223,8 @@ def test_evaluate_on_pets_scores_masks_only(runs, capsys):
 
 
 def test_a_dataset_without_ground_truth_still_gets_deletion_and_insertion(
-        trained_run, mock_imagenette, capsys):
-    output_dir, run_dir = trained_run
+        small_run, mock_imagenette, capsys):
+    output_dir, run_dir = small_run
     path = evaluate_cam.main(["--RUN_NAME=mock", f"--OUTPUT_DIR={output_dir}",
                               "--MAX_IMAGES=4", "--BATCH_SIZE=4", "--STEPS=2"])
     assert "ground truth: none" in capsys.readouterr().out

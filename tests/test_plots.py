@@ -326,7 +326,7 @@ def test_train_draws_its_curves(trained_run):
 
 
 @pytest.mark.parametrize("script", [visualize_cam, evaluate_cam])
-def test_a_bad_format_is_one_line(trained_run, script):
-    output_dir, run_dir = trained_run
+def test_a_bad_format_is_one_line(small_run, script):
+    output_dir, run_dir = small_run
     run_fails(script.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
                             "--FORMAT=jpg"], run_dir, "FORMAT='jpg'; choose one of png, pdf, svg")

@@ -58,19 +58,19 @@ def test_result_files_are_read_and_written_without_tensorflow(tmp_path):
     (lambda d: (d / "config.json").write_text('{"IMAGE_SIZE": 3'), "is not valid JSON"),
     (lambda d: (d / "config.json").unlink(), "config.json not found"),
     (lambda d: edit_config(d, class_names=list("abcde")), "does not fit the model"),
-    (lambda d: edit_config(d, BACKBONE="small_vgg"), "does not fit the model"),
+    (lambda d: edit_config(d, BACKBONE="vgg19"), "does not fit the model"),
     (lambda d: edit_config(d, IMAGE_SIZE=64), "IMAGE_SIZE 32 in the weights, 64 in config"),
     (lambda d: edit_config(d, BACKBONE="resnet"),
-     "BACKBONE 'vgg19' in the weights, 'resnet' in config.json"),
+     "BACKBONE 'small_vgg' in the weights, 'resnet' in config.json"),
     (lambda d: (d / "model.keras").unlink(), "model.keras not found beside its weights"),
     (lambda d: (d / "model.keras").write_bytes(b"PK"), "model.keras could not be loaded"),
     (lambda d: stamp(d, {"BACKBONE": "vgg19", "IMAGE_SIZE": 32}),
      "was trained by an earlier version of this project, whose models nested the backbone"),
 ])
 @pytest.mark.parametrize("main", [visualize_cam.main, evaluate_cam.main])
-def test_damaged_or_mismatched_runs_are_explained(trained_run, tmp_path, damage, message,
+def test_damaged_or_mismatched_runs_are_explained(small_run, tmp_path, damage, message,
                                                   main):
-    output_dir, run_dir = trained_run
+    output_dir, run_dir = small_run
     broken = copy_run(run_dir, tmp_path / "broken")
     damage(broken)
     run_fails(main, [f"--OUTPUT_DIR={tmp_path}", "--RUN_NAME=broken"], broken, message)

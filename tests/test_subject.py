@@ -190,15 +190,15 @@ def test_a_custom_layer_is_named_and_loads_with_custom_code(tmp_path):
 
 @pytest.mark.parametrize("setting", ["--CLASS_NAMES=a,b", "--PREPROCESS=caffe",
                                      "--OUTPUT=kind", "--CUSTOM_CODE=x.py"])
-def test_model_settings_are_refused_for_a_run(trained_run, setting):
-    output_dir, run_dir = trained_run
+def test_model_settings_are_refused_for_a_run(small_run, setting):
+    output_dir, run_dir = small_run
     name = setting[2:].split("=")[0]
     run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", setting],
               run_dir, f"{name} applies to a MODEL file only")
 
 
-def test_a_run_is_explained_on_its_own_dataset(trained_run):
-    output_dir, run_dir = trained_run
+def test_a_run_is_explained_on_its_own_dataset(small_run):
+    output_dir, run_dir = small_run
     run_fails(evaluate_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
                                   "--DATASET=cam_shapes"], run_dir,
               "DATASET='cam_shapes', but run 'mock' was trained on")

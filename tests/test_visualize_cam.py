@@ -74,9 +74,9 @@ def test_visualize_draws_own_images(trained_run, image_files):
 @pytest.mark.parametrize("name, message", [
     ("text", "is not an image file this script can read"),
     ("truncated", "is corrupt or truncated")])
-def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image_files, name,
+def test_visualize_names_a_bad_image_without_touching_the_run(small_run, image_files, name,
                                                              message):
-    output_dir, run_dir = trained_run
+    output_dir, run_dir = small_run
     code = run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock",
                                           f"--IMAGES={image_files['rgb']},{image_files[name]}"],
                      run_dir, message)
@@ -100,13 +100,13 @@ def test_visualize_names_a_bad_image_without_touching_the_run(trained_run, image
     (["--TOPK=3"], "unknown constant 'TOPK'"),
     (["--RUN_NAME=nothere"], "config.json not found"),
     (["--LAYER=block9"], "LAYER='block9' is not a layer of this model with a 4-D output"),
-    (["--LAYER=block5_conv1"], 'METHOD="cam" works only on the feature maps that feed GAP'),
+    (["--LAYER=conv2_2"], 'METHOD="cam" works only on the feature maps that feed GAP'),
     (["--IG_BASELINE=grey"], "IG_BASELINE='grey'; choose one of black, blur"),
     (["--OCCLUSION_STRIDE=0"], "OCCLUSION_STRIDE=0.0 must be above 0 and at most 1"),
 ])
-def test_visualize_rejects_bad_input_without_touching_the_run(trained_run, mock_imagenette,
+def test_visualize_rejects_bad_input_without_touching_the_run(small_run, mock_imagenette,
                                                               args, message):
-    output_dir, run_dir = trained_run
+    output_dir, run_dir = small_run
     run_fails(visualize_cam.main, [f"--OUTPUT_DIR={output_dir}", "--RUN_NAME=mock", *args],
               run_dir, message)
 
