@@ -44,14 +44,14 @@ def assert_same_numbers(alone: dict, together: dict) -> None:
 
 def test_several_methods_score_each_as_it_scores_alone(demo_run):
     root, run_dir = demo_run
-    # 26 images in batches of 10: a short last batch; one epoch of training leaves many
+    # 13 images in batches of 5: a short last batch; one epoch of training leaves many
     # images misclassified, so the true class's own maps and curves are exercised.
-    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=26", "--BATCH_SIZE=10",
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=13", "--BATCH_SIZE=5",
               "--STEPS=4", "--PREDICT_BATCH_SIZE=64"]
     chosen = ["cam", "gradcam", "eigencam", "saliency"]
     evaluate_cam.main([*common, f"--METHOD={','.join(chosen)}"])
-    path = lambda m: run_dir / ("metrics_first26.json" if m == "cam"  # noqa: E731
-                                else f"metrics_{m}_first26.json")
+    path = lambda m: run_dir / ("metrics_first13.json" if m == "cam"  # noqa: E731
+                                else f"metrics_{m}_first13.json")
     together = {m: json.loads(path(m).read_text()) for m in chosen}
     assert together["cam"]["accuracy"] < 0.95  # some true-class maps of their own
     for method in chosen:
@@ -129,13 +129,13 @@ def test_statistics_cover_every_pooled_score_of_each_source():
 
 def test_three_shards_merge_to_the_numbers_of_one_run(demo_run):
     root, run_dir = demo_run
-    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=30", "--BATCH_SIZE=8",
+    common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=14", "--BATCH_SIZE=4",
               "--STEPS=2", "--METHOD=cam,gradcam"]
-    whole = evaluate_cam.main(common)  # the leaderboard, and metrics_*_first30.json
+    whole = evaluate_cam.main(common)  # the leaderboard, and metrics_*_first14.json
     expected = {m: json.loads((run_dir / name).read_text()) for m, name in
-                (("cam", "metrics_first30.json"), ("gradcam", "metrics_gradcam_first30.json"))}
+                (("cam", "metrics_first14.json"), ("gradcam", "metrics_gradcam_first14.json"))}
     board = json.loads(whole.read_text())
-    for index in range(3):  # 4 batches (8, 8, 8, 6): shards of 2, 1 and 1 batches
+    for index in range(3):  # 4 batches (4, 4, 4, 2): shards of 2, 1 and 1 batches
         path = evaluate_cam.main([*common, f"--SHARD={index}/3"])
         assert path == run_dir / "shards" / f"shard_{index}_of_3.npz"
     merged = json.loads(evaluate_cam.main([*common, "--MERGE_SHARDS=3"]).read_text())
@@ -144,8 +144,8 @@ def test_three_shards_merge_to_the_numbers_of_one_run(demo_run):
         for row in entry["methods"].values():
             row.pop("ms_per_image")
     assert merged == board
-    for method, name in (("cam", "metrics_first30.json"),
-                         ("gradcam", "metrics_gradcam_first30.json")):
+    for method, name in (("cam", "metrics_first14.json"),
+                         ("gradcam", "metrics_gradcam_first14.json")):
         again = json.loads((run_dir / name).read_text())
         assert again["config"]["MERGE_SHARDS"] == 3
         again["config"]["MERGE_SHARDS"] = 0
