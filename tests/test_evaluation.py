@@ -130,7 +130,7 @@ def test_statistics_cover_every_pooled_score_of_each_source():
 def test_three_shards_merge_to_the_numbers_of_one_run(demo_run):
     root, run_dir = demo_run
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=14", "--BATCH_SIZE=4",
-              "--STEPS=2", "--METHOD=cam,gradcam"]
+              "--STEPS=2", "--PREDICT_BATCH_SIZE=16", "--METHOD=cam,gradcam"]
     whole = evaluate_cam.main(common)  # the leaderboard, and metrics_*_first14.json
     expected = {m: json.loads((run_dir / name).read_text()) for m, name in
                 (("cam", "metrics_first14.json"), ("gradcam", "metrics_gradcam_first14.json"))}
