@@ -186,7 +186,7 @@ def test_a_capped_method_scores_as_it_does_alone_on_its_first_images(demo_run):
     leaderboard says on how many images it was scored; shards merge to the same board."""
     root, run_dir = demo_run
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--BATCH_SIZE=8", "--STEPS=2",
-              "--PREDICT_BATCH_SIZE=64", "--CAPS=gradcam:10"]
+              "--PREDICT_BATCH_SIZE=32", "--CAPS=gradcam:10"]
     board_path = evaluate_cam.main([*common, "--MAX_IMAGES=24", "--METHOD=cam,gradcam"])
     board = json.loads(board_path.read_text())
     together = json.loads((run_dir / "metrics_gradcam_first10.json").read_text())
