@@ -47,7 +47,7 @@ def test_several_methods_score_each_as_it_scores_alone(demo_run):
     # 13 images in batches of 5: a short last batch; one epoch of training leaves many
     # images misclassified, so the true class's own maps and curves are exercised.
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=13", "--BATCH_SIZE=5",
-              "--STEPS=4", "--PREDICT_BATCH_SIZE=64"]
+              "--STEPS=4", "--PREDICT_BATCH_SIZE=32"]
     chosen = ["cam", "gradcam", "eigencam", "saliency"]
     evaluate_cam.main([*common, f"--METHOD={','.join(chosen)}"])
     path = lambda m: run_dir / ("metrics_first13.json" if m == "cam"  # noqa: E731
