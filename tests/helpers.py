@@ -69,16 +69,18 @@ IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette-320.tgz"
 KERAS_VGG19_MD5 = "253f8cb515780f3b799900260a226db6"  # file_hash in keras' vgg19.py
 
 
-def make_imagenette_archive(path: Path, per_class: int = 2) -> Path:
+def make_imagenette_archive(path: Path, per_class: int = 1) -> Path:
     """A small imagenette-320.tgz in the real layout: imagenette-320/{train,val}/<wnid>/*.JPEG
-    (tfds' builder reads only upper-case .JPEG names, unique within a split)."""
+    (tfds' builder reads only upper-case .JPEG names, unique within a split). Images are
+    24 or 28 by 32 pixels, alternating, so that each split holds two sizes."""
     wnids = tfds.core.tfds_path("image_classification/imagenette_labels.txt").read_text().split()
     rng = np.random.default_rng(0)
     with tarfile.open(path, "w:gz") as archive:
         for split in ("train", "val"):
-            for wnid in wnids:
+            for number, wnid in enumerate(wnids):
                 for index in range(per_class):
-                    pixels = rng.integers(0, 256, (24 + 4 * index, 32, 3), dtype=np.uint8)
+                    height = 24 + 4 * ((number + index) % 2)
+                    pixels = rng.integers(0, 256, (height, 32, 3), dtype=np.uint8)
                     jpeg = io.BytesIO()
                     PIL.Image.fromarray(pixels).save(jpeg, "JPEG")
                     member = tarfile.TarInfo(f"imagenette-320/{split}/{wnid}/"

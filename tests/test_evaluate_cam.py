@@ -93,13 +93,13 @@ def test_evaluate_rejects_bad_input_without_touching_the_run(small_run, args, me
 
 def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     root, run_dir = demo_run
-    path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
-                              "--BATCH_SIZE=16", "--STEPS=2", "--METHOD=cam,gradcam,layercam",
-                              "--ROAD=True"])
-    assert path == run_dir / "leaderboard_first16.json"
+    path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=8",
+                              "--BATCH_SIZE=8", "--STEPS=2", "--PREDICT_BATCH_SIZE=32",
+                              "--METHOD=cam,gradcam,layercam", "--ROAD=True"])
+    assert path == run_dir / "leaderboard_first8.json"
     board = json.loads(path.read_text())
     assert list(board["methods"]) == ["cam", "gradcam", "layercam"]
-    assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random", "edge"}
+    assert board["num_images"] == 8 and set(board["baselines"]) == {"centre", "random", "edge"}
     # Every score but the known-cause ones, which need cam_shapes/cause (tests/test_trust.py).
     keys = [key for key in leaderboard.KEYS if key not in knowncause.CAUSE_METRICS]
     for method, row in board["methods"].items():
@@ -107,10 +107,10 @@ def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
         # ROADCombined per image is (LeRF - MoRF) / 2, so its mean over images is too.
         assert row["road_combined"] == pytest.approx((row["road_lerf"] - row["road_morf"]) / 2,
                                                      abs=1e-6)
-        single = json.loads((run_dir / ("metrics_first16.json" if method == "cam" else
-                                        f"metrics_{method}_first16.json")).read_text())
+        single = json.loads((run_dir / ("metrics_first8.json" if method == "cam" else
+                                        f"metrics_{method}_first8.json")).read_text())
         assert row["maxboxacc_v2"] == single["predicted_class"]["maxboxacc_v2"]
-    table = [line for line in (run_dir / "leaderboard_first16.md").read_text().splitlines()
+    table = [line for line in (run_dir / "leaderboard_first8.md").read_text().splitlines()
              if line.startswith("|")]
     ranked = [line.split("|")[1].strip() for line in table[2:5]]
     assert ranked == sorted(board["methods"], key=lambda m: -board["methods"][m][
@@ -131,7 +131,7 @@ def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     row = board["methods"][ranked[0]]
     low, high = row["ci95"]["maxboxacc_v2"]
     assert first_row.strip("*") == f"{row['maxboxacc_v2']:.3f} [{low:.2f}, {high:.2f}]"
-    assert (run_dir / "comparison_first16.png").is_file()
+    assert (run_dir / "comparison_first8.png").is_file()
     comparison = saved_figures[-1]
     axes = np.array(comparison.axes).reshape(evaluate_cam.COMPARISON_IMAGES, 4)
     assert [ax.get_title() for ax in axes[0]] == ["image", "cam", "gradcam", "layercam"]

@@ -47,7 +47,7 @@ def test_several_methods_score_each_as_it_scores_alone(demo_run):
     # 13 images in batches of 5: a short last batch; one epoch of training leaves many
     # images misclassified, so the true class's own maps and curves are exercised.
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=13", "--BATCH_SIZE=5",
-              "--STEPS=4", "--PREDICT_BATCH_SIZE=64"]
+              "--STEPS=4", "--PREDICT_BATCH_SIZE=32"]
     chosen = ["cam", "gradcam", "eigencam", "saliency"]
     evaluate_cam.main([*common, f"--METHOD={','.join(chosen)}"])
     path = lambda m: run_dir / ("metrics_first13.json" if m == "cam"  # noqa: E731
@@ -130,7 +130,7 @@ def test_statistics_cover_every_pooled_score_of_each_source():
 def test_three_shards_merge_to_the_numbers_of_one_run(demo_run):
     root, run_dir = demo_run
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=14", "--BATCH_SIZE=4",
-              "--STEPS=2", "--METHOD=cam,gradcam"]
+              "--STEPS=2", "--PREDICT_BATCH_SIZE=16", "--METHOD=cam,gradcam"]
     whole = evaluate_cam.main(common)  # the leaderboard, and metrics_*_first14.json
     expected = {m: json.loads((run_dir / name).read_text()) for m, name in
                 (("cam", "metrics_first14.json"), ("gradcam", "metrics_gradcam_first14.json"))}
@@ -186,7 +186,7 @@ def test_a_capped_method_scores_as_it_does_alone_on_its_first_images(demo_run):
     leaderboard says on how many images it was scored; shards merge to the same board."""
     root, run_dir = demo_run
     common = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--BATCH_SIZE=8", "--STEPS=2",
-              "--PREDICT_BATCH_SIZE=64", "--CAPS=gradcam:10"]
+              "--PREDICT_BATCH_SIZE=32", "--CAPS=gradcam:10"]
     board_path = evaluate_cam.main([*common, "--MAX_IMAGES=24", "--METHOD=cam,gradcam"])
     board = json.loads(board_path.read_text())
     together = json.loads((run_dir / "metrics_gradcam_first10.json").read_text())

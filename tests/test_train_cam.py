@@ -235,14 +235,15 @@ def test_the_default_run_from_files_supplied_by_hand(tmp_path, manual_archive, k
     assert run_dir == outputs / "imagenette" and len(checked) == 1
     builder = tfds.builder("imagenette/320px", data_dir=str(data_dir))
     assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
-        "train": 20, "validation": 20}
+        "train": 10, "validation": 10}
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["DATASET"], config["WEIGHTS"]) == ("imagenette/320px", "imagenet")
     assert config["class_names"] == list(data.IMAGENETTE_NAMES.values())
-    visualize_cam.main([f"--OUTPUT_DIR={outputs}", "--NUM_IMAGES=4", "--DPI=20"])
+    visualize_cam.main([f"--OUTPUT_DIR={outputs}", "--NUM_IMAGES=1", "--DPI=20"])
     assert (run_dir / "heatmaps.png").is_file()
-    path = evaluate_cam.main([f"--OUTPUT_DIR={outputs}", "--BATCH_SIZE=10", "--STEPS=2"])
-    assert json.loads(path.read_text())["num_images"] == 20
+    path = evaluate_cam.main([f"--OUTPUT_DIR={outputs}", "--BATCH_SIZE=5", "--STEPS=2",
+                              "--PREDICT_BATCH_SIZE=16"])
+    assert json.loads(path.read_text())["num_images"] == 10
     assert probes == [] and network_calls == []
 
 
