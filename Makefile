@@ -83,9 +83,9 @@ bench: $(VENV)/.installed-dev
 
 # Copies the result files of the runs above from outputs/ into docs/results/ (with machine,
 # date and command) and renders the result tables of README.md and docs/*.md from them
-# (camlab/results.py).
+# (camlab/report/results.py).
 results: $(VENV)/.installed
-	$(PY) -m camlab.results
+	$(PY) -m camlab.report.results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

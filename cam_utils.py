@@ -2,7 +2,7 @@
 
 The CAM maths the three scripts share: maps from features and classifier weights, and the
 seed post's display transform (normalise by the top-1 map, upsample, cut at 30%). Other
-map methods, and the choice between them, are in camlab/methods.py.
+map methods, and the choice between them, are in camlab/maps/methods.py.
 
 Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `probs`
 (batch, classes). Maps keep classes (or ranks) on the last axis, so one resize

@@ -4,7 +4,7 @@ Run `python evaluate_cam.py` after train_cam.py, with the same RUN_NAME, or on a
 classifier of your own with --MODEL=path/to/model.keras --DATASET=... Every map score
 is given for the model's predicted class and for the true class, and beside it the same
 score of two baselines on the same images: a centred Gaussian map and a random map.
-Localisation needs boxes or masks (camlab/groundtruth.py; cam_shapes, CUB, pets have them).
+Localisation needs boxes or masks (camlab/datasets/groundtruth.py; cam_shapes, CUB, pets have them).
 Writes outputs/<RUN_NAME>/metrics.json (or metrics_<METHOD>.json for METHOD != "cam"),
 confusion_matrix.png and deletion_insertion.png (or .pdf, .svg: FORMAT).
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab.core import settings
 
 # Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
 if __name__ == "__main__":
@@ -26,22 +26,14 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import (
-    data,
-    evaluation,
-    groundtruth,
-    knowncause,
-    leaderboard,
-    localisation,
-    methods,
-    metrics,
-    plots,
-    runs,
-    shards,
-    subject,
-    trust,
-)
+from camlab.core import runs
+from camlab.datasets import data, groundtruth
 from camlab.errors import CamError, check_choice
+from camlab.evaluate import evaluation, leaderboard, shards, trust
+from camlab.maps import methods
+from camlab.networks import subject
+from camlab.report import plots
+from camlab.scores import knowncause, localisation, metrics
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the run to score, a folder in OUTPUT_DIR; "" = "imagenette"; "demo_s*": each seed
@@ -307,10 +299,10 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
 def write_leaderboard(config: dict[str, Any], run_dir: Path,
                       results: dict[str, dict[str, Any]],
                       per_image: dict[str, dict[str, np.ndarray]]) -> Path:
-    """leaderboard.json and .md (camlab.leaderboard): every method's headline scores for
+    """leaderboard.json and .md (camlab.evaluate.leaderboard): every method's headline scores for
     the predicted class with their intervals, the baselines, each method's map time, per
     metric the methods tied with the best, and on a known cause which scores order the
-    methods like it (camlab.trust)."""
+    methods like it (camlab.evaluate.trust)."""
     points = {method: entry["predicted_class"] for method, entry in results.items()}
     board = leaderboard.board(results, evaluation.method_ties(per_image, points,
                                                               leaderboard.KEYS, config["SEED"]))

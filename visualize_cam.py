@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab.core import settings
 
 # Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
 if __name__ == "__main__":
@@ -23,8 +23,13 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from camlab import api, data, image_io, methods, plots, runs, subject
+from camlab import api
+from camlab.core import runs
+from camlab.datasets import data, image_io
 from camlab.errors import CamError, check_choice
+from camlab.maps import methods
+from camlab.networks import subject
+from camlab.report import plots
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the training run to draw, a folder in OUTPUT_DIR; "" = "imagenette"

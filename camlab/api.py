@@ -29,9 +29,14 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 import cam_utils
-from camlab import classifier, evaluation, image_io, intervals, methods, metrics, plots, subject
+from camlab.datasets import image_io
 from camlab.errors import CamError, check_choice
-from camlab.method_spec import DEFAULT_OPTIONS, Options
+from camlab.evaluate import evaluation
+from camlab.maps import methods
+from camlab.maps.method_spec import DEFAULT_OPTIONS, Options
+from camlab.networks import classifier, subject
+from camlab.report import plots
+from camlab.scores import intervals, metrics
 
 SIZES = ("input", "features")  # what `size` takes besides (height, width)
 SCORE_CHUNK = 64  # images scored at once by `score`: bounds its memory, not its result
@@ -370,7 +375,7 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
     box)}: fractions in [0, 1]. With `labels` and `predicted` (batch,), the true and the
     predicted classes, also "top1_localisation": box hit and right class. "ci95": {score:
     [lo, hi]}, each score's 95% interval, a bootstrap over the images seeded by `seed`
-    (camlab.intervals), as in evaluate_cam.py's metrics.json.
+    (camlab.scores.intervals), as in evaluate_cam.py's metrics.json.
     """
     maps = _score_maps(maps)
     _check_threshold(threshold)

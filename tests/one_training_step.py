@@ -19,7 +19,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import keras  # noqa: E402
 
-from camlab import models, training  # noqa: E402
+from camlab.networks import models  # noqa: E402
+from camlab.train import training  # noqa: E402
 
 keras.utils.set_random_seed(0)
 strategy = training.distribution_strategy(strategy_name)

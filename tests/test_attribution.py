@@ -1,4 +1,4 @@
-"""The input-resolution methods of camlab/attribution.py and camlab/perturbation.py, each
+"""The input-resolution methods of camlab/maps/attribution.py and camlab/maps/perturbation.py, each
 against tf-keras-vis (SmoothGrad) or a NumPy restatement of its paper's formula."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import attribution, classifier, methods, models, randomness, settings
+from camlab.core import randomness, settings
 from camlab.errors import CamError
+from camlab.maps import attribution, methods
+from camlab.networks import classifier, models
 
 ON_INPUT = [name for name, method in methods.REGISTRY.items() if method.on_input]
 
@@ -34,17 +36,17 @@ def small():
 def chunks_of_attribution_batch(monkeypatch):
     """The tests' small images in passes of exactly `attribution_batch` inputs, as 224 px
     ones go, so that their chunking is exercised."""
-    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 1)
+    monkeypatch.setattr("camlab.maps.method_spec.ATTRIBUTION_PIXELS", 1)
 
 
 def test_smaller_inputs_go_more_at_a_time(small, monkeypatch):
     """32 inputs of 224 px a pass, 12 x 32 of 64 px, never fewer than 32; the maps do not
     depend on the passes (Score-CAM's SCORECAM_BATCH counts the same way)."""
-    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 224 * 224)
+    monkeypatch.setattr("camlab.maps.method_spec.ATTRIBUTION_PIXELS", 224 * 224)
     options = methods.Options(attribution_batch=32)
     assert [options.inputs_per_pass(side, side) for side in (224, 64, 300)] == [32, 384, 32]
     model, images, _, classes = small
-    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 2 * 16 * 16)
+    monkeypatch.setattr("camlab.maps.method_spec.ATTRIBUTION_PIXELS", 2 * 16 * 16)
     assert options.inputs_per_pass(16, 16) == 64
     for name in ("smoothgrad", "rise", "occlusion", "scorecam"):
         np.testing.assert_allclose(

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camlab import classifier, methods, models, probe
+from camlab.maps import methods
+from camlab.networks import classifier, models
+from camlab.train import probe
 from helpers import run_fails
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +209,7 @@ def test_a_peer_answer_that_is_no_time_for_the_method_asked_raises(line, message
 
 def test_xplique_peer_builds_our_vgg19_gap_and_restates_our_defaults():
     """The peer imports no camlab, so what it restates is checked here."""
-    from camlab import method_spec, perturbation
+    from camlab.maps import method_spec, perturbation
 
     peer_spec = importlib.util.spec_from_file_location(
         "peers_xplique", ROOT / "benchmarks" / "peers_xplique.py")

@@ -1,7 +1,7 @@
-"""camlab.classifier: a user's Keras model, saved and loaded, gives the maps of a flat model
-built here by hand from the same layers, for each shape a researcher's model takes.
+"""camlab.networks.classifier: a user's Keras model, saved and loaded, gives the maps of a flat
+model built here by hand from the same layers, for each shape a researcher's model takes.
 
-The reference maps are computed here, independently of camlab.methods: one forward pass
+The reference maps are computed here, independently of camlab.maps.methods: one forward pass
 of the hand-built flat graph under a tape, the class score taken by hand from the Dense
 kernel and bias, Grad-CAM = ReLU(sum_c mean_ij(g) A_c) and CAM = A @ W.
 """
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import classifier, methods, models, subject
 from camlab.errors import CamError
+from camlab.maps import methods
+from camlab.networks import classifier, models, subject
 from helpers import nested_vgg16, sequential_cnn, two_outputs
 
 SIZE = 32  # nested_vgg16 (helpers) takes this size too

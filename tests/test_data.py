@@ -1,10 +1,10 @@
-"""camlab.data: the download-host probe and the manual archives, offline."""
+"""camlab.datasets.data: the download-host probe and the manual archives, offline."""
 
 from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from camlab import data
+from camlab.datasets import data
 
 
 def test_host_probe_fails_on_a_closed_local_port():

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camlab import results, settings
+from camlab.core import settings
+from camlab.report import results
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -166,7 +167,7 @@ def test_the_api_page_names_every_public_member_of_the_explainer():
 
 
 def test_the_api_page_lists_every_option_with_its_default():
-    from camlab.method_spec import Options
+    from camlab.maps.method_spec import Options
 
     rows = table_after(read(DOCS / "api.md"), "| option | default |")
     documented = [(name.strip("`"), ast.literal_eval(default.strip("`")))
@@ -195,7 +196,7 @@ def test_the_api_page_lists_what_score_returns():
 
 
 def test_the_api_page_names_every_method():
-    from camlab import methods
+    from camlab.maps import methods
 
     text = read(DOCS / "api.md")
     bullet = text[text.index("- `method`: one of the"):].split("\n- ")[0]
@@ -207,9 +208,9 @@ def test_the_api_page_names_every_method():
 # ---- methods, backbones, files ----
 
 def test_the_readme_method_table_is_the_registry():
-    """The README's method table names each method of camlab.methods once, and its
+    """The README's method table names each method of camlab.maps.methods once, and its
     "input pixels" rows are exactly the methods of the input pixels (Method.on_input)."""
-    from camlab import methods
+    from camlab.maps import methods
 
     rows = table_after(section(read(README), "## Methods"), "| family | `METHOD` |")
     names, pixel_names, family = [], [], ""
@@ -227,7 +228,7 @@ def test_the_readme_method_table_is_the_registry():
 def test_the_guides_name_the_methods_that_take_no_layer(guide):
     """The LAYER sentence lists the maps of the input pixels, which refuse a layer
     (methods.check_layer), and only them."""
-    from camlab import methods
+    from camlab.maps import methods
 
     text = " ".join(read(DOCS / guide).split())
     listed = code_names(re.search(r"input pixels \(([^)]*)\)", text).group(1))
@@ -236,7 +237,7 @@ def test_the_guides_name_the_methods_that_take_no_layer(guide):
 
 
 def test_the_backbones_named_are_the_models():
-    from camlab import models
+    from camlab.networks import models
 
     readme = re.search(r"^Backbones: (.*?)\n\n", read(README), re.S | re.M).group(1)
     guide = re.search(r"\*\*Backbones\*\* \(`BACKBONE`\): (.*?)\. Each", read(
@@ -250,7 +251,8 @@ def test_the_outputs_guide_shows_every_file_a_run_folder_holds():
     cache, the shards and every kind of file visualize and evaluate write (DERIVED_FILES:
     comparison.png among them)."""
     import train_cam
-    from camlab import probe, shards
+    from camlab.evaluate import shards
+    from camlab.train import probe
 
     tree = read(DOCS / "outputs.md").split("```")[1]
     # The names in the tree's first column ("  heatmaps.png, cams.npz"), not its comments
@@ -277,7 +279,7 @@ def test_the_fixes_from_the_post_name_tests_that_exist():
 def test_the_demo_guide_describes_the_network_the_code_builds():
     """docs/demo_design.md's description and decision name the design models.py builds and
     presets/demo.json trains: 16, 32, 64 channels, 10 epochs."""
-    from camlab import models
+    from camlab.networks import models
 
     text = " ".join(read(DOCS / "demo_design.md").split())
     widths = models.SMALL_VGG_WIDTHS

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import evaluate_cam
-from camlab import evaluation, knowncause, leaderboard, settings
+from camlab.core import settings
+from camlab.evaluate import evaluation, leaderboard
+from camlab.scores import knowncause
 from helpers import run_fails
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import evaluate_cam
-from camlab import evaluation
+from camlab.evaluate import evaluation
 from helpers import run_fails
 
 TIMING = {"seconds", "ms_per_image"}  # the only fields allowed to differ
@@ -61,7 +61,7 @@ def test_several_methods_score_each_as_it_scores_alone(demo_run):
 
 
 def test_identical_maps_share_every_perturbed_image():
-    from camlab import removal
+    from camlab.scores import removal
 
     rng = np.random.default_rng(0)
     maps = rng.random((3, 6, 5)).astype(np.float32)
@@ -78,7 +78,7 @@ def test_identical_maps_share_every_perturbed_image():
 
 
 def test_curves_of_a_shared_plan_equal_those_planned_alone():
-    from camlab import removal
+    from camlab.scores import removal
 
     rng = np.random.default_rng(1)
     images = rng.random((4, 6, 6, 3)).astype(np.float32) * 255
@@ -241,7 +241,7 @@ def test_planned_images_are_the_image_and_its_baseline_pixel_by_pixel():
     image's pixels into the baseline; exactly, for every job and both endpoints."""
     import tensorflow as tf
 
-    from camlab import removal
+    from camlab.scores import removal
 
     rng = np.random.default_rng(4)
     images = (rng.random((3, 5, 4, 3)) * 255).astype(np.float32)

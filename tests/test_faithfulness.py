@@ -1,4 +1,4 @@
-"""camlab.faithfulness: Average Drop / Increase in Confidence and ROAD on hand-built cases,
+"""camlab.scores.faithfulness: Average Drop / Increase in Confidence and ROAD on hand-built cases,
 and the imputer against pytorch-grad-cam's NoisyLinearImputer restated in NumPy."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 import threadpoolctl
 
-from camlab import faithfulness
 from camlab.errors import CamError
+from camlab.scores import faithfulness
 
 # pytorch-grad-cam's metrics/road.py `neighbors_weights`: ((row, column) offset, weight).
 PGC_WEIGHTS = [((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),

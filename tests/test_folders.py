@@ -1,4 +1,4 @@
-"""camlab.folders: your own labelled folder as DATASET, end to end, offline."""
+"""camlab.datasets.folders: your own labelled folder as DATASET, end to end, offline."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import data, folders, settings
+from camlab.core import settings
+from camlab.datasets import data, folders
 from camlab.errors import CamError
 from helpers import run_fails
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from camlab.frozen import Frozen
+from camlab.networks.frozen import Frozen
 
 
 def small_model() -> keras.Model:
@@ -53,12 +53,12 @@ def test_frozen_follows_weights_changed_after_freezing():
 def test_a_graph_that_cannot_be_frozen_runs_traced(monkeypatch):
     """Where TensorFlow cannot make the weights constants, the traced function runs as
     it is: the same numbers, no error."""
-    import camlab.frozen
+    import camlab.networks.frozen
 
     def refuse(function):
         raise ValueError("cannot convert a lookup table")
 
-    monkeypatch.setattr(camlab.frozen, "convert_variables_to_constants_v2", refuse)
+    monkeypatch.setattr(camlab.networks.frozen, "convert_variables_to_constants_v2", refuse)
     model = small_model()
     forward = Frozen(lambda images: model(images, training=False),
                      tf.TensorSpec([None, 8, 8, 3], tf.float32))

@@ -1,4 +1,4 @@
-"""camlab.groundtruth and the localisation it feeds: which features hold boxes and masks,
+"""camlab.datasets.groundtruth and the localisation it feeds: which features hold boxes and masks,
 how they follow the image's resize, and evaluate_cam.py on CUB and Oxford pets (tfds mock
 data of hand-built examples, offline), and on a dataset without ground truth."""
 
@@ -14,8 +14,11 @@ import tensorflow_datasets as tfds
 from scipy import ndimage
 
 import evaluate_cam
-from camlab import data, evaluation, groundtruth, metrics, plots, shapes  # noqa: F401 (registers cam_shapes)
+from camlab.datasets import data, groundtruth, shapes  # noqa: F401
 from camlab.errors import CamError
+from camlab.evaluate import evaluation  # noqa: F401
+from camlab.report import plots  # noqa: F401
+from camlab.scores import metrics  # noqa: F401
 from helpers import QUICK_TRAINING
 
 NUM_EXAMPLES = 12

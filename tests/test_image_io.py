@@ -1,4 +1,5 @@
-"""camlab.image_io: a user's image files, read as a person sees them, squared and resized."""
+"""camlab.datasets.image_io: a user's image files, read as a person sees them, squared and
+resized."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from camlab import image_io
+from camlab.datasets import image_io
 from camlab.errors import CamError
 
 

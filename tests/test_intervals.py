@@ -1,4 +1,4 @@
-"""Bootstrap intervals over images and paired ties (camlab/intervals.py)."""
+"""Bootstrap intervals over images and paired ties (camlab/scores/intervals.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camlab import intervals, localisation, randomness
+from camlab.core import randomness
+from camlab.scores import intervals, localisation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def test_the_bootstrap_draws_from_its_named_stream_without_tensorflow():
     committed interval was drawn with it)."""
     assert intervals._STREAM == randomness.STREAMS["bootstrap"] == 5
     assert len(set(randomness.STREAMS.values())) == len(randomness.STREAMS)
-    code = "import camlab.intervals, sys; print('tensorflow' in sys.modules)"
+    code = "import camlab.scores.intervals, sys; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.split() == ["False"], result.stderr

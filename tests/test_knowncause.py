@@ -1,4 +1,4 @@
-"""camlab.knowncause: cause scores on hand-built maps, the Sobel baseline, the intervention's
+"""camlab.scores.knowncause: cause scores on hand-built maps, the Sobel baseline, the intervention's
 verdict, and Kendall's tau between method rankings with its bootstrap interval."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from camlab import intervals, knowncause
+from camlab.scores import intervals, knowncause
 
 
 def boxes(height, width, *corners):

@@ -1,11 +1,12 @@
-"""The leaderboard's tables and the summary across training seeds (camlab/leaderboard.py)."""
+"""The leaderboard's tables and the summary across training seeds
+(camlab/evaluate/leaderboard.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from camlab import leaderboard
+from camlab.evaluate import leaderboard
 
 
 def board(values: dict[str, float], ties: list[str]) -> dict:

@@ -1,4 +1,5 @@
-"""camlab.localisation: MaxBoxAccV2 and PxAP on hand-built cases, and against per-image loops."""
+"""camlab.scores.localisation: MaxBoxAccV2 and PxAP on hand-built cases, and against per-image
+loops."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from camlab import localisation
 from camlab.errors import CamError
-from camlab.localisation import (
+from camlab.scores import localisation
+from camlab.scores.localisation import (
     IOU_LEVELS,
     THRESHOLDS,
     box_hits,

@@ -1,6 +1,6 @@
-"""camlab.methods: each method against tf-keras-vis (the same layer, the same resolution)
+"""camlab.maps.methods: each method against tf-keras-vis (the same layer, the same resolution)
 or pytorch-grad-cam's definition, the exact identities of a GAP + linear head, and the
-figure's top-k maps against the seed post's loop (camlab.reference)."""
+figure's top-k maps against the seed post's loop (camlab.maps.reference)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from camlab import cam_family, classifier, methods, metrics, models, reference
 from camlab.errors import CamError
+from camlab.maps import cam_family, methods, reference
+from camlab.networks import classifier, models
+from camlab.scores import metrics
 
 
 def built(backbone: str, size: int, num_classes: int) -> classifier.Classifier:
@@ -209,7 +211,7 @@ def test_score_cam_is_the_same_in_any_chunks_and_keeps_to_its_cap(random_vgg, mo
         return forward
 
     monkeypatch.setattr(cam_family, "compiled_probabilities", counted)
-    monkeypatch.setattr("camlab.method_spec.ATTRIBUTION_PIXELS", 1)  # the cap as it is at 224 px
+    monkeypatch.setattr("camlab.maps.method_spec.ATTRIBUTION_PIXELS", 1)  # the cap at 224 px
     maps = {}
     for cap in (5, 64, 1000):
         sizes.clear()

@@ -1,4 +1,4 @@
-"""camlab.metrics: scores on cases whose answers are known by hand, and the sanity check."""
+"""camlab.scores.metrics: scores on cases whose answers are known by hand, and the sanity check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import classifier, evaluation, localisation, methods, metrics, models, removal, runs
+from camlab.core import runs
+from camlab.evaluate import evaluation
+from camlab.maps import methods
+from camlab.networks import classifier, models
+from camlab.scores import localisation, metrics, removal
 
 
 def square_mask(size, top, left, side):

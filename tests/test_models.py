@@ -1,4 +1,4 @@
-"""camlab.models: the GAP classifiers, without any downloaded weights."""
+"""camlab.networks.models: the GAP classifiers, without any downloaded weights."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 import cam_utils
-from camlab import classifier, models, runs
+from camlab.core import runs
 from camlab.errors import CamError
+from camlab.networks import classifier, models
 from helpers import KERAS_VGG19_MD5, register_for_vgg19
 
 

@@ -18,8 +18,10 @@ import pytest
 import tensorflow as tf
 
 import train_cam
-from camlab import runs, settings, shapes, training
+from camlab.core import runs, settings
+from camlab.datasets import shapes
 from camlab.errors import CamError
+from camlab.train import training
 
 TRAIN_AS_WORKER = Path(__file__).with_name("train_as_worker.py")
 RUN_FILES = {"config.json", "curves.png", "history.csv", "model.keras", "weights.weights.h5"}
@@ -187,7 +189,7 @@ GRAPH_ERROR = """Graph execution error:
 Detected at node CollectiveReduceV2 defined at (most recent call last):
   File "train_cam.py", line 299, in <module>
 
-  File "camlab/training.py", line 88, in reduce_one
+  File "camlab/train/training.py", line 88, in reduce_one
 
 Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks \
 are unhealthy (stopped sending heartbeats):

@@ -13,8 +13,10 @@ import pytest
 
 import evaluate_cam
 import visualize_cam
-from camlab import plots, runs, training
+from camlab.core import runs
 from camlab.errors import CamError
+from camlab.report import plots
+from camlab.train import training
 from helpers import run_fails
 
 NAMES = ["disk", "ell", "tee"]

@@ -1,4 +1,4 @@
-"""camlab.precision: what MIXED_PRECISION="auto" picks, the timing it decides by, its cache.
+"""camlab.train.precision: what MIXED_PRECISION="auto" picks, the timing it decides by, its cache.
 
 Timings are faked (the fake_timing fixture) except where the real timing is the point:
 that it leaves the random states and the dtype policy alone. The choice as train_cam.py
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import precision
 from camlab.errors import CamError
+from camlab.train import precision
 
 # The defaults of train_cam.py: VGG19 at 320 px, batch 16, imagenette's 10 classes.
 RUN = ("vgg19", 320, 10, 16)

@@ -1,4 +1,4 @@
-"""camlab.probe through train_cam.py --TRAIN_LAYERS=head, on the demo's small generated data
+"""camlab.train.probe through train_cam.py --TRAIN_LAYERS=head, on the demo's small generated data
 (300 / 60 images), starting from the session's trained demo run (its model.keras)."""
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import pytest
 import tensorflow as tf
 
 import train_cam
-from camlab import data, models, probe, runs, settings, shapes
+from camlab.core import runs, settings
+from camlab.datasets import data, shapes
 from camlab.errors import CamError
+from camlab.networks import models
+from camlab.train import probe
 
 EPOCHS, BATCH, FEATURE_BATCH = 2, 64, 50  # FEATURE_BATCH x 2 = 100 images a cache file
 

@@ -1,5 +1,5 @@
 """README.md and the guides in docs/: their result tables are renderings of docs/results/
-(camlab/results.py), and their relative links lead to files that exist."""
+(camlab/report/results.py), and their relative links lead to files that exist."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from camlab import results
+from camlab.report import results
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -202,7 +202,8 @@ def test_offline_download_urls_and_sizes_are_the_installed_codes():
     import tensorflow_datasets as tfds
     from keras.src.applications import vgg19
 
-    from camlab import data, models
+    from camlab.datasets import data
+    from camlab.networks import models
 
     text = (ROOT / "docs" / "reproduce.md").read_text(encoding="utf-8")
     rows = {row[0].strip("`").split("`")[0]: row for row in table_rows(

@@ -1,4 +1,4 @@
-"""camlab.runs: atomic writes, and runs whose files are damaged or do not match."""
+"""camlab.core.runs: atomic writes, and runs whose files are damaged or do not match."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ import pytest
 import cam_utils
 import evaluate_cam
 import visualize_cam
-from camlab import classifier, methods, metrics, models, runs
+from camlab.core import runs
+from camlab.maps import methods
+from camlab.networks import classifier, models
+from camlab.scores import metrics
 from helpers import copy_run, edit_config, run_fails
 
 
@@ -37,9 +40,9 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_result_files_are_read_and_written_without_tensorflow(tmp_path):
-    """camlab.results and camlab.plots share runs' atomic writes, history.csv reader and
-    machine record; runs imports Keras only in the functions that need it."""
-    code = ("import sys; from camlab import plots, results, runs; "
+    """camlab.report.results and camlab.report.plots share runs' atomic writes, history.csv
+    reader and machine record; runs imports Keras only in the functions that need it."""
+    code = ("import sys; from camlab.core import runs; from camlab.report import plots, results; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
                             capture_output=True, text=True, timeout=60)

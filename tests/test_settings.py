@@ -1,4 +1,4 @@
-"""camlab.settings: the constants block, the command line, presets, --help."""
+"""camlab.core.settings: the constants block, the command line, presets, --help."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import pytest
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import plots, settings
+from camlab.core import settings
 from camlab.errors import CamError
+from camlab.report import plots
 
 SCRIPTS = (train_cam, visualize_cam, evaluate_cam)
 ROOT = Path(train_cam.__file__).parent
@@ -211,7 +212,7 @@ def test_no_function_reads_a_setting_from_the_module(script):
 
 def test_the_package_never_imports_a_script():
     scripts = {"train_cam", "visualize_cam", "evaluate_cam"}
-    for path in (ROOT / "camlab").glob("*.py"):
+    for path in (ROOT / "camlab").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 imported = {alias.name for alias in node.names} | {getattr(node, "module", "")}

@@ -1,4 +1,4 @@
-"""Tests for camlab.shapes: the renderer's ground truth and the tfds builder, offline."""
+"""Tests for camlab.datasets.shapes: the renderer's ground truth and the tfds builder, offline."""
 
 import hashlib
 
@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from scipy import stats
 
-from camlab import shapes
+from camlab.datasets import shapes
 
 SIZES = {"TRAIN_SIZE": 40, "VALIDATION_SIZE": 20}  # 4 and 2 examples per class
 

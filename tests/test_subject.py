@@ -1,4 +1,4 @@
-"""camlab.subject and MODEL in the scripts: a user's saved Keras classifier explained and
+"""camlab.networks.subject and MODEL in the scripts: a user's saved Keras classifier explained and
 scored as it is, and every way its file can be wrong gets one line."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 import evaluate_cam
 import visualize_cam
-from camlab import subject
 from camlab.errors import CamError
+from camlab.networks import subject
 from helpers import nested_vgg16, run_fails, sequential_cnn, two_outputs
 
 

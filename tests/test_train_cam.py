@@ -19,7 +19,10 @@ from tensorflow_datasets.core.download import checksums
 import evaluate_cam
 import train_cam
 import visualize_cam
-from camlab import data, models, precision, settings, shapes
+from camlab.core import settings
+from camlab.datasets import data, shapes
+from camlab.networks import models
+from camlab.train import precision
 from helpers import QUICK_TRAINING, register_for_imagenette, register_for_vgg19, run_fails
 
 

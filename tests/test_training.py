@@ -1,4 +1,4 @@
-"""camlab.training: the loss, tf.distribute on two devices, the kept weights, history."""
+"""camlab.train.training: the loss, tf.distribute on two devices, the kept weights, history."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from camlab import models, runs, training
+from camlab.core import runs
 from camlab.errors import CamError
+from camlab.networks import models
+from camlab.train import training
 
 ONE_STEP = Path(__file__).with_name("one_training_step.py")
 

@@ -1,5 +1,5 @@
 """The known-cause benchmark through the lab: a hand-built model whose cause is known, the
-verdicts of camlab.trust on hand-built scores, and evaluate_cam.py on cam_shapes/cause and
+verdicts of camlab.evaluate.trust on hand-built scores, and evaluate_cam.py on cam_shapes/cause and
 cam_shapes/shortcut end to end."""
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import tensorflow as tf
 
 import evaluate_cam
 import train_cam
-from camlab import classifier, evaluation, leaderboard, removal, results, settings, shapes, trust
+from camlab.core import settings
+from camlab.datasets import shapes
 from camlab.errors import CamError
+from camlab.evaluate import evaluation, leaderboard, trust
+from camlab.networks import classifier
+from camlab.report import results
+from camlab.scores import removal
 
 SIZE, CLASSES = 32, 3
 

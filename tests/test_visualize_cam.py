@@ -17,7 +17,9 @@ import tensorflow as tf
 import camlab
 import evaluate_cam
 import visualize_cam
-from camlab import image_io, methods, settings
+from camlab.core import settings
+from camlab.datasets import image_io
+from camlab.maps import methods
 from helpers import run_fails, sequential_cnn, write_png
 
 

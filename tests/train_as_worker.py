@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from camlab import settings  # noqa: E402
+from camlab.core import settings  # noqa: E402
 
 settings.before_tensorflow(ROOT / "train_cam.py", sys.argv[2:])  # as `python train_cam.py`
 

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 import train_cam  # noqa: E402
-from camlab import data  # noqa: E402
+from camlab.datasets import data  # noqa: E402
 
 KILL_AT_EPOCH = int(os.environ.get("KILL_AT_EPOCH", "0"))  # 0: train to the end
 
