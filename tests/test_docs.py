@@ -272,7 +272,7 @@ def test_the_fixes_from_the_post_name_tests_that_exist():
     rows = table_after(read(DOCS / "reproduce.md"), "| the post's code | here | guarded by |")
     named = [name for row in rows for name in code_names(row[2])]
     assert len(named) >= 6
-    source = "\n".join(read(path) for path in (ROOT / "tests").glob("test_*.py"))
+    source = "\n".join(read(path) for path in (ROOT / "tests").rglob("test_*.py"))
     assert [name for name in named if f"def {name}(" not in source] == []
 
 

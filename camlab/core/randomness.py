@@ -13,7 +13,7 @@ import tensorflow as tf
 
 # One stream per use, fixed forever: changing a number changes every result drawn with it.
 # "bootstrap" is camlab.scores.intervals' resamples, which name it by number (intervals._STREAM)
-# so as to import NumPy alone; tests/test_intervals.py checks that the two agree.
+# so as to import NumPy alone; tests/scores/test_intervals.py checks that the two agree.
 STREAMS = {"random_baseline": 1, "smoothgrad": 2, "rise": 3, "road": 4, "bootstrap": 5}
 _ID_BITS = 40  # up to 2**40 images in a split; the stream sits above them
 

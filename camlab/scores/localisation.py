@@ -52,7 +52,7 @@ restated without OpenCV (_contour_boxes): a box for every 8-connected region and
 hole, (x0, y0, x1, y1) = (x, y, min(x + w, W - 1), min(y + h, H - 1)) from the contour's
 cv2.boundingRect x, y, w, h; ground-truth edges int(edge in pixels) as resize_bbox's; IoU
 sides x1 - x0 + 1 as calculate_multiple_iou's; [0, 0, 0, 0] at a threshold with no contour.
-tests/test_localisation.py checks the hits equal to their algorithm run through OpenCV.
+tests/scores/test_localisation.py checks the hits equal to their algorithm run through OpenCV.
 Only the input differs: tfds stores box edges as float32 fractions where wsolevaluation
 reads integer pixels, so an edge is raised by _FLOAT32_SLACK of the side before int(), lest
 float32 rounding put a whole pixel just below itself; all-zero rows are padding, not boxes.
@@ -227,7 +227,7 @@ def _contour_boxes(levels: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np
     its box is the component's. It gives one hole border per 4-connected component of
     off-pixels that does not touch the image edge (OpenCV pads the image with off-pixels),
     traced along the on-pixels next to the hole: the hole's box grown by a pixel on each
-    side. tests/test_localisation.py compares with OpenCV (4.10, 4.14 and 5.1 agree).
+    side. tests/scores/test_localisation.py compares with OpenCV (4.10, 4.14 and 5.1 agree).
     """
     owner, boxes = _component_boxes(levels, cuts)
     hole_owner, holes = _component_boxes(levels, cuts, above=False)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import keras  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402

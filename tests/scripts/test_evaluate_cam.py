@@ -102,7 +102,7 @@ def test_several_methods_make_a_leaderboard(demo_run, saved_figures):
     board = json.loads(path.read_text())
     assert list(board["methods"]) == ["cam", "gradcam", "layercam"]
     assert board["num_images"] == 16 and set(board["baselines"]) == {"centre", "random", "edge"}
-    # Every score but the known-cause ones, which need cam_shapes/cause (tests/test_trust.py).
+    # Every score but the known-cause ones, which need cam_shapes/cause (evaluate/test_trust.py).
     keys = [key for key in leaderboard.KEYS if key not in knowncause.CAUSE_METRICS]
     for method, row in board["methods"].items():
         assert set(keys) <= set(row) and row["ms_per_image"] > 0

@@ -44,7 +44,7 @@ def test_result_files_are_read_and_written_without_tensorflow(tmp_path):
     reader and machine record; runs imports Keras only in the functions that need it."""
     code = ("import sys; from camlab.core import runs; from camlab.report import plots, results; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr
     cpuinfo = tmp_path / "cpuinfo"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 devices, strategy_name, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 cpu = tf.config.list_physical_devices("CPU")[0]

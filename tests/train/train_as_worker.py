@@ -9,7 +9,7 @@ it is written outside the run folder, which only the chief may write.
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from camlab.core import settings  # noqa: E402

@@ -364,7 +364,7 @@ def test_guided_methods_refuse_a_model_without_relu(name):
 @pytest.mark.parametrize("script", ["evaluate_cam.py", "visualize_cam.py"])
 def test_the_scripts_defaults_are_the_methods_defaults(script):
     """Each script's settings block gives every Options field its method_spec default."""
-    config = settings.resolve(Path(__file__).resolve().parents[1] / script, [])
+    config = settings.resolve(Path(__file__).resolve().parents[2] / script, [])
     fields = [field.name for field in dataclasses.fields(methods.Options)]
     assert all(name.upper() in config for name in fields if name != "seed"), script
     assert methods.Options.from_config({**config, "SEED": 0}) == methods.Options()

@@ -12,7 +12,7 @@ import pytest
 from camlab.core import randomness
 from camlab.scores import intervals, localisation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_interval_of_a_mean_has_the_textbook_width():
