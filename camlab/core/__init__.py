@@ -1,1 +1,1 @@
-"""core"""
+"""Plumbing every layer uses: keyed random numbers, script settings, run folders, tables."""

@@ -4,7 +4,8 @@
 What the IMAGES setting of visualize_cam.py, a folder DATASET (camlab.datasets.folders) and
 `camlab.explain(...).maps(images)` read: image files (EXIF orientation, 16-bit,
 grayscale, transparency, animations), PIL images and arrays, all as float32 RGB in
-[0, 255].
+[0, 255]. And `blurred`, the images' Gaussian blur: the baseline that deletion and
+insertion fill removed pixels with, and Integrated Gradients' IG_BASELINE="blur".
 """
 
 from __future__ import annotations
@@ -124,3 +125,19 @@ def read_images(patterns: Sequence[str | os.PathLike], size: int, resize: str = 
 def as_uint8(images) -> np.ndarray:
     """Images in [0, 255] of any float or integer type as uint8, rounded, for drawing."""
     return np.round(np.asarray(images, np.float32)).clip(0, 255).astype(np.uint8)
+
+
+def blurred(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Gaussian blur of (batch, H, W, 3) images, the removal baseline of Petsiuk et al. 2018."""
+    radius = max(1, int(3 * sigma))
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= tf.reduce_sum(kernel)
+    kernel = tf.tile(kernel[:, None, None, None], [1, 1, 3, 1])
+    images = tf.cast(images, tf.float32)
+    rows = tf.nn.depthwise_conv2d(
+        tf.pad(images, [[0, 0], [radius, radius], [0, 0], [0, 0]], "SYMMETRIC"),
+        kernel, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(
+        tf.pad(rows, [[0, 0], [0, 0], [radius, radius], [0, 0]], "SYMMETRIC"),
+        tf.transpose(kernel, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")

@@ -1,1 +1,1 @@
-"""evaluate"""
+"""Scoring every method on a split, in shards, into leaderboards; which scores to trust."""

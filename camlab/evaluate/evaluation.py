@@ -35,6 +35,7 @@ import tensorflow as tf
 
 import cam_utils
 from camlab.core import randomness
+from camlab.datasets import image_io
 from camlab.evaluate import leaderboard
 from camlab.maps import methods
 from camlab.networks.classifier import Classifier
@@ -235,7 +236,7 @@ def _score_sources(remover: removal.Remover, batch: dict,
     class's scores are those of the predicted class except on a source's `rows`."""
     images = tf.cast(batch["image"], tf.float32)
     n, height, width = images.shape[0], images.shape[1], images.shape[2]
-    baselines = metrics.blurred(images, scoring.blur_sigma * height)
+    baselines = image_io.blurred(images, scoring.blur_sigma * height)
     plan = removal.Plan(n, scoring.steps, height * width)
     maps, index = [], {}
     for name, (first, second) in sources.items():

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 import cam_utils
 from camlab.core import randomness
+from camlab.datasets import image_io
 from camlab.maps import cam_family
 from camlab.maps.method_spec import DEFAULT_OPTIONS, IG_STEPS, NOISE_SAMPLES, Method, Options
 from camlab.networks import models
@@ -167,9 +168,7 @@ def ig_baseline(images: tf.Tensor, baseline: str) -> tf.Tensor:
     if baseline == "black":
         return tf.zeros_like(images)
     if baseline == "blur":
-        from camlab.scores import metrics  # here: metrics imports methods, which imports this
-
-        return metrics.blurred(images, IG_BLUR_SIGMA * images.shape[1])
+        return image_io.blurred(images, IG_BLUR_SIGMA * images.shape[1])
     raise ValueError(f"ig_baseline must be 'black' or 'blur', not {baseline!r}")
 
 

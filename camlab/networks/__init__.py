@@ -1,1 +1,1 @@
-"""networks"""
+"""The classifiers explained: GAP models, any Keras classifier, a run or a file."""

@@ -1,1 +1,1 @@
-"""report"""
+"""The figures, and the result tables of the README and the guides."""

@@ -114,22 +114,6 @@ def mask_iou(maps: tf.Tensor, masks: tf.Tensor, relative_threshold: float) -> tf
     return tf.math.divide_no_nan(inter, union)
 
 
-def blurred(images: tf.Tensor, sigma: float) -> tf.Tensor:
-    """Gaussian blur of (batch, H, W, 3) images, the removal baseline of Petsiuk et al. 2018."""
-    radius = max(1, int(3 * sigma))
-    x = tf.range(-radius, radius + 1, dtype=tf.float32)
-    kernel = tf.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= tf.reduce_sum(kernel)
-    kernel = tf.tile(kernel[:, None, None, None], [1, 1, 3, 1])
-    images = tf.cast(images, tf.float32)
-    rows = tf.nn.depthwise_conv2d(
-        tf.pad(images, [[0, 0], [radius, radius], [0, 0], [0, 0]], "SYMMETRIC"),
-        kernel, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(
-        tf.pad(rows, [[0, 0], [0, 0], [radius, radius], [0, 0]], "SYMMETRIC"),
-        tf.transpose(kernel, [1, 0, 2, 3]), [1, 1, 1, 1], "VALID")
-
-
 def centre_gaussian_maps(batch: int, height: int, width: int, sigma: float = 0.25
                          ) -> tf.Tensor:
     """The centre-prior baseline: one Gaussian bump (std `sigma` x side) per image."""

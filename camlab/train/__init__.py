@@ -1,1 +1,1 @@
-"""train"""
+"""How train_cam.py trains: distribution, caching, precision, the linear probe."""

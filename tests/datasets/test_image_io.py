@@ -106,3 +106,12 @@ def test_a_pil_image_is_read_as_its_file(image_files):
         np.testing.assert_array_equal(image_io.from_pil(image),
                                       image_io.read_photo(image_files["rgba"]))
     assert image_io.as_uint8(np.array([-3.0, 127.5, 300.0])).tolist() == [0, 128, 255]
+
+
+def test_blur_keeps_constant_images_and_smooths_edges():
+    flat = np.full((1, 9, 9, 3), 100.0, np.float32)
+    np.testing.assert_allclose(image_io.blurred(flat, 2.0).numpy(), flat, rtol=1e-5)
+    step = np.zeros((1, 9, 9, 3), np.float32)
+    step[:, :, 5:] = 255.0
+    out = image_io.blurred(step, 1.5).numpy()
+    assert 0 < out[0, 4, 4, 0] < 255 and out.shape == step.shape

@@ -110,15 +110,6 @@ def test_perfect_explanation_has_deletion_auc_near_zero():
     assert bad["deletion_auc"].min() > 0.9 and bad["insertion_auc"].max() < 0.1
 
 
-def test_blur_keeps_constant_images_and_smooths_edges():
-    flat = np.full((1, 9, 9, 3), 100.0, np.float32)
-    np.testing.assert_allclose(metrics.blurred(flat, 2.0).numpy(), flat, rtol=1e-5)
-    step = np.zeros((1, 9, 9, 3), np.float32)
-    step[:, :, 5:] = 255.0
-    out = metrics.blurred(step, 1.5).numpy()
-    assert 0 < out[0, 4, 4, 0] < 255 and out.shape == step.shape
-
-
 def test_baseline_maps():
     centre = metrics.centre_gaussian_maps(2, 8, 8).numpy()
     assert np.unravel_index(centre[0].argmax(), (8, 8)) in {(3, 3), (3, 4), (4, 3), (4, 4)}
