@@ -233,12 +233,3 @@ def test_xplique_peer_builds_our_vgg19_gap_and_restates_our_defaults():
     images = bench.random_images(1, 32)
     theirs.set_weights(ours.get_weights())
     assert np.allclose(theirs(images), ours(images), atol=1e-5)  # explain made ours linear
-
-
-def test_benchmarks_doc_has_the_passes_table_of_every_method():
-    """docs/benchmarks.md's "passes per image" table is methods.passes_table, verbatim."""
-    doc = (ROOT / "docs" / "benchmarks.md").read_text()
-    table = methods.passes_table()
-    assert len(table) == 2 + len(methods.METHODS)
-    assert "\n".join(table) in doc, ("docs/benchmarks.md's passes table differs from "
-                                     "methods.passes_table(); paste:\n" + "\n".join(table))

@@ -207,23 +207,6 @@ def test_the_api_page_names_every_method():
 
 # ---- methods, backbones, files ----
 
-def test_the_readme_method_table_is_the_registry():
-    """The README's method table names each method of camlab.maps.methods once, and its
-    "input pixels" rows are exactly the methods of the input pixels (Method.on_input)."""
-    from camlab.maps import methods
-
-    rows = table_after(section(read(README), "## Methods"), "| family | `METHOD` |")
-    names, pixel_names, family = [], [], ""
-    for row in rows:
-        family = row[0] or family
-        row_names = code_names(row[1])
-        names += row_names
-        pixel_names += row_names if family == "input pixels" else []
-    assert sorted(names) == sorted(methods.METHODS) and len(names) == len(set(names))
-    assert sorted(pixel_names) == sorted(name for name, method in methods.REGISTRY.items()
-                                         if method.on_input)
-
-
 @pytest.mark.parametrize("guide", ["evaluation.md", "your_data.md"])
 def test_the_guides_name_the_methods_that_take_no_layer(guide):
     """The LAYER sentence lists the maps of the input pixels, which refuse a layer

@@ -228,19 +228,31 @@ def guided_grad_cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Ten
 
 
 _GRADIENT_PASSES = "a forward pass and a backward pass per class"
+# the README's rows of several methods (Method.group)
+GRADIENT = "the score's gradient"
+GUIDED = "the gradient through ReLUs that pass only positive gradients"
 METHODS = {
-    "saliency": Method("Saliency", saliency_maps, on_input=True, needs_images=True,
-                       passes=f"{_GRADIENT_PASSES} (the classes' backward passes batched)"),
-    "smoothgrad": Method("SmoothGrad", smoothgrad_maps, on_input=True, needs_images=True,
-                         passes=f"NOISE_SAMPLES ({NOISE_SAMPLES}) x {_GRADIENT_PASSES}"),
-    "integratedgradients": Method("Integrated Gradients", integrated_gradients_maps,
-                                  on_input=True, needs_images=True,
-                                  passes=f"IG_STEPS ({IG_STEPS}) x {_GRADIENT_PASSES}"),
-    "guidedbackprop": Method("Guided Backprop", guided_backprop_maps, on_input=True,
-                             needs_images=True, passes=_GRADIENT_PASSES,
-                             refusal=no_relu_refusal),
-    "guidedgradcam": Method("Guided Grad-CAM", guided_grad_cam_maps, on_input=True,
-                            needs_images=True, refusal=no_relu_refusal,
-                            passes=f"{_GRADIENT_PASSES}, and Grad-CAM's backward pass of "
-                                   "the head per class"),
+    "saliency": Method(
+        "Saliency", saliency_maps, on_input=True, needs_images=True,
+        passes=f"{_GRADIENT_PASSES} (the classes' backward passes batched)", group=GRADIENT,
+        summary="as is", paper="[Simonyan et al. 2014](https://arxiv.org/abs/1312.6034)"),
+    "smoothgrad": Method(
+        "SmoothGrad", smoothgrad_maps, on_input=True, needs_images=True,
+        passes=f"NOISE_SAMPLES ({NOISE_SAMPLES}) x {_GRADIENT_PASSES}", group=GRADIENT,
+        summary="its mean over noisy copies",
+        paper="[Smilkov et al. 2017](https://arxiv.org/abs/1706.03825)"),
+    "integratedgradients": Method(
+        "Integrated Gradients", integrated_gradients_maps, on_input=True, needs_images=True,
+        passes=f"IG_STEPS ({IG_STEPS}) x {_GRADIENT_PASSES}", group=GRADIENT,
+        summary="its path integral from a black or blurred image",
+        paper="[Sundararajan et al. 2017](https://arxiv.org/abs/1703.01365)"),
+    "guidedbackprop": Method(
+        "Guided Backprop", guided_backprop_maps, on_input=True, needs_images=True,
+        passes=_GRADIENT_PASSES, refusal=no_relu_refusal, group=GUIDED, summary="as is",
+        paper="[Springenberg et al. 2015](https://arxiv.org/abs/1412.6806)"),
+    "guidedgradcam": Method(
+        "Guided Grad-CAM", guided_grad_cam_maps, on_input=True, needs_images=True,
+        refusal=no_relu_refusal,
+        passes=f"{_GRADIENT_PASSES}, and Grad-CAM's backward pass of the head per class",
+        group=GUIDED, summary="times Grad-CAM", paper=cam_family.SELVARAJU),
 }

@@ -486,23 +486,56 @@ def cam_method(title: str, maps: Callable[..., tf.Tensor], **fields) -> Method:
 
 
 GRADIENT_PASSES = "a backward pass of the head per class"
+PYTORCH_GRAD_CAM = "[pytorch-grad-cam](https://github.com/jacobgil/pytorch-grad-cam)"
+SELVARAJU = "[Selvaraju et al. 2017](https://arxiv.org/abs/1610.02391)"  # Grad-CAM's paper
+# the README's rows of several methods (Method.group)
+CHANNEL_WEIGHTS = "ReLU of channel weights from dy/dA x A"
+PRODUCTS = "dy/dA x A summed over channels"
+CHANNEL_SCORES = "channel weights from the model's score"
+COMPONENT = "the first principal component"
 METHODS = {
-    "cam": cam_method("CAM", cam_maps, passes="none beyond the forward pass"),
-    "gradcam": cam_method("Grad-CAM", grad_cam_maps, passes=GRADIENT_PASSES),
-    "gradcam++": cam_method("Grad-CAM++", grad_cam_plus_plus_maps, passes=GRADIENT_PASSES),
-    "scorecam": cam_method("Score-CAM", score_cam_maps, needs_images=True,
-                           passes="a forward pass per channel of the layer not all zero (up "
-                                  "to 512 on VGG19; SCORECAM_MAX_CHANNELS caps them)"),
-    "layercam": cam_method("LayerCAM", layer_cam_maps, passes=GRADIENT_PASSES),
-    "eigencam": cam_method("Eigen-CAM", eigen_cam_maps, class_specific=False,
-                           passes="an SVD of the layer's activations"),
-    "hirescam": cam_method("HiResCAM", hires_cam_maps, passes=GRADIENT_PASSES),
-    "gradcamelementwise": cam_method("Grad-CAM element-wise", grad_cam_elementwise_maps,
-                                     passes=GRADIENT_PASSES),
-    "xgradcam": cam_method("XGrad-CAM", xgrad_cam_maps, passes=GRADIENT_PASSES),
-    "ablationcam": cam_method("Ablation-CAM", ablation_cam_maps, needs_head=True,
-                              passes="a forward pass of the head per channel of the layer "
-                                     "not all zero (up to 512 on VGG19)"),
-    "eigengradcam": cam_method("Eigen-Grad-CAM", eigen_grad_cam_maps,
-                               passes=f"{GRADIENT_PASSES} and an SVD per class"),
+    "cam": cam_method(
+        "CAM", cam_maps, passes="none beyond the forward pass",
+        summary="the class's Dense weights x A, exact on GAP's input",
+        paper="[Zhou et al. 2016](https://arxiv.org/abs/1512.04150)"),
+    "gradcam": cam_method(
+        "Grad-CAM", grad_cam_maps, passes=GRADIENT_PASSES, group=CHANNEL_WEIGHTS,
+        summary="mean gradient", paper=SELVARAJU),
+    "gradcam++": cam_method(
+        "Grad-CAM++", grad_cam_plus_plus_maps, passes=GRADIENT_PASSES, group=CHANNEL_WEIGHTS,
+        summary="second-order weights",
+        paper="[Chattopadhay et al. 2018](https://arxiv.org/abs/1710.11063)"),
+    "scorecam": cam_method(
+        "Score-CAM", score_cam_maps, needs_images=True,
+        passes="a forward pass per channel of the layer not all zero (up to 512 on VGG19; "
+               "SCORECAM_MAX_CHANNELS caps them)",
+        group=CHANNEL_SCORES, summary="with each channel as a mask",
+        paper="[Wang et al. 2020](https://arxiv.org/abs/1910.01279)"),
+    "layercam": cam_method(
+        "LayerCAM", layer_cam_maps, passes=GRADIENT_PASSES, group=PRODUCTS,
+        summary="positive gradients only",
+        paper="[Jiang et al. 2021](https://ieeexplore.ieee.org/document/9462463)"),
+    "eigencam": cam_method(
+        "Eigen-CAM", eigen_cam_maps, class_specific=False,
+        passes="an SVD of the layer's activations", group=COMPONENT, summary="of A",
+        paper="[Muhammad and Yeasin 2020](https://arxiv.org/abs/2008.00299)"),
+    "hirescam": cam_method(
+        "HiResCAM", hires_cam_maps, passes=GRADIENT_PASSES, group=PRODUCTS, summary="as is",
+        paper="[Draelos and Carin 2020](https://arxiv.org/abs/2011.08891)"),
+    "gradcamelementwise": cam_method(
+        "Grad-CAM element-wise", grad_cam_elementwise_maps, passes=GRADIENT_PASSES,
+        group=PRODUCTS, summary="each product's ReLU", paper=PYTORCH_GRAD_CAM),
+    "xgradcam": cam_method(
+        "XGrad-CAM", xgrad_cam_maps, passes=GRADIENT_PASSES, group=CHANNEL_WEIGHTS,
+        summary="sum(dy/dA x A) / sum(A)",
+        paper="[Fu et al. 2020](https://arxiv.org/abs/2008.02312)"),
+    "ablationcam": cam_method(
+        "Ablation-CAM", ablation_cam_maps, needs_head=True,
+        passes="a forward pass of the head per channel of the layer not all zero (up to 512 "
+               "on VGG19)",
+        group=CHANNEL_SCORES, summary="with each channel zeroed",
+        paper="Desai and Ramaswamy, WACV 2020"),
+    "eigengradcam": cam_method(
+        "Eigen-Grad-CAM", eigen_grad_cam_maps, passes=f"{GRADIENT_PASSES} and an SVD per class",
+        group=COMPONENT, summary="of dy/dA x A", paper=PYTORCH_GRAD_CAM),
 }

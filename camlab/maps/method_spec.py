@@ -110,6 +110,9 @@ class Method:
 
     title: str  # how figures and tables name it: "Grad-CAM"
     maps: Callable[..., Any]  # the function of the shape in this module's docstring
+    paper: str = ""  # where it is defined: a Markdown link to the paper, or the library's
+    summary: str = ""  # what the map is, in a few words, after its group's words
+    group: str = ""  # the README's row it shares with methods of the same kind: "" alone
     on_input: bool = False  # a map of the input pixels, at their resolution: takes no LAYER
     needs_images: bool = False  # needs the images even on the default layer
     class_specific: bool = True  # False: the same map for every class (Eigen-CAM)

@@ -31,10 +31,31 @@ METHODS = tuple(REGISTRY)  # the names METHOD takes, in the order "all" runs the
 TITLES = {name: method.title for name, method in REGISTRY.items()}
 
 
+FAMILIES = {False: "CAM family: a layer's activations A, weighted", True: "input pixels"}
+
+
+def method_table() -> list[str]:
+    """The README's method table, rendered by `make results`: a row per group of methods
+    (Method.group; a method of no group has its own), groups and methods in the registry's
+    order, each method's summary followed by its paper."""
+    groups: dict[tuple[bool, str], list[str]] = {}
+    for name, method in REGISTRY.items():
+        groups.setdefault((method.on_input, method.group or name), []).append(name)
+    rows, families = [], set()
+    for (on_input, _), names in groups.items():
+        members = [REGISTRY[name] for name in names]
+        what = ", ".join(f"{method.summary} ({method.paper})" for method in members)
+        family = "" if on_input in families else FAMILIES[on_input]
+        families.add(on_input)
+        rows.append((family, ", ".join(f"`{name}`" for name in names),
+                     f"{members[0].group}: {what}" if members[0].group else what))
+    return tables.table(("family", "`METHOD`", "what the map is"), rows)
+
+
 def passes_table() -> list[str]:
-    """docs/benchmarks.md's "passes per image" table, a row per method from its
-    Method.passes (tests/test_bench.py checks the doc against it): what each map costs
-    beside the forward pass that gives the features and the classes, at the defaults."""
+    """docs/benchmarks.md's "passes per image" table, rendered by `make results`: a row per
+    method from its Method.passes, what each map costs beside the forward pass that gives
+    the features and the classes, at the defaults."""
     rows = [(f"`{name}`", method.title, "the pixels" if method.on_input else "a layer",
              method.passes) for name, method in REGISTRY.items()]
     return tables.table(("method", "title", "a map of", "passes per image"), rows)

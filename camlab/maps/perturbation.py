@@ -155,12 +155,18 @@ def _positions(side: int = 224) -> int:
     return len(_anchors(side, *_square(side, OCCLUSION_PATCH, OCCLUSION_STRIDE))) ** 2
 
 
+CHANGED = "the score of changed images"  # the README's row of both (Method.group)
 METHODS = {
-    "occlusion": Method("Occlusion", occlusion_maps, on_input=True, needs_images=True,
-                        passes=f"a forward pass per position of the square ({_positions()} "
-                               "at the default OCCLUSION_PATCH and OCCLUSION_STRIDE, 224 px), "
-                               "and one of the image; all classes from the same passes"),
-    "rise": Method("RISE", rise_maps, on_input=True, needs_images=True,
-                   passes=f"RISE_MASKS ({RISE_MASKS}) forward passes; all classes from the "
-                          "same passes"),
+    "occlusion": Method(
+        "Occlusion", occlusion_maps, on_input=True, needs_images=True,
+        passes=f"a forward pass per position of the square ({_positions()} at the default "
+               "OCCLUSION_PATCH and OCCLUSION_STRIDE, 224 px), and one of the image; all "
+               "classes from the same passes",
+        group=CHANGED, summary="its drop under a sliding grey square",
+        paper="[Zeiler and Fergus 2014](https://arxiv.org/abs/1311.2901)"),
+    "rise": Method(
+        "RISE", rise_maps, on_input=True, needs_images=True,
+        passes=f"RISE_MASKS ({RISE_MASKS}) forward passes; all classes from the same passes",
+        group=CHANGED, summary="its mean over random masks, each weighted by its score",
+        paper="[Petsiuk et al. 2018](https://arxiv.org/abs/1806.07421)"),
 }

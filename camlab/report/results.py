@@ -508,6 +508,14 @@ def missing(names: str) -> str:
     return f"(No results committed yet: {names} in docs/results/ come from `make results`.)"
 
 
+def registry_table(name: str) -> list[str]:
+    """A table of the method registry (camlab.maps.methods.method_table, passes_table),
+    imported here: the methods import TensorFlow, the result files need not."""
+    from camlab.maps import methods
+
+    return getattr(methods, name)()
+
+
 RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "demo": render_demo,
     "leaderboard": lambda files: (
@@ -526,6 +534,8 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "scoring_cost": render_scoring_cost,
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
     "no_gpu": render_no_gpu,
+    "methods": lambda files: registry_table("method_table"),
+    "passes": lambda files: registry_table("passes_table"),
 }
 
 

@@ -720,3 +720,24 @@ def test_smoothing_is_refused_outside_the_cam_family(random_vgg):
     with pytest.raises(ValueError, match="AUG_SMOOTH needs the images"):
         methods.maps_for_classes("gradcam", model, features, classes,
                                  options=methods.Options(aug_smooth=True))
+
+
+def test_the_method_table_is_every_method_once_each_with_its_paper():
+    """The README's table (rendered from the registry by `make results`): each method in
+    one row, once; the "input pixels" rows hold exactly the methods of the pixels; every
+    method says what its map is and where it is defined."""
+    rows = [line.split(" | ") for line in methods.method_table()[2:]]
+    names, pixel_names, family = [], [], ""
+    for row in rows:
+        family = row[0].strip("| ") or family
+        row_names = [name.strip("`") for name in row[1].split(", ")]
+        names += row_names
+        pixel_names += row_names if family == "input pixels" else []
+        for name in row_names:
+            method = methods.REGISTRY[name]
+            assert f"{method.summary} ({method.paper})" in row[2] and method.paper, name
+    assert sorted(names) == sorted(methods.METHODS) and len(names) == len(set(names))
+    assert sorted(pixel_names) == sorted(name for name, method in methods.REGISTRY.items()
+                                         if method.on_input)
+    assert len(rows) == len({method.group or name for name, method in
+                             methods.REGISTRY.items()})
