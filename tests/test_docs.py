@@ -195,16 +195,6 @@ def test_the_api_page_lists_what_score_returns():
     assert [json.loads(row[0].strip("`")) for row in rows] == list(returned)
 
 
-def test_the_api_page_names_every_method():
-    from camlab.maps import methods
-
-    text = read(DOCS / "api.md")
-    bullet = text[text.index("- `method`: one of the"):].split("\n- ")[0]
-    listed = [name for name in code_names(bullet.split("(the `METHOD` setting")[0])
-              if name != "method"]
-    assert listed == list(methods.METHODS)
-
-
 # ---- methods, backbones, files ----
 
 @pytest.mark.parametrize("guide", ["evaluation.md", "your_data.md"])
