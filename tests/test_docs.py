@@ -197,18 +197,6 @@ def test_the_api_page_lists_what_score_returns():
 
 # ---- methods, backbones, files ----
 
-@pytest.mark.parametrize("guide", ["evaluation.md", "your_data.md"])
-def test_the_guides_name_the_methods_that_take_no_layer(guide):
-    """The LAYER sentence lists the maps of the input pixels, which refuse a layer
-    (methods.check_layer), and only them."""
-    from camlab.maps import methods
-
-    text = " ".join(read(DOCS / guide).split())
-    listed = code_names(re.search(r"input pixels \(([^)]*)\)", text).group(1))
-    assert sorted(listed) == sorted(name for name, method in methods.REGISTRY.items()
-                                    if method.on_input)
-
-
 def test_the_backbones_named_are_the_models():
     from camlab.networks import models
 
