@@ -1,10 +1,11 @@
 """Gradient attribution methods: maps of the input pixels, at the images' resolution.
 
 Saliency (Simonyan et al. 2014), SmoothGrad (Smilkov et al. 2017), Integrated Gradients
-(Sundararajan et al. 2017), guided backpropagation (Springenberg et al. 2015) and Guided
-Grad-CAM (Selvaraju et al. 2017), each a function of camlab.maps.method_spec's shape returning
-(batch, H, W, k); such a method takes no LAYER. Gradients are of the class score (the
-logit where the model exposes it, see camlab.networks.classifier) with respect to the model's input,
+(Sundararajan et al. 2017), Gradient x Input (Shrikumar et al. 2016), guided
+backpropagation (Springenberg et al. 2015) and Guided Grad-CAM (Selvaraju et al. 2017),
+each a function of camlab.maps.method_spec's shape returning (batch, H, W, k); such a
+method takes no LAYER. Gradients are of the class score (the logit where the model exposes
+it, see camlab.networks.classifier) with respect to the model's input,
 RGB in [0, 255] before its preprocessing, and every map is reduced over colour as
 saliency's is: the maximum over the three channels of |attribution| (Simonyan et al.
 Sec. 3.1; xplique's Saliency does the same, its other methods take the channels' mean
@@ -163,6 +164,18 @@ def smoothgrad_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
     return colour_reduced(grads / samples)
 
 
+def gradient_input_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
+                        images: tf.Tensor, layer: str = "", options: Options = DEFAULT_OPTIONS,
+                        ids=None) -> tf.Tensor:
+    """Gradient x Input (Shrikumar et al. 2016; xplique's GradientInput) of `classes`:
+    (batch, H, W, k), the max over colour of |image x d score / d image|, the image as the
+    model takes it (RGB in [0, 255]). Integrated Gradients from black with one step."""
+    images = _pixels(images)
+    grads = summed_gradients(model, images, classes, 1,
+                             lambda rows, owners, draws: rows, options, absolute=False)
+    return colour_reduced(images[:, None] * grads)
+
+
 def ig_baseline(images: tf.Tensor, baseline: str) -> tf.Tensor:
     """Integrated Gradients' starting images: black (0), or the images blurred."""
     if baseline == "black":
@@ -246,6 +259,11 @@ METHODS = {
         passes=f"IG_STEPS ({IG_STEPS}) x {_GRADIENT_PASSES}", group=GRADIENT,
         summary="its path integral from a black or blurred image",
         paper="[Sundararajan et al. 2017](https://arxiv.org/abs/1703.01365)"),
+    "gradientinput": Method(
+        "Gradient x Input", gradient_input_maps, on_input=True, needs_images=True,
+        passes=f"{_GRADIENT_PASSES} (the classes' backward passes batched)", group=GRADIENT,
+        summary="times the image",
+        paper="[Shrikumar et al. 2016](https://arxiv.org/abs/1605.01713)"),
     "guidedbackprop": Method(
         "Guided Backprop", guided_backprop_maps, on_input=True, needs_images=True,
         passes=_GRADIENT_PASSES, refusal=no_relu_refusal, group=GUIDED, summary="as is",
