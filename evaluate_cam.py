@@ -33,7 +33,7 @@ from camlab.evaluate import evaluation, leaderboard, shards, trust
 from camlab.maps import methods
 from camlab.networks import subject
 from camlab.report import plots
-from camlab.scores import knowncause, localisation, metrics
+from camlab.scores import knowncause, localisation, metrics, registry
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the run to score, a folder in OUTPUT_DIR; "" = "imagenette"; "demo_s*": each seed
@@ -413,17 +413,14 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\n{results['num_images']} images, accuracy {100 * results['accuracy']:.1f}%, "
           f"sanity rank correlation {results['sanity_rank_correlation']:.3f}, "
           f"{results['seconds']:.0f} s")
-    print(f"{'predicted class':<20}{results['method']:>10}"
+    print(f"{'predicted class':<23}{results['method']:>10}"
           + "".join(f"{name:>10}" for name, _ in leaderboard.BASELINES))
-    for key in ("cause_auc", "cause_pointing", "cause_mass", "distractor_mass",
-                "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-                "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
-                "insertion_auc"):
+    for key in registry.keys(ranked=True):  # every score of camlab/scores/registry.py
         if key in scores:
-            values = [scores[f"{key}{source}"] for source in evaluation.SOURCES]
-            print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))
-    columns = ("accuracy", "pointing_game", "box_localisation", "deletion_auc",
-               "insertion_auc")
+            values = [scores.get(f"{key}{source}") for source in evaluation.SOURCES]
+            print(f"{key:<23}" + "".join(f"{'-':>10}" if value is None else f"{value:>10.3f}"
+                                         for value in values))
+    columns = ("accuracy", *evaluation.PER_CLASS)
     print(f"\n{'per true class':<20}{'images':>8}" + "".join(f"{c[:12]:>14}" for c in columns))
     for name, entry in results["per_class"].items():
         print(f"{name[:20]:<20}{entry['images']:>8}" + "".join(

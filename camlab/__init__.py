@@ -30,7 +30,8 @@ listed before it (tests/test_package.py checks; docs/ARCHITECTURE.md shows the f
                   registry by name (METHOD), layers, the figure's top-k maps; cam_family:
                   maps of a layer's activations; attribution: gradients of the pixels;
                   perturbation: occlusion, RISE; reference: the post's per-image loop
-    scores/       metrics: per-image localisation, the baselines' maps; localisation:
+    scores/       registry: every score's record (Metric: key, title, direction, needs,
+                  statistic); metrics: per-image localisation, the baselines' maps; localisation:
                   MaxBoxAccV2, PxAP (Choe et al. 2020); removal: deletion and insertion;
                   faithfulness: Average Drop, IC, ROAD; knowncause: scores against a known
                   cause; intervals: the bootstrap and the ties

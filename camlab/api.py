@@ -36,12 +36,11 @@ from camlab.maps import methods
 from camlab.maps.method_spec import DEFAULT_OPTIONS, Options
 from camlab.networks import classifier, subject
 from camlab.report import plots
-from camlab.scores import intervals, metrics
+from camlab.scores import intervals, metrics, registry
 
 SIZES = ("input", "features")  # what `size` takes besides (height, width)
 SCORE_CHUNK = 64  # images scored at once by `score`: bounds its memory, not its result
-SCORE_ORDER = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-               "box_localisation", "top1_localisation", "mask_iou")  # evaluate_cam's table
+SCORE_ORDER = registry.keys(group="localisation")  # camlab.score's keys, in order
 
 
 def explain(model: keras.Model | str | os.PathLike, *, preprocess: str = "none",

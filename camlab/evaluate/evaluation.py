@@ -43,6 +43,8 @@ from camlab.scores import faithfulness, intervals, knowncause, metrics, removal
 
 SOURCES = ("", *(suffix for _, suffix in leaderboard.BASELINES))
 TARGETS = ("predicted_class", "true_class")
+# metrics.json's per_class table: a few per-image scores' means per true class
+PER_CLASS = ("pointing_game", "box_localisation", "deletion_auc", "insertion_auc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,7 +481,7 @@ def _per_class(scores: dict[str, np.ndarray], names: list[str]) -> dict[str, dic
         per_class[name] = {"images": int(rows.sum())}
         if rows.any():
             per_class[name]["accuracy"] = float(np.mean(scores["correct"][rows]))
-            for key in ("pointing_game", "box_localisation", "deletion_auc", "insertion_auc"):
+            for key in PER_CLASS:
                 values = scores.get(f"predicted_class/{key}")
                 if values is not None:
                     per_class[name][key] = float(np.mean(values[rows]))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from camlab.core.tables import sig3, table
-from camlab.scores import intervals
+from camlab.scores import intervals, registry
 
 INTERVALS = (f"{intervals.LEVEL:.0%} percentile bootstrap over images, "
              f"{intervals.RESAMPLES} resamples seeded by SEED; MaxBoxAccV2 and PxAP pick "
@@ -26,13 +26,10 @@ TIES_RULE = ("the best by its value, and every method whose paired bootstrap int
 BASELINES = (("centre", "_center_baseline"), ("random", "_random_baseline"),
              ("edge", "_edge_baseline"))
 # Lower is better for these; higher for every other score.
-LOWER_IS_BETTER = {"deletion_auc", "average_drop", "road_morf", "distractor_mass"}
-# The known-cause scores (cam_shapes/cause: camlab.scores.knowncause) come first, so that a board
-# that has them is ranked by the cause, not by the object's box.
-KEYS = ("cause_mass", "cause_auc", "cause_pointing", "distractor_mass",
-        "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-        "box_localisation", "deletion_auc", "insertion_auc", "average_drop",
-        "increase_in_confidence", "road_morf", "road_lerf", "road_combined")
+LOWER_IS_BETTER = set(registry.keys(lower_is_better=True))
+# The ranked columns, in registry order: the known-cause scores (cam_shapes/cause) come
+# first, so that a board that has them is ranked by the cause, not by the object's box.
+KEYS = registry.keys(board=True, ranked=True)
 # The model-randomisation sanity check (Adebayo et al. 2018): a method's, not a class's, and
 # not a score to rank by: near 0 (the map follows the weights) passes, near 1 fails.
 SANITY = "sanity_rank_correlation"
@@ -45,7 +42,7 @@ SHORTCUT_NOTE = ("Shortcut: the map's mass on the planted marker from the model 
                  "with it, minus the mass from the control (trained on markers that name no "
                  "class), on the same images (Adebayo et al. 2022); the method detects the "
                  "shortcut when the interval is above 0; not ranked.")
-CHECKS = (SANITY, SHORTCUT)
+CHECKS = registry.keys(ranked=False)  # SANITY and SHORTCUT
 # How often the shortcut model's, and the control's, prediction is the marker's class.
 FOLLOWS = ("follows_marker", "control_follows_marker")
 
@@ -106,7 +103,7 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
     """The board as Markdown lines: methods ranked, then the baselines, every score with
     its interval, entries tied with the best of their column in bold, the sanity check
     beside them (never bold), and a footnote."""
-    titles = titles or {}
+    titles = titles or {key: metric.header for key, metric in registry.METRICS.items()}
     scores, ties = board["methods"], board.get("ties", {})
     rows = {**scores, **{f"{name} baseline": row for name, row in board["baselines"].items()}}
     columns = [key for key in (*KEYS, *CHECKS, "ms_per_image")

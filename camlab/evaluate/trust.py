@@ -1,12 +1,13 @@
 """Which of the lab's scores can be trusted: judged on data whose cause is known.
 
 On cam_shapes/cause the intervention proves, image by image, what the model used
-(camlab.scores.knowncause), so the known-cause score ranks the methods truly. Every other score
-the lab reports (deletion, insertion, Average Drop, Increase in Confidence, ROAD,
-MaxBoxAccV2, the pointing game, the sanity check) is then asked whether it orders the
-methods the same way: its Kendall tau with the truth's order, with a bootstrap interval
-over images. And each method is asked whether it beats the edge detector, a map that knows
-nothing of the model (XAI-TRIS, Clark et al. 2024), on the truth's score.
+(camlab.scores.knowncause), so the known-cause score ranks the methods truly. Every other
+score of the board (camlab/scores/registry.py: the localisation scores, deletion,
+insertion, Average Drop, Increase in Confidence, ROAD where run, the sanity check) is then
+asked whether it orders the methods the same way: its Kendall tau with the truth's order,
+with a bootstrap interval over images. And each method is asked whether it beats the edge
+detector, a map that knows nothing of the model (XAI-TRIS, Clark et al. 2024), on the
+truth's score.
 
 Everything is computed on the verified images only, every score on the same resamples.
 """
@@ -18,17 +19,17 @@ from typing import Any
 import numpy as np
 
 from camlab.evaluate import evaluation, leaderboard
-from camlab.scores import intervals, knowncause
+from camlab.scores import intervals, knowncause, registry
 
 # The known-cause score that ranks the methods. Not cause_auc, though it contrasts just the
 # two regions whose roles were proved: on the demo network five of the seven methods put
 # every cause pixel above every distractor pixel (AUC 1.000 on 80 of 100 verified images),
 # so it cannot order them; the share of the map's mass on the cause can.
 TRUTH = "cause_mass"
-# The scores asked, in the order of the table; those a board lacks are left out.
-COMPARED = ("deletion_auc", "insertion_auc", "average_drop", "increase_in_confidence",
-            "road_morf", "road_lerf", "road_combined", "maxboxacc_v2", "pointing_game",
-            leaderboard.SANITY)
+# The scores asked: every other score of the board (camlab/scores/registry.py), in its
+# order; those a board lacks are left out.
+COMPARED = tuple(key for key in registry.keys(board=True)
+                 if registry.METRICS[key].group != "cause")
 # Near 0 passes the sanity check: a lower rank correlation is the better map.
 LOWER_IS_BETTER = {*leaderboard.LOWER_IS_BETTER, leaderboard.SANITY}
 

@@ -35,6 +35,7 @@ from camlab.core import runs, settings
 from camlab.core.tables import sig3, sig3_wide, table, thousands
 from camlab.errors import CamError
 from camlab.evaluate import leaderboard
+from camlab.scores import registry
 
 OUTPUTS = "outputs"  # folder the runs wrote their results to
 RESULTS = "docs/results"  # committed copies the tables are rendered from
@@ -184,22 +185,10 @@ def provenance_line(name: str, content: dict[str, Any]) -> str:
         part for part in parts if part) + "."
 
 
-LEADERBOARD_COLUMNS = (("cause_auc", "cause vs distractor AUC"),
-                       ("cause_pointing", "cause pointing"), ("cause_mass", "cause mass"),
-                       ("distractor_mass", "distractor mass (lower better)"),
-                       ("maxboxacc_v2", "MaxBoxAccV2"), ("pxap", "PxAP"),
-                       ("pointing_game_strict", "pointing, strict"),
-                       ("pointing_game", "pointing"), ("box_localisation", "box IoU>=0.5"),
-                       ("deletion_auc", "deletion (lower better)"),
-                       ("insertion_auc", "insertion"),
-                       ("average_drop", "Average Drop % (lower better)"),
-                       ("increase_in_confidence", "Increase in Confidence %"),
-                       ("road_morf", "ROAD MoRF (lower better)"), ("road_lerf", "ROAD LeRF"),
-                       ("road_combined", "ROAD combined"),
-                       ("sanity_rank_correlation", "sanity (near 0 passes)"),
-                       ("shortcut_detection", "shortcut: marker mass minus control's"),
-                       ("ms_per_image", "ms / image"))
-ROAD_KEYS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf", "road_combined")
+# Every board column's header: the scores' (camlab/scores/registry.py), then the time.
+LEADERBOARD_COLUMNS = (*((key, metric.header) for key, metric in registry.METRICS.items()
+                         if metric.board), ("ms_per_image", "ms / image"))
+ROAD_KEYS = registry.keys(group="removal")  # the ROAD board's columns
 
 
 def render_leaderboard(board: dict[str, Any]) -> list[str]:
@@ -535,6 +524,9 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "backbones": lambda files: render_backbones(files.get("bench.json", {})),
     "no_gpu": render_no_gpu,
     "methods": lambda files: registry_table("method_table"),
+    "metrics": lambda files: registry.table(),
+    "cause_metrics": lambda files: registry.table((*registry.keys(group="cause"),
+                                                   leaderboard.SHORTCUT)),
     "passes": lambda files: registry_table("passes_table"),
 }
 

@@ -23,11 +23,10 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
-from camlab.scores import intervals, metrics
+from camlab.scores import intervals, metrics, registry
 
-# The keys of cause_scores: means over the verified images only (lower is better for
-# distractor_mass, higher for the others).
-CAUSE_METRICS = ("cause_pointing", "cause_mass", "distractor_mass", "cause_auc")
+# The keys of cause_scores: means over the verified images only.
+CAUSE_METRICS = registry.keys(group="cause")
 # The keys of verification: per image, bool (n,); a report counts each.
 VERIFICATION = ("cause_verified", "cause_matters", "distractor_matters")
 PROBABILITY_DROP = 0.5  # a removal matters when the class's probability falls below this share

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-from camlab.scores import localisation
+from camlab.scores import localisation, registry
 
 CAM_BOX_THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3.2: keep regions above 20% of the max
 # Zhang et al. 2016 count a hit within 15 px of the object on 224 px images: the same share.
@@ -152,10 +152,10 @@ def box_masks(boxes: tf.Tensor, height: int, width: int) -> tf.Tensor:
     return in_rows[:, :, None] & in_cols[:, None, :]
 
 
-# Every localisation key of metrics.json, and the ground truth each needs.
-BOX_METRICS = ("maxboxacc_v2", "box_localisation", "top1_localisation")
-MASK_METRICS = ("pxap", "mask_iou")
-POINTING_METRICS = ("pointing_game_strict", "pointing_game")  # on the mask, else the box
+# Every localisation key of metrics.json, by the ground truth it needs.
+BOX_METRICS = registry.keys(needs="box")
+MASK_METRICS = registry.keys(needs="mask")
+POINTING_METRICS = registry.keys(needs="box or mask")  # on the mask, else the box
 
 
 def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,

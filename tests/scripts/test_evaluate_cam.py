@@ -10,7 +10,7 @@ import pytest
 import evaluate_cam
 from camlab.core import settings
 from camlab.evaluate import evaluation, leaderboard
-from camlab.scores import knowncause
+from camlab.scores import knowncause, registry
 from helpers import run_fails
 
 
@@ -25,6 +25,12 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     assert results["config"] == json.loads(json.dumps(settings.resolve(evaluate_cam.__file__,
                                                                        argv)))
     assert results["num_images"] == 40 and results["method"] == method
+    # Every ranked score of the registry that boxes and masks give, with each baseline's.
+    given = {key for key, metric in registry.METRICS.items()
+             if metric.ranked and metric.needs in ("", "box", "mask", "box or mask")
+             and not metric.setting}
+    assert {key for key in results["predicted_class"] if key != "ci95"} == {
+        f"{key}{suffix}" for key in given for suffix in evaluation.SOURCES}
     for target in ("predicted_class", "true_class"):
         for key in ("maxboxacc_v2", "pxap", "pointing_game", "pointing_game_strict",
                     "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
