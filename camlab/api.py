@@ -367,12 +367,10 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
     `maps`: (batch, H, W) at the images' resolution, one class's map per image (from
     Explainer.maps with one class). `boxes`: (batch, 4) normalised (ymin, xmin, ymax,
     xmax) pixel edges, tfds' convention; `masks`: (batch, H, W), nonzero on the object.
-    Returns {"num_images", and with boxes "maxboxacc_v2" (Choe et al. 2020),
-    "box_localisation" (the CAM paper's box at IoU >= 0.5); with masks "pxap",
-    "mask_iou" (the map cut at `threshold` of its maximum); with either "pointing_game"
-    (15 px at 224 px of tolerance) and "pointing_game_strict" (on the mask, else in the
-    box)}: fractions in [0, 1]. With `labels` and `predicted` (batch,), the true and the
-    predicted classes, also "top1_localisation": box hit and right class. "ci95": {score:
+    Returns {"num_images", and each localisation score of camlab/scores/registry.py that
+    the ground truth given allows (Metric.needs: boxes, masks, either), in its order}:
+    fractions in [0, 1]. "top1_localisation" (box hit and right class) also needs
+    `labels` and `predicted` (batch,), the true and the predicted classes. "ci95": {score:
     [lo, hi]}, each score's 95% interval, a bootstrap over the images seeded by `seed`
     (camlab.scores.intervals), as in evaluate_cam.py's metrics.json.
     """

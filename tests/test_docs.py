@@ -13,7 +13,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from camlab.core import settings
@@ -175,24 +174,6 @@ def test_the_api_page_lists_every_option_with_its_default():
     assert documented == [(field.name, field.default) for field in dataclasses.fields(Options)]
     for name, _, meaning in rows:  # and the setting it stands for
         assert f"(`{name.strip('`').upper()}`)" in meaning, name
-
-
-def test_the_api_page_lists_what_score_returns():
-    """The score table's keys are those camlab.score returns with every kind of ground
-    truth, `ci95` included."""
-    import camlab
-
-    maps = np.zeros((3, 16, 16), np.float32)
-    maps[:, 4:8, 4:8] = 1
-    masks = np.zeros((3, 16, 16), np.uint8)
-    masks[:, 3:9, 3:9] = 1
-    boxes = np.tile(np.float32([3 / 16, 3 / 16, 9 / 16, 9 / 16]), (3, 1))
-    returned = camlab.score(maps, boxes=boxes, masks=masks, labels=[0, 1, 2],
-                            predicted=[0, 1, 1], seed=1)
-    rows = table_after(section(read(DOCS / "api.md"), "### `camlab.score(maps, *, boxes=None, "
-                               "masks=None, labels=None, predicted=None, threshold=0.3, "
-                               "seed=0) -> dict`"), "| key |")
-    assert [json.loads(row[0].strip("`")) for row in rows] == list(returned)
 
 
 # ---- methods, backbones, files ----

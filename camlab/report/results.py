@@ -525,6 +525,7 @@ RENDERERS: dict[str, Callable[[dict[str, dict]], list[str]]] = {
     "no_gpu": render_no_gpu,
     "methods": lambda files: registry_table("method_table"),
     "metrics": lambda files: registry.table(),
+    "localisation_scores": lambda files: registry.table(registry.keys(group="localisation")),
     "cause_metrics": lambda files: registry.table((*registry.keys(group="cause"),
                                                    leaderboard.SHORTCUT)),
     "passes": lambda files: registry_table("passes_table"),

@@ -11,7 +11,7 @@ from camlab.core import runs
 from camlab.evaluate import evaluation
 from camlab.maps import methods
 from camlab.networks import classifier, models
-from camlab.scores import localisation, metrics, removal
+from camlab.scores import localisation, metrics, registry, removal
 
 
 def square_mask(size, top, left, side):
@@ -199,12 +199,17 @@ def test_localisation_scores_only_what_the_ground_truth_allows(truth):
     elif truth == "none":
         batch = {}
     scores = metrics.localisation_scores(tf.constant(maps), batch, np.ones(2, bool), 0.3)
-    box_keys = {"box_localisation", "top1_localisation", "box_hits"}
-    mask_keys = {"mask_iou", "pixel_hist_object", "pixel_hist_background"}
-    pointing = {"pointing_game", "pointing_game_strict"}
+    # The registry's per-image scores of what the data holds; the pooled ones' raw data.
+    def needing(*needs):
+        return {key for key in registry.keys(group="localisation")
+                if registry.METRICS[key].needs in needs and not registry.METRICS[key].pooled}
+    box_keys = needing("box") | {"box_hits"}
+    mask_keys = needing("mask") | {"pixel_hist_object", "pixel_hist_background"}
+    pointing = needing("box or mask")
     expected = {"bbox": box_keys | pointing, "mask": mask_keys | pointing,
                 "both": box_keys | mask_keys | pointing, "none": set()}[truth]
     assert set(scores) == expected
+    assert "mask_iou" in mask_keys and {"pointing_game", "pointing_game_strict"} <= pointing
     if pointing <= expected:  # the same hits whether the target is the mask or its box
         np.testing.assert_array_equal(scores["pointing_game_strict"], [True, False])
 
