@@ -31,6 +31,21 @@ def dilate(masks: tf.Tensor, radius: float) -> tf.Tensor:
     return hits[..., 0] > 0
 
 
+def rank_accuracy(maps, masks) -> np.ndarray:
+    """Relevance rank accuracy (Arras et al. 2022, CLEVR-XAI; Quantus' RelevanceRankAccuracy):
+    the share of the object's K pixels among the map's K highest, K the object's size,
+    (batch,) float64; ties go to the first in row order; 0 for an image without object."""
+    maps = np.asarray(maps, np.float64).reshape(len(masks), -1)
+    masks = np.asarray(masks, bool).reshape(len(maps), -1)
+    order = np.argsort(-maps, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(order.shape[1]), order.shape),
+                      axis=1)
+    sizes = masks.sum(axis=1)
+    hits = (masks & (ranks < sizes[:, None])).sum(axis=1)
+    return np.divide(hits, sizes, out=np.zeros(len(maps)), where=sizes > 0)
+
+
 def pointing_game(maps: tf.Tensor, masks: tf.Tensor,
                   tolerance: float = POINTING_TOLERANCE) -> tf.Tensor:
     """Hit when the map's maximum lies on the object (Zhang et al. 2016): (batch,) bool.
@@ -189,7 +204,8 @@ def localisation_scores(maps: tf.Tensor, batch: dict, correct: np.ndarray,
     else:
         return scores
     scores.update(pointing_game=pointing_game(maps, target).numpy(),
-                  pointing_game_strict=pointing_game(maps, target, 0).numpy())
+                  pointing_game_strict=pointing_game(maps, target, 0).numpy(),
+                  rank_accuracy=rank_accuracy(maps, target))
     return scores
 
 

@@ -94,6 +94,10 @@ METRICS = {metric.key: metric for metric in (
            "px at 64 px: `pointing_tolerance_px`); [Zhang et al. 2016]"
            "(https://arxiv.org/abs/1608.00507) allowed 15 px at the images' own size, so "
            "this is a scaled variant", "localisation", needs="box or mask"),
+    Metric("rank_accuracy", "rank accuracy",
+           "the share of the object's K pixels among the map's K highest, K the object's "
+           "size (Arras et al. 2022, CLEVR-XAI: relevance rank accuracy)", "localisation",
+           needs="box or mask"),
     Metric("box_localisation", "box IoU>=0.5",
            "1 when the box around the largest region above 20% of the map's max overlaps "
            "the true box with IoU >= 0.5 (the CAM paper's)", "localisation", needs="box"),

@@ -245,3 +245,15 @@ def test_localisation_scores_pass_the_box_protocol(box_protocol, expected):
     scores = metrics.localisation_scores(tf.constant(maps), batch, np.ones(1, bool), 0.3,
                                          box_protocol=box_protocol)
     assert scores["box_hits"][0].tolist() == [expected] * len(localisation.THRESHOLDS)
+
+
+def test_rank_accuracy_counts_the_objects_pixels_among_the_maps_top_k():
+    """K = 3 object pixels; the map's three highest hold two of them (2/3), ties go to the
+    first in row order; no object pixel gives 0."""
+    maps = np.zeros((3, 3, 3), np.float32)
+    maps[0] = [[9, 8, 0], [0, 7, 0], [0, 0, 0]]
+    maps[1] = [[5, 5, 5], [5, 5, 5], [5, 5, 5]]  # all tied: the first row is the top 3
+    masks = np.zeros((3, 3, 3), bool)
+    masks[0, 0, 0] = masks[0, 1, 1] = masks[0, 2, 2] = True
+    masks[1, 0, 1] = masks[1, 1, 1] = masks[1, 2, 1] = True
+    np.testing.assert_allclose(metrics.rank_accuracy(maps, masks), [2 / 3, 1 / 3, 0])
