@@ -49,6 +49,7 @@ from camlab.datasets import data  # noqa: E402
 from camlab.errors import CamError, check_choice  # noqa: E402
 from camlab.maps import methods, reference  # noqa: E402
 from camlab.networks import classifier, models  # noqa: E402
+from camlab.report.results import LEADERBOARD_METHODS  # noqa: E402  (the README's seven)
 from camlab.train import precision, probe, training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -680,9 +681,6 @@ def bench_demo(commands: list[list[str]], run_name: str = DEMO_RUN, root: Path =
                              "visualize_s": seconds[-1], "run_name": run_name,
                              "demo_val_accuracy": accuracy},
             "demo_val_accuracy": {"value": accuracy, "run_name": run_name}}
-
-
-LEADERBOARD_METHODS = "cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"  # issue 19's
 
 
 def bench_leaderboard(run_name: str = DEMO_RUN, root: Path = REPO,

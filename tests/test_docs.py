@@ -296,3 +296,12 @@ def test_the_readmes_quoted_times_are_the_committed_results():
     minutes = re.search(r"about (\d+) minutes\.$", estimate).group(1)
     assert f"about {hours} hours, from a measured speed" in text
     assert f"in about {minutes} minutes" in text
+
+
+def test_the_makefile_scores_the_leaderboards_seven_methods():
+    """`make demo-evaluate`, `make cause` and the seeds' targets score SEED_METHODS: the
+    seven of results.LEADERBOARD_METHODS, which the README's command and the bench quote."""
+    from camlab.report import results
+
+    default = re.search(r"^SEED_METHODS \?= (.+)$", read(ROOT / "Makefile"), re.M).group(1)
+    assert default == results.LEADERBOARD_METHODS and len(default.split(",")) == 7

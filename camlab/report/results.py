@@ -70,14 +70,18 @@ class Source:
     command: str  # the documented command that writes it
 
 
-LEADERBOARD_COMMAND = ("python evaluate_cam.py --PRESET=demo --METHOD=cam,gradcam,gradcam++,"
-                       "scorecam,layercam,eigencam,saliency")  # make demo-evaluate
+# The seven methods of the README's leaderboard and of the known-cause boards (the Makefile's
+# SEED_METHODS, the bench's leaderboard timing): the CAM family's main kinds and a gradient.
+LEADERBOARD_METHODS = "cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"
+LEADERBOARD_COMMAND = f"python evaluate_cam.py --PRESET=demo --METHOD={LEADERBOARD_METHODS}"
 ALL_COMMAND = "python evaluate_cam.py --PRESET=demo --METHOD=all"  # CAPS as in the file
 ROAD_IMAGES = 250  # ROAD costs ~45 ms a map at 64 px: all 18 methods on the first 250 images
 ROAD_COMMAND = f"{ALL_COMMAND} --ROAD=True --MAX_IMAGES={ROAD_IMAGES}"
 BENCH_DEMO_COMMAND = "python benchmarks/bench_cam.py --PARTS= --DEMO=True"  # demo and scoring times
-CAUSE_IMAGES = 500  # presets/cause.json's MAX_IMAGES (tests/test_results.py checks)
-SHORTCUT_IMAGES = 250  # presets/shortcut.json's MAX_IMAGES
+# The presets' MAX_IMAGES, which name the known-cause boards' files
+CAUSE_IMAGES, SHORTCUT_IMAGES = (
+    json.loads((settings.PRESETS_DIR / f"{name}.json").read_text())["MAX_IMAGES"]
+    for name in ("cause", "shortcut"))
 SOURCES = (
     Source("demo_training.json", "demo/config.json, demo/history.csv", "make demo"),
     Source("demo_metrics.json", "demo/metrics.json",
