@@ -92,16 +92,11 @@ CONFUSION_CHOICES = ("counts", "rows")
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
-    options = methods.Options.from_config(config)
-    for method in methods.parse_methods(config["METHOD"]):
-        methods.check_options(method, options)
-    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS", "SCORECAM_BATCH",
-                 "ABLATION_BATCH"):
+    methods.check_options(methods.parse_methods(config["METHOD"]),
+                          methods.Options.from_config(config))
+    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS"):
         if config[name] < 1:
             raise CamError(f"{name}={config[name]} must be at least 1")
-    if config["SCORECAM_MAX_CHANNELS"] < 0:
-        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
-                       "(all channels) or more")
     if config["MAX_IMAGES"] < 0:
         raise CamError(f"MAX_IMAGES={config['MAX_IMAGES']} must be 0 (all) or more")
     if not 0.0 <= config["THRESHOLD"] <= 1.0:
@@ -119,7 +114,6 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError("SHARD scores one shard and MERGE_SHARDS combines them: set one of "
                        "the two")
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
-    methods.Options.from_config(config).check()
 
 
 def parse_shard(text: str) -> tuple[int, int] | None:

@@ -85,18 +85,10 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
     check_choice("RESIZE", config["RESIZE"], image_io.RESIZE_MODES)
-    for name in ("SCORECAM_BATCH", "ABLATION_BATCH"):
-        if config[name] < 1:
-            raise CamError(f"{name}={config[name]} must be at least 1")
-    if config["SCORECAM_MAX_CHANNELS"] < 0:
-        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
-                       "(all channels) or more")
-    options = methods.Options.from_config(config)
-    for method in methods.parse_methods(config["METHOD"]):
-        methods.check_options(method, options)
+    methods.check_options(methods.parse_methods(config["METHOD"]),
+                          methods.Options.from_config(config))
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
-    methods.Options.from_config(config).check()
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -77,10 +77,15 @@ class Options:
                       for field in dataclasses.fields(cls) if field.name.upper() in config})
 
     def check(self) -> Options:
-        """These options, or one CamError naming the first setting out of its range."""
-        for name in ("noise_samples", "ig_steps", "rise_masks", "attribution_batch"):
+        """These options, or one CamError naming the first setting out of its range: the one
+        place the methods' settings are checked (methods.check_options)."""
+        for name in ("scorecam_batch", "ablation_batch", "noise_samples", "ig_steps",
+                     "rise_masks", "attribution_batch"):
             if getattr(self, name) < 1:
                 raise CamError(f"{name.upper()}={getattr(self, name)} must be at least 1")
+        if self.scorecam_max_channels < 0:
+            raise CamError(f"SCORECAM_MAX_CHANNELS={self.scorecam_max_channels} must be 0 "
+                           "(all channels) or more")
         if not self.noise_level >= 0:
             raise CamError(f"NOISE_LEVEL={self.noise_level} must be 0 or more (a fraction "
                            "of the image's range)")

@@ -110,15 +110,20 @@ def check_layer(method: str, model: Classifier, layer: str) -> str:
     return explained
 
 
-def check_options(method: str, options: Options) -> None:
-    """One CamError when `options` ask METHOD for what it cannot do: AUG_SMOOTH and
-    EIGEN_SMOOTH exist for the CAM family only (Method.smoothing)."""
+def check_options(names: tuple[str, ...], options: Options) -> Options:
+    """`options`, or one CamError for the first setting out of its range (Options.check) or
+    for what they ask of one of the methods `names` that it cannot do: AUG_SMOOTH and
+    EIGEN_SMOOTH exist for the CAM family only (Method.smoothing). Where the scripts, the
+    library and maps_for_classes check the methods' settings."""
+    options.check()
     asked = [name.upper() for name in ("aug_smooth", "eigen_smooth") if getattr(options, name)]
-    if asked and not REGISTRY[method].smoothing:
+    method = next((name for name in names if not REGISTRY[name].smoothing), None)
+    if asked and method:
         family = ",".join(name for name, spec in REGISTRY.items() if spec.smoothing)
         raise CamError(f"{' and '.join(f'{name}=True' for name in asked)}: smoothing applies "
                        f"to the CAM family's maps only, not to METHOD=\"{method}\"; choose "
                        f"METHOD among {family}, or set {' and '.join(asked)} False")
+    return options
 
 
 def layer_name(model: Classifier, layer: str) -> str:
@@ -140,7 +145,7 @@ def maps_for_classes(method: str, model: Classifier, features: tf.Tensor,
     see randomness.image_ids).
     """
     layer = check_layer(method, model, layer)
-    check_options(method, options)
+    check_options((method,), options)
     spec = REGISTRY[method]
     if images is None and (layer or spec.needs_images):
         raise ValueError(f"METHOD={method!r}" + (f" on layer {layer!r}" if layer else "")

@@ -345,11 +345,19 @@ def test_rise_restated_in_numpy(small):
     ({"occlusion_patch": 0.0}, "OCCLUSION_PATCH=0.0 must be above 0 and at most 1"),
     ({"occlusion_stride": 1.5}, "OCCLUSION_STRIDE=1.5 must be above 0 and at most 1"),
     ({"rise_masks": 0}, "RISE_MASKS=0 must be at least 1"),
-    ({"attribution_batch": 0}, "ATTRIBUTION_BATCH=0 must be at least 1")])
-def test_options_out_of_range_are_one_line_errors(options, message):
+    ({"attribution_batch": 0}, "ATTRIBUTION_BATCH=0 must be at least 1"),
+    ({"scorecam_batch": 0}, "SCORECAM_BATCH=0 must be at least 1"),
+    ({"ablation_batch": 0}, "ABLATION_BATCH=0 must be at least 1"),
+    ({"scorecam_max_channels": -1}, "SCORECAM_MAX_CHANNELS=-1 must be 0")])
+def test_options_out_of_range_are_one_line_errors(small, options, message):
+    """Options.check is the one check of the methods' settings: the scripts call it through
+    methods.check_options, and so does every map the library makes."""
     with pytest.raises(CamError, match=message.replace("(", r"\(")):
         methods.Options(**options).check()
     assert methods.Options().check() == methods.Options()
+    model, images, features, classes = small
+    with pytest.raises(CamError, match=message.replace("(", r"\(")):
+        maps_of("cam", model, images, classes, **options)
 
 
 @pytest.mark.parametrize("name", ON_INPUT)
