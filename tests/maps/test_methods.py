@@ -705,7 +705,7 @@ def test_score_cam_max_channels_is_tf_keras_vis_max_n(random_vgg):
                                    methods.layer_name(model, layer), max_N=8)
         correlation, difference = agreement(np.moveaxis(ours[b], -1, 0), theirs)
         assert correlation >= 0.999 and difference <= 1e-4, (b, correlation, difference)
-    with pytest.raises(ValueError, match="scorecam_max_channels"):
+    with pytest.raises(CamError, match="SCORECAM_MAX_CHANNELS=-1"):  # Options.check's
         methods.maps_for_classes("scorecam", model, features, classes, images, layer,
                                  methods.Options(scorecam_max_channels=-1))
 
