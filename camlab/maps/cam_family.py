@@ -27,6 +27,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+import cam_utils
 from camlab.errors import CamError
 from camlab.maps.method_spec import DEFAULT_OPTIONS, Method, Options, per_pass
 from camlab.networks.classifier import Classifier
@@ -184,10 +185,13 @@ def cam_maps(model: Classifier, features: tf.Tensor, classes: tf.Tensor,
              images: tf.Tensor | None = None, layer: str = "",
              options: Options = DEFAULT_OPTIONS, ids=None) -> tf.Tensor:
     """CAM (Zhou et al. 2016, Sec. 2) of `classes`: (batch, h, w, k), F @ W[:, c] on the
-    features that feed GAP (methods.check_layer allows no other layer), without ReLU."""
+    features that feed GAP (methods.check_layer allows no other layer), without ReLU:
+    cam_utils.class_activation_maps; EIGEN_SMOOTH's principal component instead."""
     kernel = tf.cast(model.cam_kernel, tf.float32)
     weights = tf.gather(tf.transpose(kernel), classes)  # (batch, k, c)
-    return class_maps(tf.cast(features, tf.float32)[:, None], weights, options, relu=False)
+    if options.eigen_smooth:
+        return class_maps(tf.cast(features, tf.float32)[:, None], weights, options, relu=False)
+    return cam_utils.class_activation_maps(features, weights)
 
 
 @augmentation_smoothed

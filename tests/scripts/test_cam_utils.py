@@ -23,6 +23,19 @@ def test_cams_equal_features_times_weights(batch, h, w):
                                        atol=1e-6)
 
 
+def test_each_images_own_classes_are_those_columns_of_all_classes():
+    """Weights (batch, k, channels), each image's chosen classes (as METHOD="cam" asks),
+    give the same maps as those classes' columns of the maps of every class."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    weights = rng.normal(size=(5, 6)).astype(np.float32)
+    chosen = np.array([[4, 1], [0, 0]])
+    every = cam_utils.class_activation_maps(features, weights).numpy()
+    own = cam_utils.class_activation_maps(features, weights.T[chosen]).numpy()
+    np.testing.assert_allclose(own, np.take_along_axis(every, chosen[:, None, None], -1),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_cam_mean_is_the_class_score():
     """GAP then a linear layer: the spatial mean of CAM_c is the pre-softmax score."""
     rng = np.random.default_rng(1)
