@@ -38,7 +38,8 @@ demo: $(VENV)/.installed
 	$(PY) visualize_cam.py --PRESET=demo
 	@echo "demo figure: outputs/demo/heatmaps.png"
 
-# The leaderboard's seven methods (METHOD=all has 18 and takes far longer: docs/evaluation.md).
+# The leaderboard's seven methods, camlab/report/results.py's LEADERBOARD_METHODS (METHOD=all
+# has every method and takes far longer: docs/evaluation.md).
 SEED_METHODS ?= cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency
 demo-evaluate: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --METHOD=$(SEED_METHODS)
@@ -83,9 +84,9 @@ bench: $(VENV)/.installed-dev
 
 # Copies the result files of the runs above from outputs/ into docs/results/ (with machine,
 # date and command) and renders the result tables of README.md and docs/*.md from them
-# (camlab/results.py).
+# (camlab/report/results.py).
 results: $(VENV)/.installed
-	$(PY) -m camlab.results
+	$(PY) -m camlab.report.results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 The CAM maths the three scripts share: maps from features and classifier weights, and the
 seed post's display transform (normalise by the top-1 map, upsample, cut at 30%). Other
-map methods, and the choice between them, are in camlab/methods.py.
+map methods, and the choice between them, are in camlab/maps/methods.py.
 
 Shapes: `features` (batch, h, w, channels), `weights` (channels, classes), `probs`
 (batch, classes). Maps keep classes (or ranks) on the last axis, so one resize
@@ -19,14 +19,18 @@ import tensorflow as tf
 
 
 def class_activation_maps(features: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """M_c(x, y) = sum_k w_k^c f_k(x, y) (Zhou et al. 2016, Sec. 2), in float32.
+    """M_c(x, y) = sum_k w_k^c f_k(x, y) (Zhou et al. 2016, Sec. 2), in float32: the one
+    CAM computation of the lab (METHOD="cam" is this, camlab.maps.cam_family.cam_maps).
 
-    `features`: (batch, h, w, channels), any float dtype; `weights`: (channels, classes).
+    `features`: (batch, h, w, channels), any float dtype; `weights`: (channels, classes),
+    the same classes for every image, or (batch, classes, channels), each image's own.
     Returns (batch, h, w, classes) float32. Because the head is GAP then a linear layer,
     the spatial mean of M_c is exactly the pre-softmax score of class c.
     """
-    return tf.einsum("bhwk,kc->bhwc", tf.cast(features, tf.float32),
-                     tf.cast(weights, tf.float32))
+    features, weights = tf.cast(features, tf.float32), tf.cast(weights, tf.float32)
+    if weights.shape.rank == 3:
+        return tf.einsum("bhwk,bck->bhwc", features, weights)
+    return tf.einsum("bhwk,kc->bhwc", features, weights)
 
 
 def top_k_classes(probs: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -4,7 +4,7 @@ Run `python evaluate_cam.py` after train_cam.py, with the same RUN_NAME, or on a
 classifier of your own with --MODEL=path/to/model.keras --DATASET=... Every map score
 is given for the model's predicted class and for the true class, and beside it the same
 score of two baselines on the same images: a centred Gaussian map and a random map.
-Localisation needs boxes or masks (camlab/groundtruth.py; cam_shapes, CUB, pets have them).
+Localisation needs boxes or masks (camlab/datasets/groundtruth.py; cam_shapes, CUB, pets have them).
 Writes outputs/<RUN_NAME>/metrics.json (or metrics_<METHOD>.json for METHOD != "cam"),
 confusion_matrix.png and deletion_insertion.png (or .pdf, .svg: FORMAT).
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab.core import settings
 
 # Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
 if __name__ == "__main__":
@@ -26,22 +26,14 @@ import numpy as np
 import tensorflow as tf
 
 import cam_utils
-from camlab import (
-    data,
-    evaluation,
-    groundtruth,
-    knowncause,
-    leaderboard,
-    localisation,
-    methods,
-    metrics,
-    plots,
-    runs,
-    shards,
-    subject,
-    trust,
-)
+from camlab.core import runs
+from camlab.datasets import data, groundtruth
 from camlab.errors import CamError, check_choice
+from camlab.evaluate import evaluation, leaderboard, shards, trust
+from camlab.maps import methods
+from camlab.networks import subject
+from camlab.report import plots
+from camlab.scores import knowncause, localisation, metrics, registry
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the run to score, a folder in OUTPUT_DIR; "" = "imagenette"; "demo_s*": each seed
@@ -100,16 +92,11 @@ CONFUSION_CHOICES = ("counts", "rows")
 
 def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
-    options = methods.Options.from_config(config)
-    for method in methods.parse_methods(config["METHOD"]):
-        methods.check_options(method, options)
-    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS", "SCORECAM_BATCH",
-                 "ABLATION_BATCH"):
+    methods.check_options(methods.parse_methods(config["METHOD"]),
+                          methods.Options.from_config(config))
+    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS"):
         if config[name] < 1:
             raise CamError(f"{name}={config[name]} must be at least 1")
-    if config["SCORECAM_MAX_CHANNELS"] < 0:
-        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
-                       "(all channels) or more")
     if config["MAX_IMAGES"] < 0:
         raise CamError(f"MAX_IMAGES={config['MAX_IMAGES']} must be 0 (all) or more")
     if not 0.0 <= config["THRESHOLD"] <= 1.0:
@@ -127,7 +114,6 @@ def check_config(config: dict[str, Any]) -> None:
         raise CamError("SHARD scores one shard and MERGE_SHARDS combines them: set one of "
                        "the two")
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
-    methods.Options.from_config(config).check()
 
 
 def parse_shard(text: str) -> tuple[int, int] | None:
@@ -307,10 +293,10 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
 def write_leaderboard(config: dict[str, Any], run_dir: Path,
                       results: dict[str, dict[str, Any]],
                       per_image: dict[str, dict[str, np.ndarray]]) -> Path:
-    """leaderboard.json and .md (camlab.leaderboard): every method's headline scores for
+    """leaderboard.json and .md (camlab.evaluate.leaderboard): every method's headline scores for
     the predicted class with their intervals, the baselines, each method's map time, per
     metric the methods tied with the best, and on a known cause which scores order the
-    methods like it (camlab.trust)."""
+    methods like it (camlab.evaluate.trust)."""
     points = {method: entry["predicted_class"] for method, entry in results.items()}
     board = leaderboard.board(results, evaluation.method_ties(per_image, points,
                                                               leaderboard.KEYS, config["SEED"]))
@@ -421,17 +407,14 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\n{results['num_images']} images, accuracy {100 * results['accuracy']:.1f}%, "
           f"sanity rank correlation {results['sanity_rank_correlation']:.3f}, "
           f"{results['seconds']:.0f} s")
-    print(f"{'predicted class':<20}{results['method']:>10}"
+    print(f"{'predicted class':<23}{results['method']:>10}"
           + "".join(f"{name:>10}" for name, _ in leaderboard.BASELINES))
-    for key in ("cause_auc", "cause_pointing", "cause_mass", "distractor_mass",
-                "maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-                "box_localisation", "top1_localisation", "mask_iou", "deletion_auc",
-                "insertion_auc"):
+    for key in registry.keys(ranked=True):  # every score of camlab/scores/registry.py
         if key in scores:
-            values = [scores[f"{key}{source}"] for source in evaluation.SOURCES]
-            print(f"{key:<20}" + "".join(f"{value:>10.3f}" for value in values))
-    columns = ("accuracy", "pointing_game", "box_localisation", "deletion_auc",
-               "insertion_auc")
+            values = [scores.get(f"{key}{source}") for source in evaluation.SOURCES]
+            print(f"{key:<23}" + "".join(f"{'-':>10}" if value is None else f"{value:>10.3f}"
+                                         for value in values))
+    columns = ("accuracy", *evaluation.PER_CLASS)
     print(f"\n{'per true class':<20}{'images':>8}" + "".join(f"{c[:12]:>14}" for c in columns))
     for name, entry in results["per_class"].items():
         print(f"{name[:20]:<20}{entry['images']:>8}" + "".join(

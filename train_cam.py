@@ -4,7 +4,7 @@ Run `python train_cam.py`, editing the constants below or overriding them:
 `python train_cam.py --EPOCHS=2 --RUN_NAME=quick`. `--PRESET=demo` trains the offline demo.
 Writes outputs/<RUN_NAME>/: weights.weights.h5 (the last epoch's, or with KEEP="best" the
 epoch best on a slice held out of the training split), config.json, history.csv.
-`--TRAIN_LAYERS=head` trains the softmax head alone on a frozen backbone (camlab.probe).
+`--TRAIN_LAYERS=head` trains the softmax head alone on a frozen backbone (camlab.train.probe).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab.core import settings
 
 # Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
 if __name__ == "__main__":
@@ -24,8 +24,12 @@ if __name__ == "__main__":
 import keras
 import tensorflow as tf
 
-from camlab import data, folders, models, plots, precision, probe, runs, training
+from camlab.core import runs
+from camlab.datasets import data, folders
 from camlab.errors import CamError, check_choice
+from camlab.networks import models
+from camlab.report import plots
+from camlab.train import precision, probe, training
 
 PRESET = ""  # "" or a file name in presets/ without .json ("demo"); the command line wins
 DATASET = "imagenette/320px"  # a tfds name ("cam_shapes": the demo), or a folder of class folders

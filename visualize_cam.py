@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from camlab import settings
+from camlab.core import settings
 
 # Before TensorFlow loads (seconds): answers --help, stops on a bad setting, quiets its log.
 if __name__ == "__main__":
@@ -23,8 +23,13 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from camlab import api, data, image_io, methods, plots, runs, subject
+from camlab import api
+from camlab.core import runs
+from camlab.datasets import data, image_io
 from camlab.errors import CamError, check_choice
+from camlab.maps import methods
+from camlab.networks import subject
+from camlab.report import plots
 
 PRESET = ""  # "" or a file name in presets/ ("demo"): its values for this script apply
 RUN_NAME = ""  # the training run to draw, a folder in OUTPUT_DIR; "" = "imagenette"
@@ -80,18 +85,10 @@ def check_config(config: dict[str, Any], num_classes: int) -> None:
     plots.resolve_style(config["STYLE"], config["CMAP"], config["ALPHA"])
     check_choice("FORMAT", config["FORMAT"], plots.FORMATS)
     check_choice("RESIZE", config["RESIZE"], image_io.RESIZE_MODES)
-    for name in ("SCORECAM_BATCH", "ABLATION_BATCH"):
-        if config[name] < 1:
-            raise CamError(f"{name}={config[name]} must be at least 1")
-    if config["SCORECAM_MAX_CHANNELS"] < 0:
-        raise CamError(f"SCORECAM_MAX_CHANNELS={config['SCORECAM_MAX_CHANNELS']} must be 0 "
-                       "(all channels) or more")
-    options = methods.Options.from_config(config)
-    for method in methods.parse_methods(config["METHOD"]):
-        methods.check_options(method, options)
+    methods.check_options(methods.parse_methods(config["METHOD"]),
+                          methods.Options.from_config(config))
     if config["DPI"] < 1:
         raise CamError(f"DPI={config['DPI']} must be at least 1")
-    methods.Options.from_config(config).check()
 
 
 def chosen_images(config: dict[str, Any], trained: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camlab import settings  # noqa: E402
+from camlab.core import settings  # noqa: E402
 
 PARTS = ("cam", "overhead", "pipeline", "precision", "backbones", "methods",
          "tf_keras_vis", "xplique", "head_only")  # what to measure: any of these
@@ -44,18 +44,13 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 import cam_utils  # noqa: E402
-from camlab import (  # noqa: E402
-    classifier,
-    data,
-    methods,
-    models,
-    precision,
-    probe,
-    reference,
-    runs,
-    training,
-)
+from camlab.core import runs  # noqa: E402
+from camlab.datasets import data  # noqa: E402
 from camlab.errors import CamError, check_choice  # noqa: E402
+from camlab.maps import methods, reference  # noqa: E402
+from camlab.networks import classifier, models  # noqa: E402
+from camlab.report.results import LEADERBOARD_METHODS  # noqa: E402  (the README's seven)
+from camlab.train import precision, probe, training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_PARTS = PARTS  # the file's PARTS: every part but the demo
@@ -164,7 +159,7 @@ def bench_cam_grid(model, batch: int = CAM_BATCH, size: int = CAM_SIZE,
 
 
 def reference_loop(features, weights, probs, classes: int, size: int) -> np.ndarray:
-    """The seed post's per-image, per-class loop over all classes (camlab.reference)."""
+    """The seed post's per-image, per-class loop over all classes (camlab.maps.reference)."""
     return reference.seed_loop_maps(features, weights, probs, classes, THRESHOLD,
                                     (size, size))
 
@@ -263,7 +258,7 @@ def bench_precision(speeds: dict[str, float]) -> dict:
 
 @contextlib.contextmanager
 def empty_precision_cache():
-    """Points camlab.precision's cache at an empty folder, so "auto" times afresh."""
+    """Points camlab.train.precision's cache at an empty folder, so "auto" times afresh."""
     saved = os.environ.get("XDG_CACHE_HOME")
     with tempfile.TemporaryDirectory(prefix="bench_cache_") as folder:
         os.environ["XDG_CACHE_HOME"] = folder
@@ -686,9 +681,6 @@ def bench_demo(commands: list[list[str]], run_name: str = DEMO_RUN, root: Path =
                              "visualize_s": seconds[-1], "run_name": run_name,
                              "demo_val_accuracy": accuracy},
             "demo_val_accuracy": {"value": accuracy, "run_name": run_name}}
-
-
-LEADERBOARD_METHODS = "cam,gradcam,gradcam++,scorecam,layercam,eigencam,saliency"  # issue 19's
 
 
 def bench_leaderboard(run_name: str = DEMO_RUN, root: Path = REPO,

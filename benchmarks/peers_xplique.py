@@ -3,14 +3,14 @@
 Runs in xplique's own virtual environment (it pins TensorFlow <= 2.20 and tensorflow-
 probability, which the project's test environment does not share; docs/benchmarks.md
 says how to make it), so it imports nothing of camlab: it rebuilds the same network
-itself. VGG19-GAP as camlab.models builds it (RGB [0, 255] -> caffe preprocessing ->
+itself. VGG19-GAP as camlab.networks.models builds it (RGB [0, 255] -> caffe preprocessing ->
 VGG19 without its top -> GlobalAveragePooling2D -> bias-free Dense), random weights
 seeded by --seed, float32, the Dense linear (the logits, as classifier.explain makes
 them; xplique recommends explaining logits). The images are uniform in [0, 255] from
 numpy's default_rng(--seed), as bench_cam.random_images draws them.
 
 Each method is xplique's explainer with the parameters of the project's defaults
-(camlab/method_spec.py): 32 inputs per batch (ATTRIBUTION_BATCH), SmoothGrad 50 noisy
+(camlab/maps/method_spec.py): 32 inputs per batch (ATTRIBUTION_BATCH), SmoothGrad 50 noisy
 copies, Integrated Gradients 50 steps, occlusion a square of 1/8 of the side moved by
 1/16 of it, RISE 2000 masks on a 7x7 grid, Grad-CAM and Grad-CAM++ on the layer that
 feeds GAP. The work timed is what bench_cam.py times for ours: the top-1 class's map at
@@ -41,8 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # camlab.models' caffe preprocessing
-ATTRIBUTION_BATCH = 32  # camlab.method_spec's defaults, restated (no camlab import here)
+CAFFE_MEANS_BGR = (103.939, 116.779, 123.68)  # camlab.networks.models' caffe preprocessing
+ATTRIBUTION_BATCH = 32  # camlab.maps.method_spec's defaults, restated (no camlab import here)
 NOISE_SAMPLES = 50
 NOISE_LEVEL = 0.15  # ours: a fraction of each image's range; xplique's std is absolute
 IG_STEPS = 50

@@ -24,7 +24,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from camlab import classifier, methods, models  # noqa: E402
+from camlab.maps import methods  # noqa: E402
+from camlab.networks import classifier, models  # noqa: E402
 
 SIZE, BATCH, CLASSES, REPEATS = 224, 8, 10, 3
 

@@ -9,31 +9,36 @@ the top level and as a library (camlab.api, below).
 first use, so that `import camlab` does not import TensorFlow; `CamError` is the one
 exception a caller can fix. docs/api.md documents them with shapes.
 
-Modules, by subject (docs/ARCHITECTURE.md shows how they connect):
-    api          the library: explain, Explainer (maps, top_k, predict), overlay, figure, score
-    errors       CamError, the one kind of error a user can fix, and the "choose one of" check
-    settings     constants at the top of a script, presets and the command line
-    runs         run folders: config.json, stamped weights, atomic writes, library versions
-    data         tfds datasets, offline messages, the input pipeline
-    image_io     a user's images (files, PIL, arrays) as the model sees them: crop or pad
-    folders      a folder of class folders as a dataset
-    groundtruth  which features of a tfds dataset hold its boxes and masks
-    shapes       the demo dataset (cam_shapes), generated with masks and boxes
-    models       GAP classifiers, their backbones, and the flat replay of nested models
-    precision    MIXED_PRECISION: float32 or mixed_bfloat16, timed on this CPU
-    training     distribution, caching, the optimiser and the kept weights of train_cam.py
-    classifier   any Keras classifier as the methods see it: logits, layers, CAM's head
-    subject      what visualize and evaluate explain: a run (RUN_NAME) or a file (MODEL)
-    methods      the methods by name (METHOD), their layers, the figure's top-k maps
-    method_spec  what a method is (Method) and the settings it takes (Options)
-    cam_family   CAM, Grad-CAM, Grad-CAM++, Score-CAM, LayerCAM, Eigen-CAM
-    attribution  maps of the input pixels: gradient saliency
-    randomness   random numbers keyed by (seed, image, use): the same in any batch
-    metrics      localisation and faithfulness scores, per batch and pooled
-    localisation dataset-level WSOL scores (MaxBoxAccV2, PxAP, Choe et al. 2020)
-    plots        the figures
-    results      `make results`: docs/results/ and the tables of the README and guides
-    reference    the post's per-image loop, the baseline tests and benchmark compare to
+Modules, by layer: one folder each, and a module imports only its own layer and those
+listed before it (tests/test_package.py checks; docs/ARCHITECTURE.md shows the flow):
+    errors        CamError, the one kind of error a user can fix, and the "choose one of" check
+    core/         randomness: random numbers keyed by (seed, image, use), the same in any
+                  batch; settings: constants at the top of a script, presets, the command
+                  line; runs: run folders, config.json, stamped weights, atomic writes;
+                  tables: number formats and Markdown tables
+    datasets/     data: tfds datasets, offline messages, the input pipeline; folders: a
+                  folder of class folders; image_io: a user's images as the model sees them,
+                  and their blur; groundtruth: which features hold boxes and masks; shapes:
+                  the generated cam_shapes, with masks and boxes
+    networks/     models: GAP classifiers, their backbones, the flat replay of nested models;
+                  classifier: any Keras classifier as the methods see it; frozen: a model's
+                  function with its weights as constants; subject: a run (RUN_NAME) or a file
+                  (MODEL)
+    train/        training: distribution, caching, the optimiser, the kept weights;
+                  precision: MIXED_PRECISION, timed on this CPU; probe: TRAIN_LAYERS="head"
+    maps/         method_spec: what a method is (Method) and takes (Options); methods: the
+                  registry by name (METHOD), layers, the figure's top-k maps; cam_family:
+                  maps of a layer's activations; attribution: gradients of the pixels;
+                  perturbation: occlusion, RISE; reference: the post's per-image loop
+    scores/       registry: every score's record (Metric: key, title, direction, needs,
+                  statistic); metrics: per-image localisation, the baselines' maps; localisation:
+                  MaxBoxAccV2, PxAP (Choe et al. 2020); removal: deletion and insertion;
+                  faithfulness: Average Drop, IC, ROAD; knowncause: scores against a known
+                  cause; intervals: the bootstrap and the ties
+    evaluate/     evaluation: every method in one pass per batch; leaderboard: the boards;
+                  shards: SHARD and MERGE_SHARDS; trust: which scores the known cause trusts
+    report/       plots: the figures; results: `make results`, the docs' result tables
+    api           the library: explain, Explainer (maps, top_k, predict), overlay, figure, score
 The CAM maths itself (maps, normalisation, threshold, upsampling) is cam_utils.py.
 """
 

@@ -29,14 +29,18 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 import cam_utils
-from camlab import classifier, evaluation, image_io, intervals, methods, metrics, plots, subject
+from camlab.datasets import image_io
 from camlab.errors import CamError, check_choice
-from camlab.method_spec import DEFAULT_OPTIONS, Options
+from camlab.evaluate import evaluation
+from camlab.maps import methods
+from camlab.maps.method_spec import DEFAULT_OPTIONS, Options
+from camlab.networks import classifier, subject
+from camlab.report import plots
+from camlab.scores import intervals, metrics, registry
 
 SIZES = ("input", "features")  # what `size` takes besides (height, width)
 SCORE_CHUNK = 64  # images scored at once by `score`: bounds its memory, not its result
-SCORE_ORDER = ("maxboxacc_v2", "pxap", "pointing_game_strict", "pointing_game",
-               "box_localisation", "top1_localisation", "mask_iou")  # evaluate_cam's table
+SCORE_ORDER = registry.keys(group="localisation")  # camlab.score's keys, in order
 
 
 def explain(model: keras.Model | str | os.PathLike, *, preprocess: str = "none",
@@ -363,14 +367,12 @@ def score(maps, *, boxes=None, masks=None, labels=None, predicted=None,
     `maps`: (batch, H, W) at the images' resolution, one class's map per image (from
     Explainer.maps with one class). `boxes`: (batch, 4) normalised (ymin, xmin, ymax,
     xmax) pixel edges, tfds' convention; `masks`: (batch, H, W), nonzero on the object.
-    Returns {"num_images", and with boxes "maxboxacc_v2" (Choe et al. 2020),
-    "box_localisation" (the CAM paper's box at IoU >= 0.5); with masks "pxap",
-    "mask_iou" (the map cut at `threshold` of its maximum); with either "pointing_game"
-    (15 px at 224 px of tolerance) and "pointing_game_strict" (on the mask, else in the
-    box)}: fractions in [0, 1]. With `labels` and `predicted` (batch,), the true and the
-    predicted classes, also "top1_localisation": box hit and right class. "ci95": {score:
+    Returns {"num_images", and each localisation score of camlab/scores/registry.py that
+    the ground truth given allows (Metric.needs: boxes, masks, either), in its order}:
+    fractions in [0, 1]. "top1_localisation" (box hit and right class) also needs
+    `labels` and `predicted` (batch,), the true and the predicted classes. "ci95": {score:
     [lo, hi]}, each score's 95% interval, a bootstrap over the images seeded by `seed`
-    (camlab.intervals), as in evaluate_cam.py's metrics.json.
+    (camlab.scores.intervals), as in evaluate_cam.py's metrics.json.
     """
     maps = _score_maps(maps)
     _check_threshold(threshold)

@@ -17,7 +17,9 @@ import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from camlab import data, plots, precision, shapes  # noqa: E402
+from camlab.datasets import data, shapes  # noqa: E402
+from camlab.report import plots  # noqa: E402
+from camlab.train import precision  # noqa: E402
 from helpers import (  # noqa: E402
     QUICK_TRAINING,
     make_imagenette_archive,
@@ -58,7 +60,7 @@ def no_user_cache(tmp_path_factory):
 @pytest.fixture
 def bfloat16_cpu(tmp_path, monkeypatch):
     """A CPU named "Test CPU 9000" with bfloat16 units and no GPU, an empty cache folder;
-    returns the cache file camlab.precision will use."""
+    returns the cache file camlab.train.precision will use."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     devices = precision.tf.config.list_physical_devices
     monkeypatch.setattr(precision.tf.config, "list_physical_devices",
@@ -189,7 +191,7 @@ def network_calls(monkeypatch):
 
 @pytest.fixture
 def probes(monkeypatch):
-    """Download hosts camlab.data probed; the probe answers "unreachable"."""
+    """Download hosts camlab.datasets.data probed; the probe answers "unreachable"."""
     hosts = []
     monkeypatch.setattr(data, "host_reachable",
                         lambda host, *args, **kwargs: hosts.append(host) or False)

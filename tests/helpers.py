@@ -129,13 +129,13 @@ def md5(path: Path) -> str:
 
 
 def register_for_vgg19(monkeypatch, path: Path) -> list:
-    """Makes `path`'s size and md5 the ones Keras and camlab.models accept for the VGG19
+    """Makes `path`'s size and md5 the ones Keras and camlab.networks.models accept for the VGG19
     no-top file, for this test. Keras' hash is a literal inside VGG19(), so its check,
     file_utils.validate_file, is given this file's md5 in place of the registered one
     (and still hashes the file). Returns the hashes Keras checked."""
     from keras.src.utils import file_utils
 
-    from camlab import models
+    from camlab.networks import models
 
     size, digest = path.stat().st_size, md5(path)
     monkeypatch.setitem(models.BACKBONES, "vgg19", dataclasses.replace(

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camlab import classifier, methods, models, probe
+from camlab.maps import methods
+from camlab.networks import classifier, models
+from camlab.train import probe
 from helpers import run_fails
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +209,7 @@ def test_a_peer_answer_that_is_no_time_for_the_method_asked_raises(line, message
 
 def test_xplique_peer_builds_our_vgg19_gap_and_restates_our_defaults():
     """The peer imports no camlab, so what it restates is checked here."""
-    from camlab import method_spec, perturbation
+    from camlab.maps import method_spec, perturbation
 
     peer_spec = importlib.util.spec_from_file_location(
         "peers_xplique", ROOT / "benchmarks" / "peers_xplique.py")
@@ -231,12 +233,3 @@ def test_xplique_peer_builds_our_vgg19_gap_and_restates_our_defaults():
     images = bench.random_images(1, 32)
     theirs.set_weights(ours.get_weights())
     assert np.allclose(theirs(images), ours(images), atol=1e-5)  # explain made ours linear
-
-
-def test_benchmarks_doc_has_the_passes_table_of_every_method():
-    """docs/benchmarks.md's "passes per image" table is methods.passes_table, verbatim."""
-    doc = (ROOT / "docs" / "benchmarks.md").read_text()
-    table = methods.passes_table()
-    assert len(table) == 2 + len(methods.METHODS)
-    assert "\n".join(table) in doc, ("docs/benchmarks.md's passes table differs from "
-                                     "methods.passes_table(); paste:\n" + "\n".join(table))

@@ -13,10 +13,10 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from camlab import results, settings
+from camlab.core import settings
+from camlab.report import results
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -166,7 +166,7 @@ def test_the_api_page_names_every_public_member_of_the_explainer():
 
 
 def test_the_api_page_lists_every_option_with_its_default():
-    from camlab.method_spec import Options
+    from camlab.maps.method_spec import Options
 
     rows = table_after(read(DOCS / "api.md"), "| option | default |")
     documented = [(name.strip("`"), ast.literal_eval(default.strip("`")))
@@ -176,67 +176,10 @@ def test_the_api_page_lists_every_option_with_its_default():
         assert f"(`{name.strip('`').upper()}`)" in meaning, name
 
 
-def test_the_api_page_lists_what_score_returns():
-    """The score table's keys are those camlab.score returns with every kind of ground
-    truth, `ci95` included."""
-    import camlab
-
-    maps = np.zeros((3, 16, 16), np.float32)
-    maps[:, 4:8, 4:8] = 1
-    masks = np.zeros((3, 16, 16), np.uint8)
-    masks[:, 3:9, 3:9] = 1
-    boxes = np.tile(np.float32([3 / 16, 3 / 16, 9 / 16, 9 / 16]), (3, 1))
-    returned = camlab.score(maps, boxes=boxes, masks=masks, labels=[0, 1, 2],
-                            predicted=[0, 1, 1], seed=1)
-    rows = table_after(section(read(DOCS / "api.md"), "### `camlab.score(maps, *, boxes=None, "
-                               "masks=None, labels=None, predicted=None, threshold=0.3, "
-                               "seed=0) -> dict`"), "| key |")
-    assert [json.loads(row[0].strip("`")) for row in rows] == list(returned)
-
-
-def test_the_api_page_names_every_method():
-    from camlab import methods
-
-    text = read(DOCS / "api.md")
-    bullet = text[text.index("- `method`: one of the"):].split("\n- ")[0]
-    listed = [name for name in code_names(bullet.split("(the `METHOD` setting")[0])
-              if name != "method"]
-    assert listed == list(methods.METHODS)
-
-
 # ---- methods, backbones, files ----
 
-def test_the_readme_method_table_is_the_registry():
-    """The README's method table names each method of camlab.methods once, and its
-    "input pixels" rows are exactly the methods of the input pixels (Method.on_input)."""
-    from camlab import methods
-
-    rows = table_after(section(read(README), "## Methods"), "| family | `METHOD` |")
-    names, pixel_names, family = [], [], ""
-    for row in rows:
-        family = row[0] or family
-        row_names = code_names(row[1])
-        names += row_names
-        pixel_names += row_names if family == "input pixels" else []
-    assert sorted(names) == sorted(methods.METHODS) and len(names) == len(set(names))
-    assert sorted(pixel_names) == sorted(name for name, method in methods.REGISTRY.items()
-                                         if method.on_input)
-
-
-@pytest.mark.parametrize("guide", ["evaluation.md", "your_data.md"])
-def test_the_guides_name_the_methods_that_take_no_layer(guide):
-    """The LAYER sentence lists the maps of the input pixels, which refuse a layer
-    (methods.check_layer), and only them."""
-    from camlab import methods
-
-    text = " ".join(read(DOCS / guide).split())
-    listed = code_names(re.search(r"input pixels \(([^)]*)\)", text).group(1))
-    assert sorted(listed) == sorted(name for name, method in methods.REGISTRY.items()
-                                    if method.on_input)
-
-
 def test_the_backbones_named_are_the_models():
-    from camlab import models
+    from camlab.networks import models
 
     readme = re.search(r"^Backbones: (.*?)\n\n", read(README), re.S | re.M).group(1)
     guide = re.search(r"\*\*Backbones\*\* \(`BACKBONE`\): (.*?)\. Each", read(
@@ -250,7 +193,8 @@ def test_the_outputs_guide_shows_every_file_a_run_folder_holds():
     cache, the shards and every kind of file visualize and evaluate write (DERIVED_FILES:
     comparison.png among them)."""
     import train_cam
-    from camlab import probe, shards
+    from camlab.evaluate import shards
+    from camlab.train import probe
 
     tree = read(DOCS / "outputs.md").split("```")[1]
     # The names in the tree's first column ("  heatmaps.png, cams.npz"), not its comments
@@ -270,14 +214,14 @@ def test_the_fixes_from_the_post_name_tests_that_exist():
     rows = table_after(read(DOCS / "reproduce.md"), "| the post's code | here | guarded by |")
     named = [name for row in rows for name in code_names(row[2])]
     assert len(named) >= 6
-    source = "\n".join(read(path) for path in (ROOT / "tests").glob("test_*.py"))
+    source = "\n".join(read(path) for path in (ROOT / "tests").rglob("test_*.py"))
     assert [name for name in named if f"def {name}(" not in source] == []
 
 
 def test_the_demo_guide_describes_the_network_the_code_builds():
     """docs/demo_design.md's description and decision name the design models.py builds and
     presets/demo.json trains: 16, 32, 64 channels, 10 epochs."""
-    from camlab import models
+    from camlab.networks import models
 
     text = " ".join(read(DOCS / "demo_design.md").split())
     widths = models.SMALL_VGG_WIDTHS
@@ -352,3 +296,12 @@ def test_the_readmes_quoted_times_are_the_committed_results():
     minutes = re.search(r"about (\d+) minutes\.$", estimate).group(1)
     assert f"about {hours} hours, from a measured speed" in text
     assert f"in about {minutes} minutes" in text
+
+
+def test_the_makefile_scores_the_leaderboards_seven_methods():
+    """`make demo-evaluate`, `make cause` and the seeds' targets score SEED_METHODS: the
+    seven of results.LEADERBOARD_METHODS, which the README's command and the bench quote."""
+    from camlab.report import results
+
+    default = re.search(r"^SEED_METHODS \?= (.+)$", read(ROOT / "Makefile"), re.M).group(1)
+    assert default == results.LEADERBOARD_METHODS and len(default.split(",")) == 7

@@ -1,0 +1,1 @@
+"""Plumbing every layer uses: keyed random numbers, script settings, run folders, tables."""

@@ -1,0 +1,1 @@
+"""Scoring every method on a split, in shards, into leaderboards; which scores to trust."""

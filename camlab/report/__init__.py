@@ -1,0 +1,1 @@
+"""The figures, and the result tables of the README and the guides."""

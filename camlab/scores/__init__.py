@@ -1,0 +1,2 @@
+"""Scores of maps: localisation, deletion and insertion, faithfulness, the known cause,
+and their intervals."""

@@ -1,0 +1,1 @@
+"""How train_cam.py trains: distribution, caching, precision, the linear probe."""
