@@ -43,6 +43,9 @@ SHORTCUT_NOTE = ("Shortcut: the map's mass on the planted marker from the model 
                  "class), on the same images (Adebayo et al. 2022); the method detects the "
                  "shortcut when the interval is above 0; not ranked.")
 CHECKS = registry.keys(ranked=False)  # SANITY and SHORTCUT
+# Every column's header: the scores' (title, and "(lower better)" where it is), the time.
+TITLES = {**{key: metric.header for key, metric in registry.METRICS.items() if metric.board},
+          "ms_per_image": "ms / image"}
 # How often the shortcut model's, and the control's, prediction is the marker's class.
 FOLLOWS = ("follows_marker", "control_follows_marker")
 
@@ -103,7 +106,7 @@ def markdown(board: dict[str, Any], titles: dict[str, str] | None = None) -> lis
     """The board as Markdown lines: methods ranked, then the baselines, every score with
     its interval, entries tied with the best of their column in bold, the sanity check
     beside them (never bold), and a footnote."""
-    titles = titles or {key: metric.header for key, metric in registry.METRICS.items()}
+    titles = titles or TITLES
     scores, ties = board["methods"], board.get("ties", {})
     rows = {**scores, **{f"{name} baseline": row for name, row in board["baselines"].items()}}
     columns = [key for key in (*KEYS, *CHECKS, "ms_per_image")

@@ -189,9 +189,6 @@ def provenance_line(name: str, content: dict[str, Any]) -> str:
         part for part in parts if part) + "."
 
 
-# Every board column's header: the scores' (camlab/scores/registry.py), then the time.
-LEADERBOARD_COLUMNS = (*((key, metric.header) for key, metric in registry.METRICS.items()
-                         if metric.board), ("ms_per_image", "ms / image"))
 ROAD_KEYS = registry.keys(group="removal")  # the ROAD board's columns
 
 
@@ -202,7 +199,7 @@ def render_leaderboard(board: dict[str, Any]) -> list[str]:
              f"`{board['run']}`, layer `{board['layer']}`, scores for the {board['class']} "
              "class" + (f"; not computed: {', '.join(board['not_computed'])}"
                         if board.get("not_computed") else "") + ":", ""]
-    return lines + leaderboard.markdown(board, dict(LEADERBOARD_COLUMNS))
+    return lines + leaderboard.markdown(board)
 
 
 def only_keys(board: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

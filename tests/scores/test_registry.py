@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from camlab.evaluate import leaderboard, trust
-from camlab.report import results
 from camlab.scores import faithfulness, knowncause, metrics, registry, removal
 
 SIDE = 8
@@ -83,7 +82,7 @@ def test_each_list_of_scores_is_read_from_the_registry():
     assert metrics.BOX_METRICS == ("maxboxacc_v2", "box_localisation", "top1_localisation")
     assert set(trust.COMPARED) == {k for k, m in metric.items() if m.board} - set(
         knowncause.CAUSE_METRICS)
-    titles = dict(results.LEADERBOARD_COLUMNS)
+    titles = leaderboard.TITLES
     assert titles["deletion_auc"] == "deletion (lower better)"
     assert titles["ms_per_image"] == "ms / image" and "mask_iou" not in titles
 
