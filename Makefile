@@ -71,13 +71,15 @@ cause: $(VENV)/.installed
 	  --RUN_NAME=shortcut_control
 	$(PY) evaluate_cam.py --PRESET=shortcut --METHOD=$(SEED_METHODS)
 
-# The cause board across training SEEDS: outputs/cause_sN/seeds_leaderboard_first500.json.
+# The cause board across training SEEDS, each run scored on its first SEED_IMAGES images as
+# demo-seeds does: outputs/cause_sN/seeds_leaderboard_first<SEED_IMAGES>.json and .md.
 cause-seeds: $(VENV)/.installed
 	for seed in $(SEEDS); do \
 	  test -f outputs/cause_s$$seed/model.keras || \
 	    $(PY) train_cam.py --PRESET=cause --SEED=$$seed --RUN_NAME=cause_s$$seed || exit 1; \
 	done
-	$(PY) evaluate_cam.py --PRESET=cause --RUN_NAME='cause_s*' --METHOD=$(SEED_METHODS)
+	$(PY) evaluate_cam.py --PRESET=cause --RUN_NAME='cause_s*' --METHOD=$(SEED_METHODS) \
+	  --MAX_IMAGES=$(SEED_IMAGES)
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/bench_cam.py

@@ -305,3 +305,17 @@ def test_the_makefile_scores_the_leaderboards_seven_methods():
 
     default = re.search(r"^SEED_METHODS \?= (.+)$", read(ROOT / "Makefile"), re.M).group(1)
     assert default == results.LEADERBOARD_METHODS and len(default.split(",")) == 7
+
+
+def test_the_seeds_boards_files_are_named_by_the_makefiles_seed_images():
+    """Both seeds' targets score SEED_IMAGES images a run, which names the files `make
+    results` copies (results.SEED_IMAGES)."""
+    from camlab.report import results
+
+    makefile = read(ROOT / "Makefile")
+    images = int(re.search(r"^SEED_IMAGES \?= (\d+)", makefile, re.M).group(1))
+    assert images == results.SEED_IMAGES
+    assert makefile.count("--MAX_IMAGES=$(SEED_IMAGES)") == 2  # demo-seeds and cause-seeds
+    seeds = [s.source for s in results.SOURCES if "seeds" in s.copy]
+    assert seeds == [f"demo_sN/seeds_leaderboard_first{images}.json",
+                     f"cause_sN/seeds_leaderboard_first{images}.json"]

@@ -78,6 +78,7 @@ ALL_COMMAND = "python evaluate_cam.py --PRESET=demo --METHOD=all"  # CAPS as in 
 ROAD_IMAGES = 250  # ROAD costs ~45 ms a map at 64 px: all 18 methods on the first 250 images
 ROAD_COMMAND = f"{ALL_COMMAND} --ROAD=True --MAX_IMAGES={ROAD_IMAGES}"
 BENCH_DEMO_COMMAND = "python benchmarks/bench_cam.py --PARTS= --DEMO=True"  # demo and scoring times
+SEED_IMAGES = 300  # the Makefile's SEED_IMAGES: each seed's run is scored on its first N
 # The presets' MAX_IMAGES, which name the known-cause boards' files
 CAUSE_IMAGES, SHORTCUT_IMAGES = (
     json.loads((settings.PRESETS_DIR / f"{name}.json").read_text())["MAX_IMAGES"]
@@ -91,14 +92,14 @@ SOURCES = (
     Source("demo_leaderboard_all.json", "demo/leaderboard_all.json", ALL_COMMAND),
     Source("demo_leaderboard_road.json", f"demo/leaderboard_all_first{ROAD_IMAGES}.json",
            ROAD_COMMAND),
-    Source("demo_seeds_leaderboard.json", "demo_sN/seeds_leaderboard_first300.json",
+    Source("demo_seeds_leaderboard.json", f"demo_sN/seeds_leaderboard_first{SEED_IMAGES}.json",
            "make demo-seeds"),
     Source("cause_leaderboard.json", f"cause/leaderboard_first{CAUSE_IMAGES}.json",
            "make cause"),
     Source("shortcut_leaderboard.json", f"shortcut/leaderboard_first{SHORTCUT_IMAGES}.json",
            "make cause"),
     Source("cause_seeds_leaderboard.json",
-           f"cause_sN/seeds_leaderboard_first{CAUSE_IMAGES}.json", "make cause-seeds"),
+           f"cause_sN/seeds_leaderboard_first{SEED_IMAGES}.json", "make cause-seeds"),
     Source("bench.json", "bench/bench.json", "make bench"),
     Source("bench_head_only.json", "bench/bench_head_only.json",
            "python benchmarks/bench_cam.py --PARTS=head_only"),
