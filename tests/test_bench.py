@@ -54,8 +54,10 @@ def test_methods_time_every_method_on_the_images_they_say(tiny, monkeypatch):
         return top_k_maps(method, model, features, *args, **kwargs)
 
     monkeypatch.setattr(methods, "top_k_maps", counting)
+    few = methods.Options(noise_samples=2, ig_steps=2, rise_masks=4, occlusion_patch=0.5,
+                          occlusion_stride=0.5)  # a few passes per image, not 2,000 (RISE)
     result = bench.bench_methods(tiny, bench.random_images(3, 32), top_k=2,
-                                 scorecam_images=1, saliency_images=2, repeats=1)
+                                 scorecam_images=1, saliency_images=2, repeats=1, options=few)
     entry = result["methods_ms_per_image"]
     assert list(entry["rows"]) == list(methods.METHODS)
     assert all(ms > 0 for ms in entry["rows"].values()) and entry["forward_ms_per_image"] > 0
