@@ -336,10 +336,14 @@ def random_images(count: int, size: int, seed: int = 4) -> tf.Tensor:
 
 def bench_methods(model, images, top_k: int = METHODS_TOP_K,
                   scorecam_images: int = SCORECAM_IMAGES,
-                  saliency_images: int = SALIENCY_IMAGES, repeats: int = 3) -> dict:
+                  saliency_images: int = SALIENCY_IMAGES, repeats: int = 3,
+                  options: methods.Options = methods.DEFAULT_OPTIONS) -> dict:
     """f. ms per image of each method's figure maps, methods.top_k_maps for the `top_k`
     most probable classes (the maps and their display transform), given the features:
     the forward pass that makes them is NOT included, and is reported beside.
+    `options`: the methods' settings, the scripts' defaults unless given; the perturbation
+    methods cost in proportion to their passes (NOISE_SAMPLES, IG_STEPS, RISE_MASKS and
+    the occlusion square's places), so a cheaper setting is timed with its own.
 
     Score-CAM makes its own forward pass per channel (512 per image on VGG19): it is
     timed once, with no warm-up, on the first `scorecam_images` images only. Saliency's
@@ -358,7 +362,8 @@ def bench_methods(model, images, top_k: int = METHODS_TOP_K,
 
         def figure(method=method, count=count):
             return methods.top_k_maps(method, model, features[:count], probs[:count], top_k,
-                                      THRESHOLD, (size, size), images[:count])["maps"].numpy()
+                                      THRESHOLD, (size, size), images[:count],
+                                      options=options)["maps"].numpy()
 
         seconds = (median_seconds(figure, warmup=0, repeats=1) if method == "scorecam"
                    else median_seconds(figure, warmup=1, repeats=repeats))

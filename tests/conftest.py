@@ -148,6 +148,21 @@ def saved_figures(monkeypatch):
     return figures
 
 
+DRAFT_DPI = 20  # dots per inch: the most draft_figures lets a script save at
+
+
+@pytest.fixture
+def draft_figures(monkeypatch):
+    """Scripts save their figures at DRAFT_DPI at most: for tests that read a figure's
+    content (saved_figures) or only that its file is written, never its pixels.
+    evaluate_cam.py saves at 150 dpi; the confusion matrix of CUB's 200 classes (24 inches
+    wide) took 5-7 s to save there and 1.3 s at 20 dpi (measured on a loaded 2-core machine).
+    """
+    original = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure",
+                        lambda fig, path, dpi: original(fig, path, min(dpi, DRAFT_DPI)))
+
+
 @pytest.fixture
 def image_files(tmp_path):
     """Image files of every kind a user may pass, by name, and two unreadable ones."""

@@ -47,15 +47,18 @@ def test_cam_grid_refuses_maps_that_differ_from_the_seed_loop(tiny, monkeypatch)
 
 def test_methods_time_every_method_on_the_images_they_say(tiny, monkeypatch):
     """A row per method; Score-CAM and saliency on the fewer images the entry states."""
-    counted, top_k_maps = {}, methods.top_k_maps
+    counted, top_k_maps, given = {}, methods.top_k_maps, set()
 
     def counting(method, model, features, *args, **kwargs):
         counted.setdefault(method, set()).add(features.shape[0])
+        given.add(kwargs["options"])
         return top_k_maps(method, model, features, *args, **kwargs)
 
     monkeypatch.setattr(methods, "top_k_maps", counting)
+    few = methods.Options(noise_samples=2, ig_steps=2, rise_masks=4, occlusion_patch=0.5,
+                          occlusion_stride=0.5)  # a few passes per image, not 2,000 (RISE)
     result = bench.bench_methods(tiny, bench.random_images(3, 32), top_k=2,
-                                 scorecam_images=1, saliency_images=2, repeats=1)
+                                 scorecam_images=1, saliency_images=2, repeats=1, options=few)
     entry = result["methods_ms_per_image"]
     assert list(entry["rows"]) == list(methods.METHODS)
     assert all(ms > 0 for ms in entry["rows"].values()) and entry["forward_ms_per_image"] > 0
@@ -63,6 +66,7 @@ def test_methods_time_every_method_on_the_images_they_say(tiny, monkeypatch):
     assert counted == {**{method: {3} for method in methods.METHODS},
                        "scorecam": {1}, "saliency": {2}}
     assert "1 image(s), 64 forward passes" in entry["scorecam"]
+    assert given == {few}  # every method's maps made with the options it was given
 
 
 def test_tf_keras_vis_rows_are_their_seconds_over_ours(tiny):

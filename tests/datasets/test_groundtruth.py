@@ -180,7 +180,7 @@ def test_mask_and_box_follow_the_image_through_the_resize(height, width):
     np.testing.assert_array_equal(picked["mask"][0], expected)  # visualize_cam's path
 
 
-def test_evaluate_on_birds_scores_boxes_and_masks(runs, saved_figures):
+def test_evaluate_on_birds_scores_boxes_and_masks(runs, saved_figures, draft_figures):
     path = evaluate("caltech_birds2011", cub_example, runs["caltech_birds2011"])
     # 200 classes: a confusion matrix of colours only, the size of one of 40 classes.
     matrix = saved_figures[0]
@@ -197,7 +197,7 @@ def test_evaluate_on_birds_scores_boxes_and_masks(runs, saved_figures):
     assert results["predicted_class"]["pointing_game_strict_center_baseline"] == 1.0
 
 
-def test_evaluate_on_pets_scores_masks_only(runs, capsys):
+def test_evaluate_on_pets_scores_masks_only(runs, capsys, draft_figures):
     output_dir = runs["oxford_iiit_pet"]
     path = evaluate("oxford_iiit_pet", pet_example, output_dir, "--METHOD=cam,gradcam")
     assert "mask from feature 'segmentation_mask' (object = values 1, 3); no box" in (

@@ -139,14 +139,16 @@ def test_no_verified_image_judges_nothing():
 
 @pytest.fixture(scope="module")
 def known_cause_runs(tmp_path_factory, demo_run):
-    """(root, cause run, shortcut run, control run): one epoch each on 300 / 60 images; the
-    control is the session's demo run (the same sizes), copied beside them."""
+    """(root, cause run, shortcut run, control run): one epoch each on 128 training images
+    (two batches of 64) and 30 validation and test images, all that the boards below
+    score; the control is the session's demo run (300 / 60 images of the same size and
+    classes), copied beside them."""
     root = tmp_path_factory.mktemp("known_cause")
     common = ["--EPOCHS=1", f"--DATA_DIR={root / 'data'}", f"--OUTPUT_DIR={root}",
               "--MIXED_PRECISION=float32"]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(shapes, "TRAIN_SIZE", 300)
-        patch.setattr(shapes, "VALIDATION_SIZE", 60)
+        patch.setattr(shapes, "TRAIN_SIZE", 128)
+        patch.setattr(shapes, "VALIDATION_SIZE", 30)
         runs = [train_cam.main([f"--PRESET={preset}", *common])
                 for preset in ("cause", "shortcut")]
     control = shutil.copytree(demo_run[1], root / "demo")

@@ -17,14 +17,15 @@ from helpers import run_fails
 @pytest.mark.parametrize("method", ["cam", "gradcam"])
 def test_evaluate_writes_every_documented_metric(demo_run, method):
     root, run_dir = demo_run
-    argv = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=40", "--BATCH_SIZE=16",
+    # 20 images, two of each class, in a batch of 16 and a short one of 4.
+    argv = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=20", "--BATCH_SIZE=16",
             "--STEPS=4", f"--METHOD={method}"]
     path = evaluate_cam.main(argv)
     results = json.loads(path.read_text())
     # as JSON keeps them: a tuple setting (CAPS) as a list
     assert results["config"] == json.loads(json.dumps(settings.resolve(evaluate_cam.__file__,
                                                                        argv)))
-    assert results["num_images"] == 40 and results["method"] == method
+    assert results["num_images"] == 20 and results["method"] == method
     # Every ranked score of the registry that boxes and masks give, with each baseline's.
     given = {key for key, metric in registry.METRICS.items()
              if metric.ranked and metric.needs in ("", "box", "mask", "box or mask")
@@ -50,15 +51,15 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
             == results["true_class"]["maxboxacc_v2_center_baseline"])
     assert -1.0 <= results["sanity_rank_correlation"] <= 1.0
     matrix = np.array(results["confusion_matrix"])
-    assert matrix.shape == (10, 10) and matrix.sum() == 40
-    assert np.trace(matrix) / 40 == pytest.approx(results["accuracy"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 20
+    assert np.trace(matrix) / 20 == pytest.approx(results["accuracy"])
     per_class = results["per_class"]
-    assert sum(entry["images"] for entry in per_class.values()) == 40
+    assert sum(entry["images"] for entry in per_class.values()) == 20
     # A subset has its own files, so it never replaces those of the full split.
-    suffix = ("" if method == "cam" else "_gradcam") + "_first40"
+    suffix = ("" if method == "cam" else "_gradcam") + "_first20"
     assert path == run_dir / f"metrics{suffix}.json"
     assert (run_dir / f"deletion_insertion{suffix}.png").is_file()
-    assert (run_dir / "confusion_matrix_first40.png").is_file()
+    assert (run_dir / "confusion_matrix_first20.png").is_file()
 
 
 def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):

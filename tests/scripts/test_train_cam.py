@@ -54,11 +54,12 @@ def test_demo_preset_trains_the_small_backbone_on_cam_shapes(demo_run):
     assert (run_dir / "weights.weights.h5").is_file()
 
 
-def demo_training(data_dir, output_dir, *args):
-    """The demo preset for one epoch on a small generated split (300 / 60 images)."""
+def demo_training(data_dir, output_dir, *args, sizes=(300, 60)):
+    """The demo preset for one epoch on a small generated split (`sizes`: train and
+    validation images, if data_dir has none yet; demo_run's are 300 / 60)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(shapes, "TRAIN_SIZE", 300)
-        patch.setattr(shapes, "VALIDATION_SIZE", 60)
+        patch.setattr(shapes, "TRAIN_SIZE", sizes[0])
+        patch.setattr(shapes, "VALIDATION_SIZE", sizes[1])
         return train_cam.main(["--PRESET=demo", "--EPOCHS=1", "--MIXED_PRECISION=float32",
                                f"--DATA_DIR={data_dir}", f"--OUTPUT_DIR={output_dir}", *args])
 
@@ -84,7 +85,9 @@ def test_a_fresh_run_removes_the_earlier_models_figures_and_scores(tmp_path, dem
                  "comparison.png", "confusion_matrix.png", "deletion_insertion.png"):
         (run_dir / name).write_text("from the earlier model")
     (run_dir / "notes.txt").write_text("the user's own")
-    demo_training(root / "data", tmp_path)
+    # One batch to train on and a few images to validate: what is written is the point.
+    demo_training(root / "data", tmp_path, "--TRAIN_SPLIT=train[:64]",
+                  "--VALIDATION_SPLIT=validation[:20]")
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "config.json", "curves.png", "history.csv", "model.keras", "notes.txt",
         "weights.weights.h5"]
@@ -92,9 +95,12 @@ def test_a_fresh_run_removes_the_earlier_models_figures_and_scores(tmp_path, dem
 
 def test_the_first_run_on_a_machine_gives_the_same_bits_as_later_ones(tmp_path):
     """Preparing the dataset used to advance the seeded random state, so the run that
-    generated the data trained differently from every run after it."""
-    first = demo_training(tmp_path / "data", tmp_path / "first")  # generates the data
-    again = demo_training(tmp_path / "data", tmp_path / "again")  # finds it prepared
+    generated the data trained differently from every run after it. 128 / 20 images: the
+    data are generated here, and any size shows the drift (two batches of 64 to train on)."""
+    first = demo_training(tmp_path / "data", tmp_path / "first",  # generates the data
+                          sizes=(128, 20))
+    again = demo_training(tmp_path / "data", tmp_path / "again",  # finds it prepared
+                          sizes=(128, 20))
     assert (first / "history.csv").read_bytes() == (again / "history.csv").read_bytes()
     first_weights, again_weights = (weight_arrays(run / "weights.weights.h5")
                                     for run in (first, again))
