@@ -157,11 +157,13 @@ def follows_note(board: dict[str, Any]) -> str:
                 if "control_follows_marker" in board else "") + ".")
 
 
-def verdict(interval: list[float]) -> str:
-    """What a tau's interval says: "positive" above 0 (the score orders the methods more
-    like the cause than not; the tau says how much), "negative" below, else "cannot
-    tell"; "orders nothing" without an interval (every method has the same value)."""
-    if not all(np.isfinite(interval)):
+def verdict(entry: dict[str, Any]) -> str:
+    """What a score's agreement with the cause ({"tau", "ci95"}) says: "positive" when the
+    interval is above 0 (the score orders the methods more like the cause than not; the
+    tau says how much), "negative" below, else "cannot tell"; "orders nothing" when every
+    method has the same value (no tau), whatever some resamples say."""
+    interval = entry["ci95"]
+    if not (np.isfinite(entry["tau"]) and all(np.isfinite(interval))):
         return "orders nothing"
     return "positive" if interval[0] > 0 else "negative" if interval[1] < 0 else "cannot tell"
 
@@ -174,7 +176,7 @@ def trust_markdown(board: dict[str, Any]) -> list[str]:
                    "methods tied with the best"),
                   [(key, f"{entry['tau']:.2f} [{entry['ci95'][0]:.2f}, "
                          f"{entry['ci95'][1]:.2f}]" if np.isfinite(entry["tau"]) else
-                    "- (every method has the same value)", verdict(entry["ci95"]),
+                    "- (every method has the same value)", verdict(entry),
                     f"{entry.get('tied_with_best', '-')} of {entry['methods']}")
                    for key, entry in board["agreement"].items()])
     lines += ["", f"Kendall tau-b between the order of the {len(board['beats_edge'])} "
@@ -248,7 +250,7 @@ def _trust_across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
         m in b["beats_edge"] for b in boards.values())]
     return {"agreement": {key: {run: {"tau": boards[run]["agreement"][key]["tau"],
                                       "ci95": boards[run]["agreement"][key]["ci95"],
-                                      "verdict": verdict(boards[run]["agreement"][key]["ci95"])}
+                                      "verdict": verdict(boards[run]["agreement"][key])}
                                 for run in runs} for key in keys},
             "beats_edge": {m: {run: boards[run]["beats_edge"][m]["beats"] for run in runs}
                            for m in methods},
@@ -280,7 +282,9 @@ def seeds_markdown(summary: dict[str, Any]) -> list[str]:
                   ""]
         lines += table(("score", *runs), [
             (key, *(f"{per[run]['tau']:.2f} [{per[run]['ci95'][0]:.2f}, "
-                    f"{per[run]['ci95'][1]:.2f}] {per[run]['verdict']}" for run in runs))
+                    f"{per[run]['ci95'][1]:.2f}] {verdict(per[run])}"
+                    if np.isfinite(per[run]["tau"]) else f"- {verdict(per[run])}"
+                    for run in runs))
             for key, per in summary["agreement"].items()])
         lines += ["", "Beats the edge map on the cause, per seed:", ""]
         lines += table(("method", *runs), [

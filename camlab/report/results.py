@@ -481,7 +481,7 @@ def render_known_cause(files: dict[str, dict]) -> list[str]:
     for key, entry in cause["agreement"].items():
         shown = (f"{key} {entry['tau']:.2f} {_interval(*entry['ci95'])}"
                  if math.isfinite(entry["tau"]) else key)
-        by_verdict.setdefault(leaderboard.verdict(entry["ci95"]), []).append(shown)
+        by_verdict.setdefault(leaderboard.verdict(entry), []).append(shown)
     rows = [("most map mass on the proven cause", best_text),
             ("beat the edge map on it", edge),
             ("show the planted shortcut (marker mass minus the control's)", split(detected))]

@@ -173,6 +173,21 @@ def kendall_tau(x, y) -> np.ndarray:
                      where=denominator > 0)
 
 
+# Scores that agree to this many significant digits are ties: the maps' probabilities are
+# float32 (7 digits), and methods that leave an image the same class probability differ
+# in its last digits only, which would otherwise order them.
+TIE_DIGITS = 5
+
+
+def settled(values) -> np.ndarray:
+    """`values` rounded to TIE_DIGITS significant digits (NaN stays NaN), for ranking."""
+    values = np.asarray(values, np.float64)
+    magnitude = np.floor(np.log10(np.abs(values), out=np.zeros_like(values),
+                                  where=np.isfinite(values) & (values != 0)))
+    scale = 10.0 ** (magnitude - (TIE_DIGITS - 1))
+    return np.round(values / scale) * scale
+
+
 def _defined_interval(values: np.ndarray) -> list[float]:
     """intervals.interval of the resampled values that are not NaN; [nan, nan] if none."""
     defined = values[~np.isnan(values)]
@@ -191,6 +206,7 @@ def resampled_taus(truth: dict[str, intervals.Statistic], other: dict[str, inter
     for weights in intervals.resample_blocks(images, seed, resamples):
         x = np.stack([truth[m](weights) for m in methods], axis=1)
         y = np.stack([other[m](weights) for m in methods], axis=1)
+        x, y = settled(x), settled(y)
         taus.append(kendall_tau(x if truth_higher_is_better else -x,
                                 y if other_higher_is_better else -y))
     return np.concatenate(taus)
@@ -207,8 +223,9 @@ def rank_agreement(truth: dict[str, intervals.Statistic],
     "undefined": resamples without a tau (all methods tied), left out of the interval}.
 
     `truth` and `other` {method: Statistic} hold the same methods; +1 means the same order
-    of better and worse. tau is NaN when the points are all tied, and the interval [nan,
-    nan] when no resample has a tau.
+    of better and worse. Values equal to TIE_DIGITS significant digits tie (`settled`). tau
+    is NaN when the points are all tied, and the interval [nan, nan] when no resample has
+    a tau.
     """
     methods = list(truth)
     if set(other) != set(methods) or set(truth_points) != set(methods) or set(
@@ -216,8 +233,8 @@ def rank_agreement(truth: dict[str, intervals.Statistic],
         raise ValueError("truth, other and their points must name the same methods")
     if len(methods) < 2:
         raise ValueError("ranking methods needs at least two")
-    x = np.array([truth_points[m] for m in methods], np.float64)
-    y = np.array([other_points[m] for m in methods], np.float64)
+    x = settled([truth_points[m] for m in methods])
+    y = settled([other_points[m] for m in methods])
     tau = stats.kendalltau(x if truth_higher_is_better else -x,
                            y if other_higher_is_better else -y).statistic
     taus = resampled_taus(truth, other, images, seed, other_higher_is_better,

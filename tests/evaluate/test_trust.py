@@ -112,7 +112,7 @@ def test_a_score_that_orders_methods_like_the_cause_is_positive_and_its_reverse_
     judged = trust.judged(scores, {"deletion_auc": ["m0"]}, seed=0)
     entry = judged["agreement"]["deletion_auc"]
     assert entry["tau"] == sign * 1.0 and entry["tied_with_best"] == 1
-    assert leaderboard.verdict(entry["ci95"]) == ("positive" if sign > 0 else "negative")
+    assert leaderboard.verdict(entry) == ("positive" if sign > 0 else "negative")
     # 0.9, 0.8 and 0.7 beat the edge map's 0.6; 0.5 does not.
     assert [v["beats"] for v in judged["beats_edge"].values()] == [True, True, True, False]
     assert judged["beats_edge"]["m0"]["difference"] == pytest.approx(0.3, abs=0.01)
@@ -128,7 +128,20 @@ def test_a_score_equal_for_every_method_orders_nothing():
         one["predicted_class/deletion_auc"] = np.full(40, 0.3)
     entry = trust.judged(scores, {}, seed=0)["agreement"]["deletion_auc"]
     assert np.isnan(entry["tau"]) and entry["undefined"] == 1000
-    assert leaderboard.verdict(entry["ci95"]) == "orders nothing"
+    assert leaderboard.verdict(entry) == "orders nothing"
+
+
+def test_differences_in_the_last_float32_digits_are_ties():
+    """Average Drop of maps that each leave no trace of the class: 1.0 on one image, 0.99999994
+    (1 - 2**-24) on another, a difference float32's rounding makes. The methods tie, so the
+    score orders nothing, in the point and in every resample alike."""
+    scores = {f"m{i}": per_image(t, 0.3) for i, t in enumerate([0.9, 0.8, 0.7])}
+    for i, one in enumerate(scores.values()):
+        one["predicted_class/average_drop"] = np.full(40, 100.0) - i * 100 * 2.0**-24
+    entry = trust.judged(scores, {}, seed=0)["agreement"]["average_drop"]
+    assert np.isnan(entry["tau"]) and entry["undefined"] == 1000
+    assert leaderboard.verdict(entry) == "orders nothing"
+    assert leaderboard.verdict({"tau": float("nan"), "ci95": [-0.5, -0.5]}) == "orders nothing"
 
 
 def test_no_verified_image_judges_nothing():
