@@ -239,7 +239,7 @@ def across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _trust_across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Known-cause boards: each seed's tau and verdict per score, and whether each method
+    """Known-cause boards: each seed's tau and interval per score, and whether each method
     beat the edge map, per seed; {} when a board has none."""
     if not all(board.get("agreement") for board in boards.values()):
         return {}
@@ -248,9 +248,9 @@ def _trust_across_seeds(boards: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                                             for b in boards.values())]
     methods = [m for m in boards[runs[0]]["beats_edge"] if all(
         m in b["beats_edge"] for b in boards.values())]
+    # No verdict is stored: seeds_markdown derives it from tau and ci95 (`verdict`).
     return {"agreement": {key: {run: {"tau": boards[run]["agreement"][key]["tau"],
-                                      "ci95": boards[run]["agreement"][key]["ci95"],
-                                      "verdict": verdict(boards[run]["agreement"][key])}
+                                      "ci95": boards[run]["agreement"][key]["ci95"]}
                                 for run in runs} for key in keys},
             "beats_edge": {m: {run: boards[run]["beats_edge"][m]["beats"] for run in runs}
                            for m in methods},

@@ -71,3 +71,16 @@ def test_across_seeds_gives_mean_spread_and_the_rankings_that_survive():
     assert ranking["always_tied_with_best"] == ["a"] and not ranking["same_order_in_every_seed"]
     text = "\n".join(leaderboard.seeds_markdown(summary))
     assert "| a | 0.700 ± 0.060 |" in text and "- maxboxacc_v2: a" in text
+
+
+def test_the_seeds_table_reads_each_verdict_from_its_tau_and_interval():
+    """A seed whose methods all tie has no tau: it orders nothing, even where some
+    resamples gave an interval (a board written before ties were settled)."""
+    agreement = {"deletion_auc": {"a": {"tau": 0.6, "ci95": [0.2, 0.8]},
+                                  "b": {"tau": float("nan"), "ci95": [-0.5, -0.5]}}}
+    summary = {"methods": {}, "num_images": {"a": 10, "b": 10}, "runs": ["a", "b"],
+               "rankings": {}, "agreement": agreement, "verified": {"a": 8, "b": 9},
+               "beats_edge": {}}
+    row = next(line for line in leaderboard.seeds_markdown(summary)
+               if line.startswith("| deletion_auc |"))
+    assert row == "| deletion_auc | 0.60 [0.20, 0.80] positive | - orders nothing |"
