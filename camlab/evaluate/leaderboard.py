@@ -168,15 +168,21 @@ def verdict(entry: dict[str, Any]) -> str:
     return "positive" if interval[0] > 0 else "negative" if interval[1] < 0 else "cannot tell"
 
 
+def tau_text(entry: dict[str, Any], missing: str = "-") -> str:
+    """A score's tau with the cause and its interval, "0.49 [0.41, 0.55]"; `missing` when
+    every method has the same value (no tau)."""
+    if not np.isfinite(entry["tau"]):
+        return missing
+    return f"{entry['tau']:.2f} [{entry['ci95'][0]:.2f}, {entry['ci95'][1]:.2f}]"
+
+
 def trust_markdown(board: dict[str, Any]) -> list[str]:
     """A known-cause board's verdicts (camlab.evaluate.trust) as Markdown: each score's Kendall tau
     with the known cause's order of the methods, then which methods beat the edge map."""
     truth = board["truth"]
     lines = table(("score", "Kendall tau with the cause's order", "verdict",
                    "methods tied with the best"),
-                  [(key, f"{entry['tau']:.2f} [{entry['ci95'][0]:.2f}, "
-                         f"{entry['ci95'][1]:.2f}]" if np.isfinite(entry["tau"]) else
-                    "- (every method has the same value)", verdict(entry),
+                  [(key, tau_text(entry, "- (every method has the same value)"), verdict(entry),
                     f"{entry.get('tied_with_best', '-')} of {entry['methods']}")
                    for key, entry in board["agreement"].items()])
     lines += ["", f"Kendall tau-b between the order of the {len(board['beats_edge'])} "
@@ -281,10 +287,7 @@ def seeds_markdown(summary: dict[str, Any]) -> list[str]:
                   f"(verified images: {', '.join(map(str, summary['verified'].values()))}):",
                   ""]
         lines += table(("score", *runs), [
-            (key, *(f"{per[run]['tau']:.2f} [{per[run]['ci95'][0]:.2f}, "
-                    f"{per[run]['ci95'][1]:.2f}] {verdict(per[run])}"
-                    if np.isfinite(per[run]["tau"]) else f"- {verdict(per[run])}"
-                    for run in runs))
+            (key, *(f"{tau_text(per[run])} {verdict(per[run])}" for run in runs))
             for key, per in summary["agreement"].items()])
         lines += ["", "Beats the edge map on the cause, per seed:", ""]
         lines += table(("method", *runs), [
