@@ -57,11 +57,12 @@ demo-seeds: $(VENV)/.installed
 	$(PY) evaluate_cam.py --PRESET=demo --RUN_NAME='demo_s*' --METHOD=$(SEED_METHODS) \
 	  --MAX_IMAGES=$(SEED_IMAGES)
 
-# The known-cause benchmark (docs/known_cause.md): the demo network trained on
-# cam_shapes/cause, whose label is a small shape beside a larger distractor, and on
-# cam_shapes/shortcut, whose corner marker names the label; its control is trained the same
-# way on cam_shapes/shortcut_10, whose markers are drawn without looking at the label.
-# Each is scored with SEED_METHODS: outputs/cause/leaderboard_first500.md and
+# The known-cause benchmark (docs/known_cause.md): tiny_vgg (the demo's network at half the
+# channels) trained on cam_shapes/cause, whose label is a small shape beside a larger
+# distractor, and on cam_shapes/shortcut, whose corner marker names the label; its control
+# is trained the same way on cam_shapes/shortcut_10, whose markers are drawn without
+# looking at the label.
+# Each is scored with SEED_METHODS: outputs/cause/leaderboard_first300.md and
 # outputs/shortcut/leaderboard_first250.md (the presets' MAX_IMAGES).
 cause: $(VENV)/.installed
 	$(PY) train_cam.py --PRESET=cause

@@ -68,7 +68,7 @@ SEED = 0  # seeds the random baseline maps and the randomised model
 ROAD = False  # also ROAD (Rong et al. 2022): 18 passes and imputations per map, ~60 ms at 64 px
 BOX_PROTOCOL = "lab"  # MaxBoxAccV2's box geometry: "lab" or "wsolevaluation" (the papers' tables)
 THRESHOLD = 0.3  # mask IoU: the map is cut at this fraction of its maximum
-STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps
+STEPS = 16  # deletion / insertion: pixels move in STEPS equal steps; 0 = neither (faster)
 BLUR_SIGMA = 0.1  # removal baseline: Gaussian blur, std as a fraction of the image side
 LAYER = ""  # "" = the maps feeding GAP (CAM is exact only there); else a layer name, for gradcam
 NOISE_SAMPLES = 50  # smoothgrad: noisy copies of each image (Smilkov et al. 2017: 50)
@@ -94,9 +94,11 @@ def check_config(config: dict[str, Any]) -> None:
     """Rejects settings no evaluation can use, naming the valid range."""
     methods.check_options(methods.parse_methods(config["METHOD"]),
                           methods.Options.from_config(config))
-    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE", "STEPS"):
+    for name in ("BATCH_SIZE", "PREDICT_BATCH_SIZE"):
         if config[name] < 1:
             raise CamError(f"{name}={config[name]} must be at least 1")
+    if config["STEPS"] < 0:
+        raise CamError(f"STEPS={config['STEPS']} must be 0 (no deletion / insertion) or more")
     if config["MAX_IMAGES"] < 0:
         raise CamError(f"MAX_IMAGES={config['MAX_IMAGES']} must be 0 (all) or more")
     if not 0.0 <= config["THRESHOLD"] <= 1.0:
@@ -269,12 +271,13 @@ def write_results(config: dict[str, Any], trained: dict[str, Any], run_dir: Path
     plots.save_figure(plots.confusion_matrix(np.array(summary["confusion_matrix"]), names,
                                              where, config["CONFUSION"] == "rows"),
                       run_dir / f"confusion_matrix{subset}.{ext}", 150)
-    curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"]
-                      for kind in ("deletion", "insertion")}
-              for label, source in ((config["METHOD"], ""), *leaderboard.BASELINES)}
-    plots.save_figure(plots.deletion_insertion_curves(
-        curves, f"{methods.TITLES[config['METHOD']]}, {where}", "predicted"),
-        run_dir / f"deletion_insertion{suffix}.{ext}", 150)
+    if config["STEPS"]:
+        curves = {label: {kind: scores[f"predicted_class/{kind}_curve{source}"]
+                          for kind in ("deletion", "insertion")}
+                  for label, source in ((config["METHOD"], ""), *leaderboard.BASELINES)}
+        plots.save_figure(plots.deletion_insertion_curves(
+            curves, f"{methods.TITLES[config['METHOD']]}, {where}", "predicted"),
+            run_dir / f"deletion_insertion{suffix}.{ext}", 150)
     results = {"run": run_dir.name, **({"model": trained["MODEL"]} if "MODEL" in trained
                                        else {}),
                "split": config["SPLIT"], "method": config["METHOD"],

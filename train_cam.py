@@ -37,6 +37,7 @@ DATA_DIR = ""  # tfds data folder; "" = tfds' default (~/tensorflow_datasets)
 TRAIN_SPLIT = "train"  # tfds split to train on
 VALIDATION_SPLIT = "validation"  # tfds split to validate on after every epoch
 VALIDATION_FRACTION = 0.2  # a folder without split folders: share of images to validate on
+# small_vgg and tiny_vgg (the same at half the channels) are the project's own, for WEIGHTS=""
 BACKBONE = "vgg19"  # vgg19 vgg16 resnet50 mobilenet_v2 efficientnet_b0 convnext_tiny small_vgg
 WEIGHTS = "imagenet"  # backbone start: "imagenet", "" (random), an .h5 file or a run's model.keras
 # TRAIN_LAYERS="head" is a linear probe: the backbone stays as WEIGHTS made it (ImageNet's, or a

@@ -54,7 +54,7 @@ class Scoring:
     bootstrap, MaxBoxAccV2's box geometry, and the methods' options."""
 
     threshold: float = 0.3
-    steps: int = 16
+    steps: int = 16  # 0: no deletion / insertion (their passes are most of a scoring's time)
     blur_sigma: float = 0.1
     seed: int = 0
     box_protocol: str = "lab"  # localisation.BOX_PROTOCOLS
@@ -237,8 +237,50 @@ def _score_sources(remover: removal.Remover, batch: dict,
     """Localisation and deletion / insertion of every source, for both targets: the true
     class's scores are those of the predicted class except on a source's `rows`."""
     images = tf.cast(batch["image"], tf.float32)
+    n = images.shape[0]
+    probs, curves = _removal_curves(remover, images, sources, scoring)
+    explained = _explained(remover, images, sources)
+    out = {}
+    # The plan's first jobs are the images themselves; without a plan, a pass of them.
+    clean = remover.forward(images).numpy() if probs is None else probs[:n]
+    for name, (first, second) in sources.items():
+        one = _localisation(first.maps, batch, correct, scoring)
+        one.update(curves(name, 0, classes[:, 0]))
+        one.update(_confidence(clean, explained[name][0], classes[:, 0]))
+        if scoring.road:
+            one.update(_road(remover, images, first.maps, classes[:, 0], clean, scoring, ids))
+        # The true class: the predicted class's maps and perturbed images, read at the
+        # true class, except on the rows where the true class has a map of its own.
+        two = {**one, **curves(name, 0, classes[:, 1]),
+               **_confidence(clean, explained[name][0], classes[:, 1])}
+        other = np.setdiff1d(np.flatnonzero(classes[:, 0] != classes[:, 1]), second.rows)
+        if scoring.road and len(other):  # the same images, read at another class
+            two = _merged(two, other, _road(remover, tf.gather(images, other),
+                                            tf.gather(first.maps, other), classes[other, 1],
+                                            clean[other], scoring, ids[other]))
+        rows = second.rows
+        if len(rows):
+            fresh = _localisation(second.maps, batch, correct, scoring, rows)
+            fresh.update(curves(name, 1, classes[rows, 1]))
+            fresh.update(_confidence(clean[rows], explained[name][1], classes[rows, 1]))
+            if scoring.road:
+                fresh.update(_road(remover, tf.gather(images, rows),
+                                   tf.gather(second.maps, rows), classes[rows, 1],
+                                   clean[rows], scoring, ids[rows]))
+            two = _merged(two, rows, fresh)
+        out[name] = (one, two)
+    return out
+
+
+def _removal_curves(remover: removal.Remover, images: tf.Tensor,
+                    sources: dict[str, tuple[_Source, _Source]], scoring: Scoring):
+    """Runs the deletion / insertion plan of every source's two map sets at once. Returns
+    (every planned image's probabilities, curves), where curves(source, 0 or 1 (its first
+    or second maps), classes) gives that set's curves and AUCs read at `classes`; with
+    scoring.steps 0, (None, a curves that gives {})."""
+    if not scoring.steps:
+        return None, lambda name, which, classes: {}
     n, height, width = images.shape[0], images.shape[1], images.shape[2]
-    baselines = image_io.blurred(images, scoring.blur_sigma * height)
     plan = removal.Plan(n, scoring.steps, height * width)
     maps, index = [], {}
     for name, (first, second) in sources.items():
@@ -249,37 +291,10 @@ def _score_sources(remover: removal.Remover, batch: dict,
     for name, (_, second) in sources.items():
         plan.add(index[name][0], np.arange(n), ranks[index[name][0]])
         plan.add(index[name][1], second.rows, ranks[index[name][1]])
-    probs = remover.probabilities(plan, images, baselines, positions)
-    explained = _explained(remover, images, sources)
-    out = {}
-    clean = probs[:n]  # the plan's first jobs: the images themselves
-    for name, (first, second) in sources.items():
-        one = _localisation(first.maps, batch, correct, scoring)
-        one.update(plan.curves(probs, index[name][0], classes[:, 0]))
-        one.update(_confidence(clean, explained[name][0], classes[:, 0]))
-        if scoring.road:
-            one.update(_road(remover, images, first.maps, classes[:, 0], clean, scoring, ids))
-        # The true class: the predicted class's maps and perturbed images, read at the
-        # true class, except on the rows where the true class has a map of its own.
-        two = {**one, **plan.curves(probs, index[name][0], classes[:, 1]),
-               **_confidence(clean, explained[name][0], classes[:, 1])}
-        other = np.setdiff1d(np.flatnonzero(classes[:, 0] != classes[:, 1]), second.rows)
-        if scoring.road and len(other):  # the same images, read at another class
-            two = _merged(two, other, _road(remover, tf.gather(images, other),
-                                            tf.gather(first.maps, other), classes[other, 1],
-                                            clean[other], scoring, ids[other]))
-        rows = second.rows
-        if len(rows):
-            fresh = _localisation(second.maps, batch, correct, scoring, rows)
-            fresh.update(plan.curves(probs, index[name][1], classes[rows, 1]))
-            fresh.update(_confidence(clean[rows], explained[name][1], classes[rows, 1]))
-            if scoring.road:
-                fresh.update(_road(remover, tf.gather(images, rows),
-                                   tf.gather(second.maps, rows), classes[rows, 1],
-                                   clean[rows], scoring, ids[rows]))
-            two = _merged(two, rows, fresh)
-        out[name] = (one, two)
-    return out
+    probs = remover.probabilities(plan, images, image_io.blurred(
+        images, scoring.blur_sigma * height), positions)
+
+    return probs, lambda name, which, classes: plan.curves(probs, index[name][which], classes)
 
 
 def _explained(remover: removal.Remover, images: tf.Tensor,

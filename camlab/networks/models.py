@@ -21,6 +21,9 @@ import keras
 from camlab.errors import CamError, check_choice
 
 SMALL_VGG_WIDTHS = (16, 32, 64)  # channels of the three conv stages; two max-pools
+# tiny_vgg: small_vgg at half the channels, about twice as fast to train on a 2-core CPU
+# (the known-cause benchmark's network: docs/known_cause.md).
+TINY_VGG_WIDTHS = (8, 16, 32)
 # Batch-norm statistics must settle within a demo's few hundred steps; Keras' 0.99 lags.
 SMALL_VGG_BN_MOMENTUM = 0.9
 # keras.applications.<family>.preprocess_input(mode="caffe"): BGR, ImageNet means subtracted.
@@ -33,12 +36,13 @@ class Backbone:
     expect, the smallest image it takes, and Keras' no-top weights file (name, size in
     bytes, the hash Keras checks it against)."""
 
-    application: str  # the keras.applications constructor, "" for the project's small_vgg
+    application: str  # the keras.applications constructor; "" for small_vgg and tiny_vgg
     preprocessing: str  # "caffe", "tf" (to [-1, 1]), "unit" (to [0, 1]) or "inside" the model
     min_size: int  # pixels: each stride-2 stage needs a map of at least 1 pixel
     weights_file: str = ""
     weights_size: int = 0
     weights_hash: str = ""
+    widths: tuple[int, ...] = ()  # the project's own VGG-style networks: channels per stage
 
 
 # Files, sizes and hashes as keras.applications 3.15 fetches them (sizes from published
@@ -59,7 +63,8 @@ BACKBONES = {
     "convnext_tiny": Backbone(
         "ConvNeXtTiny", "inside", 32, "convnext_tiny_notop.h5", 111_650_432,
         "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
-    "small_vgg": Backbone("", "unit", 16),
+    "small_vgg": Backbone("", "unit", 16, widths=SMALL_VGG_WIDTHS),
+    "tiny_vgg": Backbone("", "unit", 16, widths=TINY_VGG_WIDTHS),
 }
 
 
@@ -207,14 +212,15 @@ def application_layers(name: str, inputs, image_size: int, weights: str):
     return flat_call(application, inputs)
 
 
-def small_vgg_layers(inputs):
+def small_vgg_layers(inputs, widths: tuple[int, ...] = SMALL_VGG_WIDTHS):
     """A VGG-style network with batch norm that learns from scratch on a CPU in minutes.
 
-    Three stages of two 3x3 conv + BN + ReLU, with a 2x2 max-pool between stages, so the
-    final feature map is image_size / 4 on a side (16x16 at 64 px): fine enough for CAM.
+    Three stages of two 3x3 conv + BN + ReLU, `widths` channels, with a 2x2 max-pool
+    between stages, so the final feature map is image_size / 4 on a side (16x16 at 64 px):
+    fine enough for CAM.
     """
     x = inputs
-    for stage, width in enumerate(SMALL_VGG_WIDTHS):
+    for stage, width in enumerate(widths):
         if stage:
             x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
         for conv in (1, 2):
@@ -319,7 +325,7 @@ def build_model(backbone: str, image_size: int, num_classes: int,
         features = application_layers(backbone, x, image_size, weights)
     else:
         weights_source(backbone, weights)
-        features = small_vgg_layers(x)
+        features = small_vgg_layers(x, BACKBONES[backbone].widths)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(features)
     probs = keras.layers.Dense(num_classes, activation="softmax", use_bias=False,
                                dtype="float32", name="classifier")(pooled)

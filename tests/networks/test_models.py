@@ -28,10 +28,15 @@ def test_vgg19_gap_structure_at_320():
     assert tuple(explained.layers["block5_pool"].shape[1:]) == (10, 10, 512)
 
 
-def test_small_vgg_keeps_a_16x16_map_at_64_px():
-    model = models.build_model("small_vgg", 64, 10)
+@pytest.mark.parametrize(("name", "channels"), [("small_vgg", 64), ("tiny_vgg", 32)])
+def test_small_vgg_keeps_a_16x16_map_at_64_px(name, channels):
+    """tiny_vgg is small_vgg's design at half the channels: 8, 16, 32."""
+    model = models.build_model(name, 64, 10)
     features = model.get_layer("gap").input
-    assert tuple(features.shape[1:]) == (16, 16, models.SMALL_VGG_WIDTHS[-1])
+    assert tuple(features.shape[1:]) == (16, 16, channels)
+    assert [layer.filters for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D)] == [channels // 4] * 2 + [
+                channels // 2] * 2 + [channels] * 2
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     assert not any(isinstance(layer, keras.Model) for layer in model.layers)
 

@@ -62,6 +62,26 @@ def test_evaluate_writes_every_documented_metric(demo_run, method):
     assert (run_dir / "confusion_matrix_first20.png").is_file()
 
 
+def test_steps_0_scores_everything_but_deletion_and_insertion(demo_run):
+    """STEPS=0 skips the removal passes only: the board has no deletion or insertion column
+    and no curves figure, and every other score is the one a run with curves gives."""
+    root, run_dir = demo_run
+    argv = ["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=8", "--BATCH_SIZE=8",
+            "--PREDICT_BATCH_SIZE=32", "--METHOD=cam,saliency"]
+    with_curves = json.loads(evaluate_cam.main([*argv, "--STEPS=2"]).read_text())
+    (run_dir / "deletion_insertion_first8.png").unlink()
+    path = evaluate_cam.main([*argv, "--STEPS=0"])
+    board = json.loads(path.read_text())
+    removal = {"deletion_auc", "insertion_auc"}
+    for name, row in [*board["methods"].items(), *board["baselines"].items()]:
+        other = (with_curves["methods"] | with_curves["baselines"])[name]
+        assert removal <= set(other) and not removal & set(row)
+        assert {key: row[key] for key in row if key not in ("ms_per_image", "ci95")} == {
+            key: other[key] for key in row if key not in ("ms_per_image", "ci95")}
+    assert "deletion" not in (run_dir / "leaderboard_first8.md").read_text()
+    assert not (run_dir / "deletion_insertion_first8.png").exists()
+
+
 def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
     root, run_dir = demo_run
     path = evaluate_cam.main(["--RUN_NAME=demo", f"--OUTPUT_DIR={root}", "--MAX_IMAGES=16",
@@ -80,6 +100,7 @@ def test_gradcam_of_another_layer_is_scored_into_its_own_file(demo_run, capsys):
     (["--THRESHOLD=2"], "THRESHOLD=2.0 must be between 0 and 1"),
     (["--BOX_PROTOCOL=voc"], "BOX_PROTOCOL='voc'"),
     (["--MAX_IMAGES=-1"], "MAX_IMAGES=-1"),
+    (["--STEPS=-1"], "STEPS=-1 must be 0 (no deletion / insertion) or more"),
     (["--SCORECAM_MAX_CHANNELS=-1"], "SCORECAM_MAX_CHANNELS=-1 must be 0 (all channels) or more"),
     (["--ABLATION_BATCH=0"], "ABLATION_BATCH=0 must be at least 1"),
     (["--AUG_SMOOTH=True", "--METHOD=all"],

@@ -178,7 +178,7 @@ def test_keep_best_chooses_on_a_slice_held_out_of_training(demo_run, tmp_path, c
     (["--LEARNING_RATE=-1"], "LEARNING_RATE=-1.0 must be positive"),
     (["--DATASET=no_such_set"], "unknown dataset 'no_such_set'"),
     (["--BACKBONE=vgg"], "BACKBONE='vgg'; choose one of vgg19, vgg16, resnet50, mobilenet_v2, "
-                         "efficientnet_b0, convnext_tiny, small_vgg"),
+                         "efficientnet_b0, convnext_tiny, small_vgg, tiny_vgg"),
     (["--MIXED_PRECISION=fp8"], "MIXED_PRECISION='fp8'"),
     (["--MIXED_PRECISION=auto", "--STRATEGY=multiworker"], "workers could disagree"),
     (["--CACHE=maybe"], "CACHE='maybe'"),
