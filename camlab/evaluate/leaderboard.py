@@ -192,8 +192,8 @@ def trust_markdown(board: dict[str, Any]) -> list[str]:
               f"{INTERVALS.split(';')[0]}. Positive: the interval is above 0; the tau says "
               "how close to the cause's order.", ""]
     lines += table((f"method: {truth['metric']} minus the edge map's", "beats the edge map"),
-                   [(f"{method}: {entry['difference']:+.3f} [{entry['ci95'][0]:+.2f}, "
-                     f"{entry['ci95'][1]:+.2f}]", "yes" if entry["beats"] else "no")
+                   [(f"{method}: {entry['difference']:+.3f} [{entry['ci95'][0]:+.3f}, "
+                     f"{entry['ci95'][1]:+.3f}]", "yes" if entry["beats"] else "no")
                     for method, entry in board["beats_edge"].items()])
     return lines
 
