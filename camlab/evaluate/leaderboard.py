@@ -168,6 +168,12 @@ def verdict(entry: dict[str, Any]) -> str:
     return "positive" if interval[0] > 0 else "negative" if interval[1] < 0 else "cannot tell"
 
 
+def difference_text(value: float, interval) -> str:
+    """A signed difference and its interval to the same 3 decimals, "+0.006 [+0.005,
+    +0.007]" (2 decimals would print that interval as [+0.01, +0.01])."""
+    return f"{value:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
 def tau_text(entry: dict[str, Any], missing: str = "-") -> str:
     """A score's tau with the cause and its interval, "0.49 [0.41, 0.55]"; `missing` when
     every method has the same value (no tau)."""
@@ -192,8 +198,8 @@ def trust_markdown(board: dict[str, Any]) -> list[str]:
               f"{INTERVALS.split(';')[0]}. Positive: the interval is above 0; the tau says "
               "how close to the cause's order.", ""]
     lines += table((f"method: {truth['metric']} minus the edge map's", "beats the edge map"),
-                   [(f"{method}: {entry['difference']:+.3f} [{entry['ci95'][0]:+.3f}, "
-                     f"{entry['ci95'][1]:+.3f}]", "yes" if entry["beats"] else "no")
+                   [(f"{method}: {difference_text(entry['difference'], entry['ci95'])}",
+                     "yes" if entry["beats"] else "no")
                     for method, entry in board["beats_edge"].items()])
     return lines
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import re
 import time
@@ -437,8 +436,8 @@ def render_seeds(name: str) -> Callable[[dict[str, dict]], list[str]]:
     return render
 
 
-def _interval(low: float, high: float, sign: str = "", digits: int = 2) -> str:
-    return f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+def _interval(low: float, high: float) -> str:
+    return f"[{low:.2f}, {high:.2f}]"
 
 
 VERDICT_PHRASES = {  # leaderboard.verdict of a score's Kendall tau with the cause's order
@@ -469,20 +468,17 @@ def render_known_cause(files: dict[str, dict]) -> list[str]:
         return (f"{'all ' if not no else ''}{len(yes)}: {', '.join(yes)}" if yes
                 else "none") + (f"; not: {', '.join(no)}" if no else "")
 
-    # Differences keep their 3 decimals in the interval too: a shortcut's +0.006 lies
-    # in [+0.005, +0.007], which 2 decimals would print as [+0.01, +0.01].
-    edge = split({m: (e["beats"], f"{e['difference']:+.3f} {_interval(*e['ci95'], '+', 3)}")
+    edge = split({m: (e["beats"], leaderboard.difference_text(e["difference"], e["ci95"]))
                   for m, e in cause["beats_edge"].items()})
     detected = {}
     for method, row in shortcut["methods"].items():
         if leaderboard.SHORTCUT in row:
             low, high = row["ci95"][leaderboard.SHORTCUT]
-            detected[method] = (low > 0, f"{row[leaderboard.SHORTCUT]:+.3f} "
-                                         f"{_interval(low, high, '+', 3)}")
+            detected[method] = (low > 0, leaderboard.difference_text(
+                row[leaderboard.SHORTCUT], (low, high)))
     by_verdict: dict[str, list[str]] = {}
     for key, entry in cause["agreement"].items():
-        shown = (f"{key} {entry['tau']:.2f} {_interval(*entry['ci95'])}"
-                 if math.isfinite(entry["tau"]) else key)
+        shown = f"{key} {leaderboard.tau_text(entry, '')}".rstrip()
         by_verdict.setdefault(leaderboard.verdict(entry), []).append(shown)
     rows = [("most map mass on the proven cause", best_text),
             ("beat the edge map on it", edge),
